@@ -1,1 +1,14 @@
-pub fn x(){}
+//! MDX Stems: stem separation with MDX23C (TFC-TDF v3) models, as a CLI and an audio plugin.
+//!
+//! Layout:
+//! - [`model`]: config, checkpoint reading, the network (no plugin, no audio I/O).
+//! - [`dsp`]: STFT/iSTFT and the overlap-add schedules.
+//! - [`audio`]: audio files and resampling.
+//! - [`device`]: the one place that picks device and precision.
+//! - [`engine`]: model + STFT = chunks in, stems out; whole-signal separation.
+
+pub mod audio;
+pub mod device;
+pub mod dsp;
+pub mod engine;
+pub mod model;

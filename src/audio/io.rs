@@ -1,0 +1,541 @@
+//! Reading audio files (symphonia) and writing 32-bit float WAV files (hound).
+//!
+//! [`read_audio`] decodes the first audio track of a WAV, FLAC, MP3, OGG Vorbis or AIFF file into
+//! planar `f32`, trimming encoder delay/padding where the format signals it (gapless decoding).
+//! [`write_wav_f32`] writes planar `f32` channels as an interleaved IEEE-float WAV.
+
+use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+
+use super::{AudioBuffer, AudioError};
+
+/// Give up after this many consecutive packets that fail to decode (a few corrupt MP3 frames are
+/// skipped, a file that is garbage throughout is reported).
+const MAX_CONSECUTIVE_BAD_PACKETS: usize = 64;
+
+/// Upper bound on the capacity reserved up front from the frame count a header claims, so a junk
+/// header cannot make us reserve gigabytes. Longer files still decode, the Vecs just grow.
+const MAX_RESERVE_FRAMES: u64 = 1 << 24;
+
+/// Decode an audio file into planar `f32` at its native sample rate and channel count.
+///
+/// The container is probed from the content, with the file extension as a hint, so a misnamed
+/// file still decodes. Supported: WAV (PCM integer/float, ADPCM), FLAC, MP3, OGG Vorbis, AIFF.
+/// Only the first (default) audio track is decoded. Isolated corrupt packets are skipped; too
+/// many in a row is a [`AudioError::Decode`]. A truncated file yields the audio up to the cut.
+/// A valid file with no samples yields an empty buffer (`frames() == 0`).
+///
+/// Never panics on junk input: a panic inside a decoder is caught and reported as
+/// [`AudioError::Decode`].
+///
+/// # Errors
+/// [`AudioError::Open`] if the file cannot be opened, [`AudioError::UnsupportedFormat`] for an
+/// unrecognised, empty or junk file, [`AudioError::NoAudioTrack`], or [`AudioError::Decode`].
+pub fn read_audio(path: &Path) -> Result<AudioBuffer, AudioError> {
+    let file = File::open(path).map_err(|error| AudioError::Open {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    match catch_unwind(AssertUnwindSafe(|| decode_file(path, file))) {
+        Ok(result) => result,
+        Err(_) => Err(decode_error(path, "the decoder panicked on malformed data")),
+    }
+}
+
+fn decode_error(path: &Path, message: impl Into<String>) -> AudioError {
+    AudioError::Decode {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn unsupported(path: &Path) -> AudioError {
+    AudioError::UnsupportedFormat {
+        path: path.to_path_buf(),
+    }
+}
+
+fn decode_file(path: &Path, file: File) -> Result<AudioBuffer, AudioError> {
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+
+    // Probe failures (no known container found, empty file, junk) all mean "not a format we
+    // read"; a genuine I/O failure while reading would have been an `Open` error in practice.
+    let mut format = symphonia::default::get_probe()
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|_| unsupported(path))?;
+
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| AudioError::NoAudioTrack {
+            path: path.to_path_buf(),
+        })?;
+    let track_id = track.id;
+    let reserve = track.num_frames.unwrap_or(0).min(MAX_RESERVE_FRAMES) as usize;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| AudioError::NoAudioTrack {
+            path: path.to_path_buf(),
+        })?;
+    let mut sample_rate = params.sample_rate.unwrap_or(0);
+    let mut channel_count = params.channels.as_ref().map_or(0, |c| c.count());
+
+    let mut decoder = symphonia::default::get_codecs()
+        .make_audio_decoder(params, &AudioDecoderOptions::default())
+        .map_err(|e| match e {
+            SymphoniaError::Unsupported(_) => unsupported(path),
+            other => decode_error(path, other.to_string()),
+        })?;
+
+    let mut channels: Vec<Vec<f32>> = Vec::new();
+    let mut packet_planes: Vec<Vec<f32>> = Vec::new();
+    let mut bad_in_a_row = 0usize;
+    let mut last_packet_error = String::new();
+
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(packet)) => packet,
+            Ok(None) => break,
+            // A chained OGG stream changes its track list: keep the first stream only.
+            Err(SymphoniaError::ResetRequired) => break,
+            // Truncated file: keep what was decoded up to the cut.
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break;
+            }
+            Err(e) => return Err(decode_error(path, e.to_string())),
+        };
+        if packet.track_id != track_id {
+            continue;
+        }
+
+        let decoded = match decoder.decode(&packet) {
+            Ok(decoded) => decoded,
+            Err(SymphoniaError::DecodeError(msg)) => {
+                bad_in_a_row += 1;
+                last_packet_error = msg.to_string();
+                if bad_in_a_row > MAX_CONSECUTIVE_BAD_PACKETS {
+                    return Err(decode_error(
+                        path,
+                        format!("too many corrupt packets in a row ({last_packet_error})"),
+                    ));
+                }
+                continue;
+            }
+            Err(SymphoniaError::IoError(e)) => {
+                bad_in_a_row += 1;
+                last_packet_error = e.to_string();
+                if bad_in_a_row > MAX_CONSECUTIVE_BAD_PACKETS {
+                    return Err(decode_error(
+                        path,
+                        format!("too many corrupt packets in a row ({last_packet_error})"),
+                    ));
+                }
+                continue;
+            }
+            Err(e) => return Err(decode_error(path, e.to_string())),
+        };
+        bad_in_a_row = 0;
+
+        let spec = decoded.spec();
+        let rate = spec.rate();
+        let count = spec.channels().count();
+        if channels.is_empty() {
+            // First decoded packet fixes the layout (codec parameters may omit it).
+            if rate != 0 {
+                sample_rate = rate;
+            }
+            if count != 0 {
+                channel_count = count;
+            }
+            if channel_count == 0 {
+                return Err(decode_error(path, "stream has zero channels"));
+            }
+            channels = (0..channel_count)
+                .map(|_| Vec::with_capacity(reserve))
+                .collect();
+        } else if count != channel_count || (rate != 0 && rate != sample_rate) {
+            return Err(decode_error(
+                path,
+                format!(
+                    "stream format changes mid-file ({channel_count} ch @ {sample_rate} Hz -> \
+                     {count} ch @ {rate} Hz)"
+                ),
+            ));
+        }
+        if decoded.frames() == 0 {
+            continue;
+        }
+        decoded.copy_to_vecs_planar::<f32>(&mut packet_planes);
+        for (dst, src) in channels.iter_mut().zip(&packet_planes) {
+            dst.extend_from_slice(src);
+        }
+    }
+
+    if channels.is_empty() {
+        // No packet decoded. Either the stream is legitimately empty, or every packet was bad.
+        if bad_in_a_row > 0 {
+            return Err(decode_error(
+                path,
+                format!("no packet could be decoded ({last_packet_error})"),
+            ));
+        }
+        if channel_count == 0 {
+            return Err(decode_error(path, "stream has zero channels"));
+        }
+        channels = vec![Vec::new(); channel_count];
+    }
+    if sample_rate == 0 {
+        return Err(decode_error(path, "unknown sample rate"));
+    }
+    Ok(AudioBuffer {
+        sample_rate,
+        channels,
+    })
+}
+
+/// Write planar `channels` as a 32-bit IEEE-float WAV file (interleaved frames), overwriting
+/// any existing file.
+///
+/// # Errors
+/// [`AudioError::Write`] if there are no channels or more than 65535, the channels differ in
+/// length, `sample_rate` is 0, or the file cannot be created/written (e.g. missing directory,
+/// more than 4 GiB of data).
+pub fn write_wav_f32(
+    path: &Path,
+    sample_rate: u32,
+    channels: &[Vec<f32>],
+) -> Result<(), AudioError> {
+    let write_err = |message: String| AudioError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
+
+    if channels.is_empty() {
+        return Err(write_err("no channels to write".into()));
+    }
+    let num_channels = u16::try_from(channels.len())
+        .map_err(|_| write_err(format!("too many channels ({})", channels.len())))?;
+    if sample_rate == 0 {
+        return Err(write_err("sample rate is 0".into()));
+    }
+    let frames = channels[0].len();
+    if channels.iter().any(|c| c.len() != frames) {
+        return Err(write_err("channels have different lengths".into()));
+    }
+
+    let spec = hound::WavSpec {
+        channels: num_channels,
+        sample_rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).map_err(|e| write_err(e.to_string()))?;
+    for frame in 0..frames {
+        for channel in channels {
+            writer
+                .write_sample(channel[frame])
+                .map_err(|e| write_err(e.to_string()))?;
+        }
+    }
+    writer.finalize().map_err(|e| write_err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A fresh scratch directory per test (tests run in parallel).
+    fn temp_dir(test: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("mdx_stems_audio_{}_{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        dir
+    }
+
+    fn test_data(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("data")
+            .join(name)
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift64*), no `rand` dependency.
+    fn junk_bytes(n: usize, mut seed: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed >> 12;
+                seed ^= seed << 25;
+                seed ^= seed >> 27;
+                (seed.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+            })
+            .collect()
+    }
+
+    /// Amplitude of the best-fitting sinusoid at `freq` and the fraction of the signal energy it
+    /// explains (1.0 = pure sine at that frequency).
+    fn sine_fit(x: &[f32], rate: f64, freq: f64) -> (f64, f64) {
+        let w = 2.0 * std::f64::consts::PI * freq / rate;
+        let (mut s, mut c, mut energy) = (0.0f64, 0.0f64, 0.0f64);
+        for (n, &v) in x.iter().enumerate() {
+            let v = v as f64;
+            s += v * (w * n as f64).sin();
+            c += v * (w * n as f64).cos();
+            energy += v * v;
+        }
+        let n = x.len() as f64;
+        let amp = 2.0 / n * (s * s + c * c).sqrt();
+        let explained = (amp * amp / 2.0 * n) / energy.max(1e-30);
+        (amp, explained)
+    }
+
+    #[test]
+    fn f32_wav_round_trip_is_bit_exact() {
+        let dir = temp_dir("f32_round_trip");
+        let path = dir.join("rt.wav");
+        let left: Vec<f32> = (0..1000)
+            .map(|i| ((i as f32) * 0.0123).sin() * 0.9)
+            .collect();
+        let mut right: Vec<f32> = junk_bytes(1000, 7)
+            .iter()
+            .map(|&b| (b as f32 - 128.0) / 97.0)
+            .collect();
+        // Values that must survive untouched: extremes, subnormal, > 1.0, negative zero.
+        right[0] = 1.5;
+        right[1] = -2.25;
+        right[2] = f32::MIN_POSITIVE / 4.0;
+        right[3] = -0.0;
+        write_wav_f32(&path, 48000, &[left.clone(), right.clone()]).expect("write");
+        let buf = read_audio(&path).expect("read");
+        assert_eq!(buf.sample_rate, 48000);
+        assert_eq!(buf.channels.len(), 2);
+        assert_eq!(buf.frames(), 1000);
+        for (a, b) in buf.channels[0].iter().zip(&left) {
+            assert_eq!(a.to_bits(), b.to_bits());
+        }
+        for (a, b) in buf.channels[1].iter().zip(&right) {
+            assert_eq!(a.to_bits(), b.to_bits());
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn mono_file_becomes_two_identical_channels() {
+        let dir = temp_dir("mono");
+        let path = dir.join("mono.wav");
+        let mono: Vec<f32> = (0..500).map(|i| (i as f32 / 500.0) - 0.5).collect();
+        write_wav_f32(&path, 22050, std::slice::from_ref(&mono)).expect("write");
+        let buf = read_audio(&path).expect("read");
+        assert_eq!(buf.channels.len(), 1);
+        let st = buf.into_stereo();
+        assert_eq!(st.sample_rate, 22050);
+        assert_eq!(st.channels.len(), 2);
+        assert_eq!(st.channels[0], mono);
+        assert_eq!(st.channels[1], mono);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn write_int_wav(path: &Path, bits: u16, samples: &[i32]) {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44100,
+            bits_per_sample: bits,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).expect("create");
+        for &s in samples {
+            w.write_sample(s).expect("write sample");
+        }
+        w.finalize().expect("finalize");
+    }
+
+    #[test]
+    fn pcm16_and_pcm24_decode_to_the_right_values() {
+        let dir = temp_dir("pcm_int");
+        // Interleaved L/R pairs.
+        let s16 = [0, 0, 16384, -16384, 32767, -32768, 1, -1, 12345, -23456];
+        let p16 = dir.join("s16.wav");
+        write_int_wav(&p16, 16, &s16);
+        let b = read_audio(&p16).expect("read 16-bit");
+        assert_eq!((b.sample_rate, b.channels.len(), b.frames()), (44100, 2, 5));
+        for (i, &s) in s16.iter().enumerate() {
+            let got = b.channels[i % 2][i / 2];
+            assert!(
+                (got - s as f32 / 32768.0).abs() <= 1e-7,
+                "16-bit sample {i}: {got} vs {s}"
+            );
+        }
+        assert_eq!(b.channels[1][2], -1.0);
+
+        let s24 = [
+            0, 0, 4_194_304, -4_194_304, 8_388_607, -8_388_608, 1, -1, 1_234_567, -7_654_321,
+        ];
+        let p24 = dir.join("s24.wav");
+        write_int_wav(&p24, 24, &s24);
+        let b = read_audio(&p24).expect("read 24-bit");
+        assert_eq!((b.sample_rate, b.channels.len(), b.frames()), (44100, 2, 5));
+        for (i, &s) in s24.iter().enumerate() {
+            let got = b.channels[i % 2][i / 2];
+            assert!(
+                (got - s as f32 / 8_388_608.0).abs() <= 1e-7,
+                "24-bit sample {i}: {got} vs {s}"
+            );
+        }
+        assert_eq!(b.channels[0][1], 0.5);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn check_sine_file(name: &str, len_tolerance: usize) {
+        let path = test_data(name);
+        let b = read_audio(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b.sample_rate, 44100, "{name}");
+        assert_eq!(b.channels.len(), 2, "{name}");
+        let frames = b.frames();
+        assert!(
+            frames.abs_diff(22050) <= len_tolerance,
+            "{name}: {frames} frames, expected 22050 +- {len_tolerance}"
+        );
+        for (c, ch) in b.channels.iter().enumerate() {
+            assert_eq!(ch.len(), frames);
+            // Middle 0.3 s, away from codec priming/padding transients.
+            let mid = &ch[4410..4410 + 13230];
+            let (amp, explained) = sine_fit(mid, 44100.0, 440.0);
+            assert!(
+                (amp - 0.5).abs() < 0.03,
+                "{name} ch{c}: 440 Hz amplitude {amp}"
+            );
+            assert!(
+                explained > 0.99,
+                "{name} ch{c}: 440 Hz explains only {explained} of the energy"
+            );
+            // A neighbouring frequency must not fit (guards against a wrong sample rate).
+            let (amp_off, _) = sine_fit(mid, 44100.0, 480.0);
+            assert!(amp_off < 0.05, "{name} ch{c}: 480 Hz amplitude {amp_off}");
+        }
+    }
+
+    #[test]
+    fn flac_decodes_to_440hz_sine() {
+        check_sine_file("sine_440.flac", 0);
+    }
+
+    #[test]
+    fn ogg_vorbis_decodes_to_440hz_sine() {
+        check_sine_file("sine_440.ogg", 0);
+    }
+
+    #[test]
+    fn mp3_decodes_to_440hz_sine() {
+        // The file carries a LAME "Info" tag, so gapless trimming should give exactly 22050
+        // frames; allow up to one MPEG frame for encoder/decoder variations. An untrimmed
+        // decode of this file is 24192 frames and fails.
+        check_sine_file("sine_440.mp3", 1152);
+    }
+
+    #[test]
+    fn missing_file_is_an_open_error() {
+        let path = temp_dir("missing").join("does_not_exist.wav");
+        match read_audio(&path) {
+            Err(AudioError::Open { path: p, error }) => {
+                assert_eq!(p, path);
+                assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("expected Open error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_is_unsupported() {
+        let dir = temp_dir("empty");
+        let path = dir.join("empty.wav");
+        std::fs::write(&path, b"").expect("write");
+        let err = read_audio(&path).expect_err("empty file must fail");
+        assert!(
+            matches!(err, AudioError::UnsupportedFormat { .. }),
+            "got {err:?}"
+        );
+        assert!(err.to_string().contains("empty.wav"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn junk_bytes_are_unsupported() {
+        let dir = temp_dir("junk");
+        for (i, seed) in [1u64, 42, 0xDEAD_BEEF].into_iter().enumerate() {
+            let path = dir.join(format!("x{i}.wav"));
+            std::fs::write(&path, junk_bytes(20_000, seed)).expect("write");
+            let err = read_audio(&path).expect_err("junk must fail");
+            assert!(
+                matches!(err, AudioError::UnsupportedFormat { .. }),
+                "seed {seed}: got {err:?}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn truncated_wav_decodes_what_is_there() {
+        let dir = temp_dir("truncated");
+        let path = dir.join("t.wav");
+        let ch: Vec<f32> = (0..4000).map(|i| (i as f32 * 0.01).sin()).collect();
+        write_wav_f32(&path, 44100, &[ch.clone(), ch.clone()]).expect("write");
+        let bytes = std::fs::read(&path).expect("read back");
+        // Cut in the middle of the data chunk (header claims more than is present).
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
+        let b = read_audio(&path).expect("truncated file still decodes");
+        assert!(
+            b.frames() > 1000 && b.frames() < 4000,
+            "frames {}",
+            b.frames()
+        );
+        assert_eq!(&b.channels[0][..1000], &ch[..1000]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn write_rejects_bad_input_and_bad_paths() {
+        let dir = temp_dir("write_errors");
+        let p = dir.join("o.wav");
+        assert!(matches!(
+            write_wav_f32(&p, 44100, &[]),
+            Err(AudioError::Write { .. })
+        ));
+        assert!(matches!(
+            write_wav_f32(&p, 44100, &[vec![0.0; 3], vec![0.0; 2]]),
+            Err(AudioError::Write { .. })
+        ));
+        assert!(matches!(
+            write_wav_f32(&p, 0, &[vec![0.0; 3]]),
+            Err(AudioError::Write { .. })
+        ));
+        let bad = dir.join("no_such_dir").join("o.wav");
+        let err = write_wav_f32(&bad, 44100, &[vec![0.0; 3]]).expect_err("missing dir");
+        assert!(matches!(err, AudioError::Write { .. }));
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot write {}", bad.display())),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,5 @@
+//! Signal processing around the network: STFT/iSTFT ([`stft`]) and the whole-signal
+//! overlap-add schedules ([`overlap`]). Resampling lives in [`crate::audio`].
+
+pub mod overlap;
+pub mod stft;

@@ -1,0 +1,317 @@
+//! The separation engine: a loaded model plus its STFT, turning stereo chunks into stems.
+//!
+//! [`Separator`] owns the network (on the chosen device), the CPU-side STFT/iSTFT and the
+//! scratch buffers reused across chunks. The CLI drives it through [`Separator::separate`]
+//! (whole files); the plugin's inference thread calls [`Separator::process_chunks`] directly.
+//!
+//! Data path per batch: STFT on the CPU -> one upload -> network -> one download -> iSTFT.
+
+use crate::device::{self, DeviceError, DeviceRequest, Precision, Selected};
+use crate::dsp::overlap::{self, OverlapParams, Scheme};
+use crate::dsp::stft::Stft;
+use crate::model::config::ConfigError;
+use crate::model::network::{TfcTdfNet, Weights};
+use crate::model::weights::{self, Checkpoint, WeightsError};
+use crate::model::ModelConfig;
+use candle_core::{DType, Device, Tensor};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Everything that can go wrong loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error("no config for {model}: pass --config <file.yaml> or put {expected} next to the model")]
+    NoConfig { model: PathBuf, expected: PathBuf },
+    #[error("model file {0} does not exist")]
+    MissingModel(PathBuf),
+    #[error("segment of {dim_t} frames is not usable: {reason}")]
+    BadSegment { dim_t: usize, reason: String },
+    #[error("{context}: {source}")]
+    Candle { context: String, source: candle_core::Error },
+}
+
+trait Context<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, EngineError>;
+}
+
+impl<T> Context<T> for candle_core::Result<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, EngineError> {
+        self.map_err(|source| EngineError::Candle { context: context(), source })
+    }
+}
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub model: PathBuf,
+    /// Explicit config; else `<model stem>.yaml` beside the model.
+    pub config: Option<PathBuf>,
+    pub device: DeviceRequest,
+    /// `None`: f32 on the CPU, f16 on GPUs.
+    pub precision: Option<Precision>,
+    /// Segment size in STFT frames (chunk = hop * (dim_t - 1)); `None`: the config's chunk_size.
+    pub dim_t: Option<usize>,
+    /// Run one chunk of silence after loading so the first real chunk is not slow.
+    pub warmup: bool,
+}
+
+impl LoadOptions {
+    pub fn new(model: impl Into<PathBuf>) -> Self {
+        LoadOptions { model: model.into(), config: None, device: DeviceRequest::Cpu, precision: None, dim_t: None, warmup: false }
+    }
+}
+
+/// Find the config for a model: explicit path, else `<stem>.yaml` next to it.
+pub fn resolve_config(model: &Path, config: Option<&Path>) -> Result<ModelConfig, EngineError> {
+    if let Some(c) = config {
+        return Ok(ModelConfig::from_yaml_file(c)?);
+    }
+    let expected = model.with_extension("yaml");
+    if expected.is_file() {
+        return Ok(ModelConfig::from_yaml_file(&expected)?);
+    }
+    Err(EngineError::NoConfig { model: model.to_path_buf(), expected })
+}
+
+/// Wall time spent in each stage, with the device synchronised before every timestamp.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StageTimes {
+    pub stft: Duration,
+    pub upload: Duration,
+    pub network: Duration,
+    pub download: Duration,
+    pub istft: Duration,
+    pub overlap_add: Duration,
+    pub chunks: usize,
+}
+
+/// A loaded model ready to separate.
+pub struct Separator {
+    cfg: ModelConfig,
+    model_path: PathBuf,
+    net: TfcTdfNet,
+    selected: Selected,
+    precision: Precision,
+    stft: Stft,
+    chunk: usize,
+    /// Host spectrogram scratch, [batch][4][dim_f][T], grown on demand.
+    spec: Vec<f32>,
+    /// Lazily built CPU twin used when a GPU call fails.
+    cpu_fallback: Option<TfcTdfNet>,
+    /// When `Some`, per-stage timings are collected (costs a device sync per stage).
+    pub profile: Option<StageTimes>,
+    /// Messages for the user (fallbacks, retries); drained by the caller.
+    pub warnings: Vec<String>,
+}
+
+fn build_net(cfg: &ModelConfig, ckpt: &Checkpoint, dtype: DType, device: &Device) -> Result<TfcTdfNet, EngineError> {
+    let on_dev = weights::to_device(&ckpt.tensors, dtype, device).ctx(|| "copying weights to the device".into())?;
+    TfcTdfNet::new(cfg, &Weights::new(&on_dev), dtype, device).ctx(|| format!("building the network from {}", ckpt.path.display()))
+}
+
+impl Separator {
+    /// Load config + weights, check them strictly, build the network on the chosen device.
+    pub fn load(opts: &LoadOptions) -> Result<Self, EngineError> {
+        if !opts.model.is_file() {
+            return Err(EngineError::MissingModel(opts.model.clone()));
+        }
+        let cfg = resolve_config(&opts.model, opts.config.as_deref())?;
+        let ckpt = Checkpoint::read(&opts.model)?;
+        Self::from_parts(cfg, ckpt, opts)
+    }
+
+    /// Build from an already-read config and checkpoint.
+    pub fn from_parts(cfg: ModelConfig, ckpt: Checkpoint, opts: &LoadOptions) -> Result<Self, EngineError> {
+        weights::check_tensors(&ckpt, &cfg)?;
+        let chunk = match opts.dim_t {
+            Some(dim_t) => {
+                let c = cfg.chunk_for_dim_t(dim_t);
+                cfg.check_chunk(c).map_err(|reason| EngineError::BadSegment { dim_t, reason })?;
+                c
+            }
+            None => cfg.audio.chunk_size,
+        };
+        if chunk <= cfg.audio.n_fft / 2 {
+            return Err(EngineError::BadSegment {
+                dim_t: chunk / cfg.audio.hop_length + 1,
+                reason: format!("a chunk of {chunk} samples is shorter than half the FFT ({})", cfg.audio.n_fft),
+            });
+        }
+        let mut selected = device::select(opts.device)?;
+        let precision = opts.precision.unwrap_or_else(|| selected.default_precision());
+        let mut warnings: Vec<String> = selected.warning.take().into_iter().collect();
+        let net = match build_net(&cfg, &ckpt, precision.dtype(), &selected.device) {
+            Ok(n) => n,
+            Err(e) if selected.is_gpu() => {
+                warnings.push(format!("{} failed to load the model ({e}); running on the CPU", selected.name));
+                selected = Selected { device: Device::Cpu, name: "CPU".into(), warning: None };
+                build_net(&cfg, &ckpt, precision.dtype(), &Device::Cpu)?
+            }
+            Err(e) => return Err(e),
+        };
+        drop(ckpt);
+        let stft = Stft::new(cfg.audio.n_fft, cfg.audio.hop_length, cfg.audio.dim_f, chunk);
+        let mut sep = Separator {
+            cfg,
+            model_path: opts.model.clone(),
+            net,
+            selected,
+            precision,
+            stft,
+            chunk,
+            spec: vec![],
+            cpu_fallback: None,
+            profile: None,
+            warnings,
+        };
+        if opts.warmup {
+            let input = vec![0f32; 2 * chunk];
+            let mut out = vec![0f32; sep.stems().len() * 2 * chunk];
+            sep.process_chunks(&input, 1, &mut out)?;
+        }
+        Ok(sep)
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+    pub fn stems(&self) -> Vec<String> {
+        self.cfg.stems()
+    }
+    pub fn num_stems(&self) -> usize {
+        self.cfg.num_stems()
+    }
+    /// Samples per chunk at the model's rate.
+    pub fn chunk_len(&self) -> usize {
+        self.chunk
+    }
+    pub fn sample_rate(&self) -> u32 {
+        self.cfg.audio.sample_rate
+    }
+    pub fn device_name(&self) -> &str {
+        &self.selected.name
+    }
+    pub fn device(&self) -> &Device {
+        &self.selected.device
+    }
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn lap(&self, t: &mut Instant, slot: impl FnOnce(&mut StageTimes) -> &mut Duration, profile: &mut Option<StageTimes>) {
+        if let Some(p) = profile.as_mut() {
+            device::synchronize(&self.selected.device);
+            let now = Instant::now();
+            *slot(p) += now - *t;
+            *t = now;
+        }
+    }
+
+    /// Separate `n` stereo chunks: `input` is [n][2][chunk], `out` receives [n][stems][2][chunk].
+    pub fn process_chunks(&mut self, input: &[f32], n: usize, out: &mut [f32]) -> Result<(), EngineError> {
+        let c = self.chunk;
+        let s = self.num_stems();
+        assert_eq!(input.len(), n * 2 * c, "input must be [n][2][chunk]");
+        assert_eq!(out.len(), n * s * 2 * c, "output must be [n][stems][2][chunk]");
+        let per_ch = self.stft.spec_len();
+        let mut profile = self.profile.take();
+        let mut t = Instant::now();
+        self.spec.resize(n * 2 * per_ch, 0.0);
+        for (i, x) in input.chunks_exact(c).enumerate() {
+            self.stft.forward(x, &mut self.spec[i * per_ch..(i + 1) * per_ch]);
+        }
+        self.lap(&mut t, |p| &mut p.stft, &mut profile);
+        let spec_out = self.run_network(n, &mut t, &mut profile)?;
+        for (i, y) in out.chunks_exact_mut(c).enumerate() {
+            self.stft.inverse(&spec_out[i * per_ch..(i + 1) * per_ch], y);
+        }
+        self.lap(&mut t, |p| &mut p.istft, &mut profile);
+        if let Some(p) = profile.as_mut() {
+            p.chunks += n;
+        }
+        self.profile = profile;
+        Ok(())
+    }
+
+    /// Network on `self.spec` (n chunks); returns the host output [n][stems][4][dim_f][T].
+    /// Out-of-memory halves the batch; any other GPU error retries on the CPU.
+    fn run_network(&mut self, n: usize, t: &mut Instant, profile: &mut Option<StageTimes>) -> Result<Vec<f32>, EngineError> {
+        let (dim_f, frames) = (self.cfg.audio.dim_f, self.stft.frames());
+        match self.try_network(&self.net, 0, n, dim_f, frames, t, profile) {
+            Ok(v) => Ok(v),
+            Err(e) if self.selected.is_gpu() && n > 1 && is_oom(&e) => {
+                self.warnings.push(format!("{}: out of memory with batch {n}; halving the batch", self.selected.name));
+                let half = n / 2;
+                let mut a = self.try_network(&self.net, 0, half, dim_f, frames, t, profile).ctx(|| "GPU batch".into())?;
+                let b = self.try_network(&self.net, half, n - half, dim_f, frames, t, profile).ctx(|| "GPU batch".into())?;
+                a.extend_from_slice(&b);
+                Ok(a)
+            }
+            Err(e) if self.selected.is_gpu() => {
+                self.warnings.push(format!("{} error ({e}); this chunk was computed on the CPU", self.selected.name));
+                if self.cpu_fallback.is_none() {
+                    let ckpt = Checkpoint::read(&self.model_path)?;
+                    self.cpu_fallback = Some(build_net(&self.cfg, &ckpt, DType::F32, &Device::Cpu)?);
+                }
+                let net = self.cpu_fallback.as_ref().expect("built above");
+                self.try_network(net, 0, n, dim_f, frames, t, profile).ctx(|| "CPU fallback".into())
+            }
+            Err(e) => Err(EngineError::Candle { context: "running the network".into(), source: e }),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn try_network(
+        &self,
+        net: &TfcTdfNet,
+        first: usize,
+        n: usize,
+        dim_f: usize,
+        frames: usize,
+        t: &mut Instant,
+        profile: &mut Option<StageTimes>,
+    ) -> candle_core::Result<Vec<f32>> {
+        let per = 4 * dim_f * frames;
+        let host = &self.spec[first * per..(first + n) * per];
+        let x = Tensor::from_slice(host, (n, 4, dim_f, frames), &Device::Cpu)?
+            .to_device(net.device())?
+            .to_dtype(net.dtype())?;
+        self.lap(t, |p| &mut p.upload, profile);
+        let y = net.forward_spec(&x)?;
+        self.lap(t, |p| &mut p.network, profile);
+        let v = y.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        self.lap(t, |p| &mut p.download, profile);
+        Ok(v)
+    }
+
+    /// Separate a whole stereo signal ([2][n] at the model's rate) into [stems][2][n].
+    pub fn separate(
+        &mut self,
+        mix: &[Vec<f32>],
+        scheme: Scheme,
+        overlap: usize,
+        batch: usize,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<Vec<Vec<f32>>>, EngineError> {
+        let p = OverlapParams { chunk: self.chunk, overlap: overlap.max(1), stems: self.num_stems(), batch: batch.max(1) };
+        let start = Instant::now();
+        let mut run = |inp: &[f32], n: usize, out: &mut [f32]| self.process_chunks(inp, n, out);
+        let result = overlap::separate(scheme, &p, mix, &mut run, progress)?;
+        if let Some(prof) = self.profile.as_mut() {
+            let inside = prof.stft + prof.upload + prof.network + prof.download + prof.istft;
+            prof.overlap_add = start.elapsed().saturating_sub(inside);
+        }
+        Ok(result)
+    }
+}
+
+fn is_oom(e: &candle_core::Error) -> bool {
+    let s = e.to_string().to_lowercase();
+    s.contains("out of memory") || s.contains("out_of_memory")
+}

@@ -1,0 +1,299 @@
+//! Checkpoint reading and the strict shape check.
+//!
+//! `.ckpt`/`.pth` files are PyTorch zip archives holding a pickled `state_dict`. They are read
+//! with candle's pickle *interpreter*, which only understands the opcodes needed to rebuild
+//! dicts and tensors and never imports or calls Python code. `.safetensors` files are read
+//! directly. Before a network is built, [`check_tensors`] compares what the file holds with
+//! what the config needs and reports every difference at once.
+
+use super::config::{ModelConfig, NormKind};
+use candle_core::{DType, Device, Tensor};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Errors while reading a model's weights.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("cannot read model {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a PyTorch checkpoint or safetensors file: {reason}")]
+    NotACheckpoint { path: PathBuf, reason: String },
+    #[error("{path} holds no tensors (is it a model checkpoint?)")]
+    Empty { path: PathBuf },
+    #[error("{}", mismatch_message(path, missing, unexpected, misshaped, hint))]
+    Mismatch {
+        path: PathBuf,
+        missing: Vec<(String, Vec<usize>)>,
+        unexpected: Vec<(String, Vec<usize>)>,
+        misshaped: Vec<(String, Vec<usize>, Vec<usize>)>,
+        hint: Option<String>,
+    },
+}
+
+fn mismatch_message(
+    path: &Path,
+    missing: &[(String, Vec<usize>)],
+    unexpected: &[(String, Vec<usize>)],
+    misshaped: &[(String, Vec<usize>, Vec<usize>)],
+    hint: &Option<String>,
+) -> String {
+    const SHOW: usize = 12;
+    let mut s = format!(
+        "model {} does not match its config: {} missing, {} unexpected, {} mis-shaped tensors",
+        path.display(),
+        missing.len(),
+        unexpected.len(),
+        misshaped.len()
+    );
+    if let Some(h) = hint {
+        s.push_str(&format!("\n  hint: {h}"));
+    }
+    for (n, sh) in missing.iter().take(SHOW) {
+        s.push_str(&format!("\n  missing:     {n} {sh:?}"));
+    }
+    if missing.len() > SHOW {
+        s.push_str(&format!("\n  ... and {} more missing", missing.len() - SHOW));
+    }
+    for (n, sh) in unexpected.iter().take(SHOW) {
+        s.push_str(&format!("\n  unexpected:  {n} {sh:?}"));
+    }
+    if unexpected.len() > SHOW {
+        s.push_str(&format!("\n  ... and {} more unexpected", unexpected.len() - SHOW));
+    }
+    for (n, e, f) in misshaped.iter().take(SHOW) {
+        s.push_str(&format!("\n  mis-shaped:  {n} expected {e:?}, found {f:?}"));
+    }
+    if misshaped.len() > SHOW {
+        s.push_str(&format!("\n  ... and {} more mis-shaped", misshaped.len() - SHOW));
+    }
+    s
+}
+
+/// A checkpoint's floating-point tensors, by name, on the CPU in their stored dtype.
+/// Integer bookkeeping tensors (`num_batches_tracked`) are dropped.
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+impl Checkpoint {
+    /// Read `.safetensors`, or a PyTorch zip checkpoint (`.ckpt`, `.pth`, `.pt`), by content.
+    pub fn read(path: &Path) -> Result<Self, WeightsError> {
+        let bytes_head = {
+            use std::io::Read;
+            let mut f = std::fs::File::open(path)
+                .map_err(|source| WeightsError::Io { path: path.to_path_buf(), source })?;
+            let mut head = [0u8; 4];
+            let n = f.read(&mut head).map_err(|source| WeightsError::Io { path: path.to_path_buf(), source })?;
+            head[..n].to_vec()
+        };
+        let not = |reason: String| WeightsError::NotACheckpoint { path: path.to_path_buf(), reason };
+        let raw: Vec<(String, Tensor)> = if bytes_head.starts_with(b"PK") {
+            read_pickle_zip(path).map_err(not)?
+        } else if bytes_head.len() == 4 {
+            // safetensors starts with a little-endian u64 header length.
+            candle_core::safetensors::load(path, &Device::Cpu)
+                .map_err(|e| not(format!("not a zip checkpoint and not safetensors ({e})")))?
+                .into_iter()
+                .collect()
+        } else {
+            return Err(not("file is too short".into()));
+        };
+        let mut tensors = HashMap::new();
+        for (name, t) in raw {
+            if !t.dtype().is_float() {
+                continue;
+            }
+            tensors.insert(name, t);
+        }
+        strip_common_prefix(&mut tensors);
+        if tensors.is_empty() {
+            return Err(WeightsError::Empty { path: path.to_path_buf() });
+        }
+        Ok(Checkpoint { path: path.to_path_buf(), tensors })
+    }
+
+    /// Names and shapes, sorted by name.
+    pub fn shapes(&self) -> BTreeMap<String, Vec<usize>> {
+        self.tensors.iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect()
+    }
+
+    /// Total number of floating-point values.
+    pub fn parameter_count(&self) -> usize {
+        self.tensors.values().map(|t| t.elem_count()).sum()
+    }
+}
+
+/// The checkpoint's state dict is either the top-level object or under `state_dict` (Lightning).
+fn read_pickle_zip(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
+    let attempt = |key: Option<&str>| -> Result<Vec<(String, Tensor)>, String> {
+        // The pickle reader is a data-only interpreter; guard against panics on hostile input.
+        let p = path.to_path_buf();
+        let key = key.map(str::to_owned);
+        std::panic::catch_unwind(move || candle_core::pickle::read_all_with_key(&p, key.as_deref()))
+            .map_err(|_| "the pickle data is malformed".to_string())?
+            .map_err(|e| e.to_string())
+    };
+    let top = attempt(None)?;
+    if !top.is_empty() {
+        return Ok(top);
+    }
+    attempt(Some("state_dict")).or(Ok(vec![]))
+}
+
+/// Lightning / DataParallel checkpoints prefix every key (`model.`, `module.`): remove it.
+fn strip_common_prefix(tensors: &mut HashMap<String, Tensor>) {
+    for prefix in ["model.", "module."] {
+        if !tensors.is_empty() && tensors.keys().all(|k| k.starts_with(prefix)) {
+            let old = std::mem::take(tensors);
+            *tensors = old.into_iter().map(|(k, v)| (k[prefix.len()..].to_string(), v)).collect();
+        }
+    }
+}
+
+/// Every tensor the network built from `cfg` reads, with its shape, in checkpoint naming.
+pub fn expected_tensors(cfg: &ModelConfig) -> BTreeMap<String, Vec<usize>> {
+    let m = &cfg.model;
+    let mut out = BTreeMap::new();
+    let norm = |out: &mut BTreeMap<String, Vec<usize>>, p: &str, c: usize| match m.norm {
+        NormKind::Identity => {}
+        NormKind::Batch => {
+            for k in ["weight", "bias", "running_mean", "running_var"] {
+                out.insert(format!("{p}.{k}"), vec![c]);
+            }
+        }
+        NormKind::Instance | NormKind::Group(_) => {
+            out.insert(format!("{p}.weight"), vec![c]);
+            out.insert(format!("{p}.bias"), vec![c]);
+        }
+    };
+    let tfc_tdf = |out: &mut BTreeMap<String, Vec<usize>>, p: &str, in_c: usize, c: usize, f: usize| {
+        let mut in_c = in_c;
+        let fb = f / m.bottleneck_factor;
+        for j in 0..m.num_blocks_per_scale {
+            let b = format!("{p}.blocks.{j}");
+            norm(out, &format!("{b}.tfc1.0"), in_c);
+            out.insert(format!("{b}.tfc1.2.weight"), vec![c, in_c, 3, 3]);
+            norm(out, &format!("{b}.tdf.0"), c);
+            out.insert(format!("{b}.tdf.2.weight"), vec![fb, f]);
+            norm(out, &format!("{b}.tdf.3"), c);
+            out.insert(format!("{b}.tdf.5.weight"), vec![f, fb]);
+            norm(out, &format!("{b}.tfc2.0"), c);
+            out.insert(format!("{b}.tfc2.2.weight"), vec![c, c, 3, 3]);
+            out.insert(format!("{b}.shortcut.weight"), vec![c, in_c, 1, 1]);
+            in_c = c;
+        }
+    };
+    let dim_c = cfg.dim_c();
+    let (g, [st, sf]) = (m.growth, m.scale);
+    let mut c = m.num_channels;
+    let mut f = cfg.audio.dim_f / m.num_subbands;
+    out.insert("first_conv.weight".into(), vec![c, dim_c, 1, 1]);
+    for i in 0..m.num_scales {
+        tfc_tdf(&mut out, &format!("encoder_blocks.{i}.tfc_tdf"), c, c, f);
+        norm(&mut out, &format!("encoder_blocks.{i}.downscale.conv.0"), c);
+        out.insert(format!("encoder_blocks.{i}.downscale.conv.2.weight"), vec![c + g, c, st, sf]);
+        f /= sf;
+        c += g;
+    }
+    tfc_tdf(&mut out, "bottleneck_block", c, c, f);
+    for i in 0..m.num_scales {
+        norm(&mut out, &format!("decoder_blocks.{i}.upscale.conv.0"), c);
+        out.insert(format!("decoder_blocks.{i}.upscale.conv.2.weight"), vec![c, c - g, st, sf]);
+        f *= sf;
+        c -= g;
+        tfc_tdf(&mut out, &format!("decoder_blocks.{i}.tfc_tdf"), 2 * c, c, f);
+    }
+    out.insert("final_conv.0.weight".into(), vec![c, c + dim_c, 1, 1]);
+    out.insert("final_conv.2.weight".into(), vec![cfg.num_stems() * dim_c, c, 1, 1]);
+    out
+}
+
+/// Compare a checkpoint with what `cfg` needs; one error lists every difference.
+pub fn check_tensors(ckpt: &Checkpoint, cfg: &ModelConfig) -> Result<(), WeightsError> {
+    let expected = expected_tensors(cfg);
+    let found = ckpt.shapes();
+    let mut missing = vec![];
+    let mut misshaped = vec![];
+    for (name, shape) in &expected {
+        match found.get(name) {
+            None => missing.push((name.clone(), shape.clone())),
+            Some(f) if f != shape => misshaped.push((name.clone(), shape.clone(), f.clone())),
+            Some(_) => {}
+        }
+    }
+    let unexpected: Vec<_> =
+        found.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    if missing.is_empty() && unexpected.is_empty() && misshaped.is_empty() {
+        return Ok(());
+    }
+    Err(WeightsError::Mismatch {
+        path: ckpt.path.clone(),
+        hint: mismatch_hint(&found, cfg),
+        missing,
+        unexpected,
+        misshaped,
+    })
+}
+
+/// A one-line guess at the config value that is wrong, from the shapes that fix it.
+fn mismatch_hint(found: &BTreeMap<String, Vec<usize>>, cfg: &ModelConfig) -> Option<String> {
+    let m = &cfg.model;
+    if let Some(s) = found.get("first_conv.weight") {
+        if s.len() == 4 {
+            if s[1] != cfg.dim_c() && s[1] % 4 == 0 {
+                return Some(format!(
+                    "model expects {} subbands but config says {}",
+                    s[1] / 4,
+                    m.num_subbands
+                ));
+            }
+            if s[0] != m.num_channels {
+                return Some(format!(
+                    "model has num_channels {} but config says {}",
+                    s[0], m.num_channels
+                ));
+            }
+        }
+    }
+    if let Some(s) = found.get("final_conv.2.weight") {
+        if !s.is_empty() && s[0] != cfg.num_stems() * cfg.dim_c() && s[0] % cfg.dim_c() == 0 {
+            return Some(format!(
+                "model produces {} stems but config lists {:?}",
+                s[0] / cfg.dim_c(),
+                cfg.stems()
+            ));
+        }
+    }
+    let scales = found.keys().filter(|k| k.ends_with("downscale.conv.2.weight")).count();
+    if scales != m.num_scales && scales > 0 {
+        return Some(format!("model has {scales} scales but config says num_scales {}", m.num_scales));
+    }
+    if let Some(s) = found.get("encoder_blocks.0.downscale.conv.2.weight") {
+        if s.len() == 4 && s[0] >= s[1] && s[0] - s[1] != m.growth {
+            return Some(format!("model has growth {} but config says {}", s[0] - s[1], m.growth));
+        }
+    }
+    if let Some(s) = found.get("encoder_blocks.0.tfc_tdf.blocks.0.tdf.2.weight") {
+        let f = cfg.audio.dim_f / m.num_subbands;
+        if s.len() == 2 && s[1] != f {
+            return Some(format!(
+                "model's first frequency axis has {} bins per subband but config's dim_f/num_subbands is {}",
+                s[1], f
+            ));
+        }
+    }
+    None
+}
+
+/// Cast every tensor to `dtype` on `device` (one upload per tensor at load time).
+pub fn to_device(
+    tensors: &HashMap<String, Tensor>,
+    dtype: DType,
+    device: &Device,
+) -> candle_core::Result<HashMap<String, Tensor>> {
+    tensors
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), v.to_dtype(dtype)?.to_device(device)?)))
+        .collect()
+}

@@ -1,0 +1,51 @@
+//! Shared helpers for the integration tests: fixture paths and tensor comparison.
+#![allow(dead_code)]
+
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub const FIXTURES: [&str; 3] = ["tiny_instnorm_gelu", "small_groupnorm_relu_4stem", "small_batchnorm_elu_target"];
+
+/// `../shared/fixtures/mdx23c/<name>` beside the project root.
+pub fn fixture_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mdx23c").join(name)
+}
+
+pub fn load_st(name: &str, file: &str) -> HashMap<String, Tensor> {
+    let p = fixture_dir(name).join(file);
+    candle_core::safetensors::load(&p, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub fn to_f32(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+pub fn to_f64(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Signal-to-noise ratio of `est` against `reference`, in dB.
+pub fn snr_db(est: &[f32], reference: &[f64]) -> f64 {
+    let (mut s, mut n) = (0f64, 0f64);
+    for (e, r) in est.iter().zip(reference) {
+        s += r * r;
+        n += (*e as f64 - r) * (*e as f64 - r);
+    }
+    10.0 * (s / n.max(1e-300)).log10()
+}
+
+/// Planar [2][n] from a [2, n] tensor.
+pub fn planar(t: &Tensor) -> Vec<Vec<f32>> {
+    t.to_dtype(candle_core::DType::F32).unwrap().to_vec2().unwrap()
+}
+
+pub fn meta(name: &str) -> serde_json::Value {
+    let p = fixture_dir(name).join("meta.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
