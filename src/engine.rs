@@ -26,8 +26,10 @@ pub enum EngineError {
     Weights(#[from] WeightsError),
     #[error(transparent)]
     Device(#[from] DeviceError),
-    #[error("no config for {model}: pass --config <file.yaml> or put {expected} next to the model")]
-    NoConfig { model: PathBuf, expected: PathBuf },
+    /// No explicit config, no `<stem>.yaml` beside the model, and an unknown UVR hash; `detail`
+    /// says what the weights determine and which values are missing.
+    #[error("no config for {model}: {detail}")]
+    NoConfig { model: PathBuf, expected: PathBuf, detail: String },
     #[error("model file {0} does not exist")]
     MissingModel(PathBuf),
     #[error("segment of {dim_t} frames is not usable: {reason}")]
@@ -67,16 +69,21 @@ impl LoadOptions {
     }
 }
 
-/// Find the config for a model: explicit path, else `<stem>.yaml` next to it.
+/// Find the config for a model: the explicit path, else `<stem>.yaml` next to it, else the
+/// config UVR uses for the file's hash (built-in table, then UVR's/python-audio-separator's data
+/// in the model's folder). Without one, the error lists what the checkpoint's shapes determine
+/// and exactly which values are missing.
 pub fn resolve_config(model: &Path, config: Option<&Path>) -> Result<ModelConfig, EngineError> {
-    if let Some(c) = config {
-        return Ok(ModelConfig::from_yaml_file(c)?);
-    }
-    let expected = model.with_extension("yaml");
-    if expected.is_file() {
-        return Ok(ModelConfig::from_yaml_file(&expected)?);
-    }
-    Err(EngineError::NoConfig { model: model.to_path_buf(), expected })
+    resolve_config_with(model, config, crate::models::UvrTable::builtin()).map(|(cfg, _)| cfg)
+}
+
+/// [`resolve_config`] with a given UVR table, also saying where the config came from.
+pub fn resolve_config_with(
+    model: &Path,
+    config: Option<&Path>,
+    table: &crate::models::UvrTable,
+) -> Result<(ModelConfig, crate::models::ConfigOrigin), EngineError> {
+    crate::models::find_config(model, config, table)
 }
 
 /// Wall time spent in each stage, with the device synchronised before every timestamp.

@@ -6,9 +6,13 @@
 //! - [`audio`]: audio files and resampling.
 //! - [`device`]: the one place that picks device and precision.
 //! - [`engine`]: model + STFT = chunks in, stems out; whole-signal separation.
+//! - [`models`]: finding users' models (app folder, UVR, python-audio-separator), UVR's hash
+//!   table, and what a checkpoint's shapes say about its config.
 
 pub mod audio;
+pub mod cli;
 pub mod device;
 pub mod dsp;
 pub mod engine;
 pub mod model;
+pub mod models;

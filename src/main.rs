@@ -1,1 +1,15 @@
-fn main(){}
+//! `mdx-stems` command-line entry point.
+use clap::Parser;
+use mdx_stems::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Separate(a) => mdx_stems::cli::separate::run(a),
+        Command::Info(a) => mdx_stems::cli::info::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -5,7 +5,11 @@
 //! * [`StreamResampler`]: blocks of arbitrary size (up to a fixed maximum) on a real-time
 //!   thread; every buffer is allocated in [`StreamResampler::new`].
 //!
-//! Both use [`rubato::Fft`] with an *even* number of minimum-size FFT blocks per chunk. That
+//! [`resample`] is built on [`StreamResampler`] (whole clip in, zeros to flush, the filter
+//! delay dropped), so the CLI's whole-file path and the plugin's streaming path compute the
+//! very same samples: the plugin's bounce can equal the CLI's output, not just resemble it.
+//!
+//! The FFT resampler runs with an *even* number of minimum-size FFT blocks per chunk. That
 //! keeps the filter delay a whole number of samples on both sides
 //! (`fft_size_in / 2` input samples == `fft_size_out / 2` output samples), so compensating it
 //! is exact rather than off by half a sample.
@@ -15,8 +19,8 @@ use rubato::{Fft, FixedSync, Indexing, Resampler};
 
 use super::AudioError;
 
-/// Target input chunk for offline conversion: long FFT blocks give a cutoff close to Nyquist.
-const OFFLINE_TARGET_CHUNK: usize = 4096;
+/// Block size [`resample`] feeds its [`StreamResampler`] with (any size gives the same output).
+const OFFLINE_BLOCK: usize = 8192;
 
 /// Target input chunk for streaming: trades latency (about one chunk) against filter sharpness.
 const STREAM_TARGET_CHUNK: usize = 1024;
@@ -87,21 +91,28 @@ pub fn resample(channels: &[Vec<f32>], from: u32, to: u32) -> Result<Vec<Vec<f32
     }
 
     let n_ch = channels.len();
-    let mut resampler = build_fft(from, to, OFFLINE_TARGET_CHUNK, n_ch)?;
-    let capacity = resampler.process_all_needed_output_len(frames);
-    let mut out = vec![vec![0.0f32; capacity]; n_ch];
-    let input = SequentialSliceOfVecs::new(channels, n_ch, frames)
-        .map_err(|e| resample_error(from, to, e))?;
-    let mut output = SequentialSliceOfVecs::new_mut(&mut out, n_ch, capacity)
-        .map_err(|e| resample_error(from, to, e))?;
-    let (_, produced) = resampler
-        .process_all_into_buffer(&input, &mut output, frames, None)
-        .map_err(|e| resample_error(from, to, e))?;
-
+    let mut rs = StreamResampler::new(from, to, n_ch, OFFLINE_BLOCK)?;
+    let delay = rs.delay_frames();
+    let need = delay + out_len;
+    let mut out: Vec<Vec<f32>> = (0..n_ch)
+        .map(|_| Vec::with_capacity(need + 2 * rs.max_output_frames()))
+        .collect();
+    let mut pos = 0;
+    while pos < frames {
+        let n = OFFLINE_BLOCK.min(frames - pos);
+        let block: Vec<&[f32]> = channels.iter().map(|c| &c[pos..pos + n]).collect();
+        rs.process(&block, &mut out)?;
+        pos += n;
+    }
+    // Flush with silence until the delayed end of the clip has come out.
+    let zeros = vec![0.0f32; OFFLINE_BLOCK];
+    let silence: Vec<&[f32]> = (0..n_ch).map(|_| &zeros[..]).collect();
+    while out[0].len() < need {
+        rs.process(&silence, &mut out)?;
+    }
     for ch in &mut out {
-        // rubato yields ceil(frames * ratio) >= round(...); the resize only guards the contract.
-        ch.truncate(produced.min(out_len));
-        ch.resize(out_len, 0.0);
+        ch.drain(..delay);
+        ch.truncate(out_len);
         ch.shrink_to_fit();
     }
     Ok(out)

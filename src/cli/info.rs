@@ -1,0 +1,77 @@
+//! `mdx-stems info`: what a model is and what it costs.
+
+use super::ModelArgs;
+use crate::engine::resolve_config;
+use crate::model::Checkpoint;
+use anyhow::{Result, bail};
+use std::path::PathBuf;
+
+/// `--model` as given: an existing path.
+pub fn resolve_model(arg: &str) -> Result<PathBuf> {
+    let p = PathBuf::from(arg);
+    if p.is_file() {
+        return Ok(p);
+    }
+    bail!("model file {arg} does not exist")
+}
+
+/// Limit the engine's CPU threads (0 = all cores).
+pub fn apply_threads(n: usize) {
+    if n > 0 {
+        // Read by rayon and gemm when their pools start; set before any compute.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    }
+}
+
+pub fn run(args: &ModelArgs) -> Result<()> {
+    let model = resolve_model(&args.model)?;
+    let cfg = resolve_config(&model, args.config.as_deref())?;
+    let ckpt = Checkpoint::read(&model)?;
+    crate::model::weights::check_tensors(&ckpt, &cfg)?;
+    let a = &cfg.audio;
+    let chunk = a.chunk_size;
+    let macs = cfg.macs_per_chunk(chunk);
+    println!("model        {}", model.display());
+    println!("stems        {}", cfg.stems().join(", "));
+    println!("sample rate  {} Hz", a.sample_rate);
+    println!(
+        "chunk        {chunk} samples = {:.2} s (n_fft {}, hop {}, dim_f {}, dim_t {})",
+        chunk as f64 / a.sample_rate as f64,
+        a.n_fft,
+        a.hop_length,
+        a.dim_f,
+        chunk / a.hop_length + 1
+    );
+    let m = &cfg.model;
+    println!(
+        "network      {} subbands, {} scales x {} blocks, {} channels (+{} per scale), bottleneck {}, {}, {}",
+        m.num_subbands,
+        m.num_scales,
+        m.num_blocks_per_scale,
+        m.num_channels,
+        m.growth,
+        m.bottleneck_factor,
+        m.norm.name(),
+        m.act.name()
+    );
+    println!(
+        "parameters   {} ({:.1} MB as f32)",
+        ckpt.parameter_count(),
+        ckpt.parameter_count() as f64 * 4.0 / 1e6
+    );
+    println!("FLOPs/chunk  {:.3} TFLOP ({:.3} T multiply-adds)", 2.0 * macs as f64 / 1e12, macs as f64 / 1e12);
+    println!("default overlap {}", cfg.default_overlap());
+    println!("plugin latency at {} Hz, by overlap (chunk + scheme delay):", a.sample_rate);
+    for k in [2usize, 4, 8] {
+        let lat = crate::dsp::overlap::streaming_latency(chunk, k);
+        let rt = 2.0 * macs as f64 * k as f64 / (chunk as f64 / a.sample_rate as f64) / 1e12;
+        println!(
+            "  overlap {k}: {lat} samples = {:.1} ms; needs {rt:.2} TFLOP per second of audio",
+            1000.0 * lat as f64 / a.sample_rate as f64
+        );
+    }
+    if let Some(rss) = crate::device::peak_rss_bytes() {
+        println!("peak RSS     {:.0} MB (reading and checking the model)", rss as f64 / 1e6);
+    }
+    Ok(())
+}

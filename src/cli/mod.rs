@@ -1,0 +1,74 @@
+//! The `mdx-stems` command line: argument parsing and the commands. The engine does the work;
+//! this module only reads files, reports progress and writes stems.
+
+pub mod info;
+pub mod separate;
+
+use crate::device::{DeviceRequest, Precision};
+use crate::dsp::overlap::Scheme;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "mdx-stems", version, about = "Separate music into stems with MDX23C (TFC-TDF v3) models")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Separate audio files into one WAV per stem.
+    Separate(SeparateArgs),
+    /// Describe a model: stems, chunk, size, FLOPs, plugin latency.
+    Info(ModelArgs),
+}
+
+/// Which model to load.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model weights: .ckpt/.pth (PyTorch) or .safetensors.
+    #[arg(long, short)]
+    pub model: String,
+    /// Model config (.yaml); default: the .yaml with the same name next to the model.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SeparateArgs {
+    /// Audio files (WAV, FLAC, MP3, OGG Vorbis, AIFF).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Where to write `<input>_(<stem>).wav` (created if missing).
+    #[arg(long, short, default_value = ".")]
+    pub out_dir: PathBuf,
+    /// Chunking and overlap-add of UVR (rectangular) or MSST (faded).
+    #[arg(long, value_enum, default_value_t = Scheme::Uvr)]
+    pub scheme: Scheme,
+    /// Chunks overlapping each sample; default: the config's inference.num_overlap, else 8.
+    #[arg(long)]
+    pub overlap: Option<usize>,
+    /// Chunks per network call.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Segment size in STFT frames (chunk = hop * (segment - 1)); default: the config's chunk_size.
+    #[arg(long)]
+    pub segment: Option<usize>,
+    #[arg(long, value_enum, default_value_t = DeviceRequest::Auto)]
+    pub device: DeviceRequest,
+    /// Default: f32 on the CPU, f16 on GPUs.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+    /// CPU threads for the engine (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// No progress bar or messages, only errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print per-stage timings (device synchronised before each timestamp).
+    #[arg(long)]
+    pub profile: bool,
+}

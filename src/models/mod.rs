@@ -1,0 +1,271 @@
+//! Models users already have: find them ([`discover`]), recognise them ([`UvrTable`],
+//! [`uvr_hash`]) and explain them ([`infer_from_checkpoint`], [`ModelEntry::config`]).
+//!
+//! A model's config is, in order: an explicit `--config`; `<model stem>.yaml` beside the model;
+//! the config UVR uses for the checkpoint's hash (the built-in table, then UVR's or
+//! python-audio-separator's data files in the model's folder). Without any of them the
+//! checkpoint's shapes tell part of the config and the error names exactly what is missing.
+//!
+//! - [`uvr`]: UVR's hash rule and hash -> config table (compiled in from `assets/uvr-mdxc/`).
+//! - [`infer`]: reading tensor shapes without loading weights, and what they determine.
+//! - [`discover`]: the folders searched (sources documented there) and the listing.
+
+pub mod discover;
+pub mod infer;
+pub mod uvr;
+
+pub use discover::{app_models_dir, audio_separator_dirs, default_dirs, discover, discover_in, inspect, uvr_model_dirs};
+pub use infer::{infer_from_checkpoint, infer_from_shapes, read_shapes, InferredNorm, InferredShape};
+pub use uvr::{uvr_hash, UvrTable, UVR_HASH_BYTES};
+
+use crate::engine::EngineError;
+use crate::model::weights::WeightsError;
+use crate::model::ModelConfig;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where a model was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ModelSource {
+    /// The app's own models folder ([`app_models_dir`]).
+    App,
+    /// Ultimate Vocal Remover's `MDX_Net_Models` folder.
+    Uvr,
+    /// python-audio-separator's model folder.
+    AudioSeparator,
+    /// A path the user gave.
+    Path,
+}
+
+impl fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ModelSource::App => "app",
+            ModelSource::Uvr => "UVR",
+            ModelSource::AudioSeparator => "audio-separator",
+            ModelSource::Path => "path",
+        })
+    }
+}
+
+/// Where a model's config comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    /// Given by the user (`--config`).
+    Explicit(PathBuf),
+    /// `<model stem>.yaml` next to the model.
+    BesideModel(PathBuf),
+    /// Recognised by UVR's hash of the file; `yaml` is the config's file name as UVR names it.
+    UvrHash { hash: String, yaml: String },
+}
+
+impl fmt::Display for ConfigOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigOrigin::Explicit(p) => write!(f, "config {}", p.display()),
+            ConfigOrigin::BesideModel(p) => {
+                write!(f, "{}", p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned()))
+            }
+            ConfigOrigin::UvrHash { yaml, .. } => write!(f, "UVR config {yaml}"),
+        }
+    }
+}
+
+/// One model file and what is known about it.
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    pub path: PathBuf,
+    /// The name UVR shows for it when UVR has one, else the file name without extension.
+    pub name: String,
+    /// Stem names in output order (empty when not ready).
+    pub stems: Vec<String>,
+    pub source: ModelSource,
+    /// Where its config comes from, or why it cannot be used.
+    pub config: Result<ConfigOrigin, String>,
+}
+
+impl ModelEntry {
+    /// A config was found and matches the weights.
+    pub fn is_ready(&self) -> bool {
+        self.config.is_ok()
+    }
+}
+
+/// Explicit config > `<stem>.yaml` beside the model > UVR hash (the table, then the data files
+/// in the model's folder). `Ok(None)`: none of them. A config that exists but is invalid is an
+/// error (it is not skipped for the next candidate).
+pub(crate) fn lookup_config(
+    model: &Path,
+    explicit: Option<&Path>,
+    table: &UvrTable,
+) -> Result<Option<(ModelConfig, ConfigOrigin)>, EngineError> {
+    if let Some(c) = explicit {
+        return Ok(Some((ModelConfig::from_yaml_file(c)?, ConfigOrigin::Explicit(c.to_path_buf()))));
+    }
+    let beside = model.with_extension("yaml");
+    if beside.is_file() {
+        return Ok(Some((ModelConfig::from_yaml_file(&beside)?, ConfigOrigin::BesideModel(beside))));
+    }
+    let hash = uvr_hash(model).map_err(|source| WeightsError::Io { path: model.to_path_buf(), source })?;
+    let (yaml, config) = match table.config_for(&hash) {
+        Some(found) => found,
+        None => match uvr::lookup_local(model, &hash, table) {
+            Some(m) => (m.yaml_name, m.config),
+            None => return Ok(None),
+        },
+    };
+    Ok(Some((config?, ConfigOrigin::UvrHash { hash, yaml })))
+}
+
+/// Find a model's config (see [`lookup_config`]'s order) using `table` for UVR hashes. When there
+/// is none, the error says what the checkpoint's shapes determine and exactly which values are
+/// missing.
+pub fn find_config(model: &Path, explicit: Option<&Path>, table: &UvrTable) -> Result<(ModelConfig, ConfigOrigin), EngineError> {
+    match lookup_config(model, explicit, table)? {
+        Some(found) => Ok(found),
+        None => Err(EngineError::NoConfig {
+            model: model.to_path_buf(),
+            expected: model.with_extension("yaml"),
+            detail: no_config_detail(model),
+        }),
+    }
+}
+
+/// The explanation for a model with no config: its hash, what its shapes determine, what is
+/// missing and how to supply it.
+pub fn no_config_detail(model: &Path) -> String {
+    let expected = model.with_extension("yaml");
+    let mut s = format!(
+        "there is no {} next to it",
+        expected.file_name().map_or_else(|| expected.display().to_string(), |n| n.to_string_lossy().into_owned())
+    );
+    if let Ok(h) = uvr_hash(model) {
+        s.push_str(&format!(" and its UVR hash {h} is not a known MDX-C model"));
+    }
+    match read_shapes(model).and_then(|sh| infer_from_shapes(&sh)) {
+        Ok(shape) => {
+            s.push_str(&format!("\n  the weights determine: {}", shape.summary()));
+            s.push_str(&format!("\n  missing (the weights do not hold them): {}", shape.missing().join("; ")));
+        }
+        Err(e) => s.push_str(&format!("\n  and the file cannot be used as an MDX23C model: {e}")),
+    }
+    s.push_str(&format!(
+        "\n  pass --config <file.yaml> with these values, or put {} next to the model",
+        expected.display()
+    ));
+    s
+}
+
+/// A `--model` argument: a path to an existing file, else a model's display name (or file
+/// name), else a unique prefix of one, among [`discover`]'s list, ignoring case.
+pub fn resolve_model_arg(arg: &str) -> Result<PathBuf, String> {
+    let p = Path::new(arg);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    resolve_model_arg_in(arg, &discover())
+}
+
+/// [`resolve_model_arg`] against a given list (testable core).
+pub fn resolve_model_arg_in(arg: &str, entries: &[ModelEntry]) -> Result<PathBuf, String> {
+    let p = Path::new(arg);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    let a = arg.to_lowercase();
+    let file_name = |e: &ModelEntry| e.path.file_name().map(|f| f.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let file_stem = |e: &ModelEntry| e.path.file_stem().map(|f| f.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let exact: Vec<&ModelEntry> =
+        entries.iter().filter(|e| e.name.to_lowercase() == a || file_name(e) == a || file_stem(e) == a).collect();
+    let prefix: Vec<&ModelEntry> =
+        entries.iter().filter(|e| e.name.to_lowercase().starts_with(&a) || file_name(e).starts_with(&a)).collect();
+    for candidates in [exact, prefix] {
+        match candidates.len() {
+            0 => continue,
+            1 => return Ok(candidates[0].path.clone()),
+            _ => {
+                // The same model in several places: take the one that can be used, if only one can.
+                let ready: Vec<_> = candidates.iter().filter(|e| e.is_ready()).collect();
+                if ready.len() == 1 {
+                    return Ok(ready[0].path.clone());
+                }
+                let list: Vec<String> =
+                    candidates.iter().map(|e| format!("  {} ({}, {})", e.name, e.source, e.path.display())).collect();
+                return Err(format!(
+                    "`{arg}` matches {} models; give more of the name, or a path:\n{}",
+                    candidates.len(),
+                    list.join("\n")
+                ));
+            }
+        }
+    }
+    let looks_like_path = arg.contains('/') || arg.contains('\\') || has_model_ext(p);
+    if looks_like_path {
+        return Err(format!("model file {arg} does not exist"));
+    }
+    if entries.is_empty() {
+        return Err(format!(
+            "no model file or model named `{arg}`, and no models were found (put .ckpt files with their .yaml in {})",
+            app_models_dir().display()
+        ));
+    }
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    Err(format!(
+        "no model file or model named `{arg}`; models found: {} (`mdx-stems models` lists them)",
+        names.join(", ")
+    ))
+}
+
+fn has_model_ext(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["ckpt", "safetensors", "pth", "pt", "yaml"].iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+/// The model list as a text table: name, stems, source, status (or why not ready), path.
+pub fn print_models_table(entries: &[ModelEntry]) -> String {
+    let headers = ["NAME", "STEMS", "SOURCE", "STATUS", "PATH"];
+    let rows: Vec<[String; 5]> = entries
+        .iter()
+        .map(|e| {
+            let status = match &e.config {
+                Ok(origin) => format!("ready ({origin})"),
+                Err(reason) => format!("not ready: {reason}"),
+            };
+            let stems = if e.stems.is_empty() { "-".to_string() } else { e.stems.join(", ") };
+            [e.name.clone(), stems, e.source.to_string(), status, e.path.display().to_string()]
+        })
+        .collect();
+    let mut widths = headers.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| -> String {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                s.push_str(&" ".repeat(w - c.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers);
+    for r in &rows {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+    }
+    if entries.is_empty() {
+        out.push_str(&format!(
+            "(no models found; put .ckpt files with their .yaml in {}, or install models with UVR)\n",
+            app_models_dir().display()
+        ));
+    } else {
+        let ready = entries.iter().filter(|e| e.is_ready()).count();
+        out.push_str(&format!("{} model{}, {ready} ready\n", entries.len(), if entries.len() == 1 { "" } else { "s" }));
+    }
+    out
+}
