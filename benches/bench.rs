@@ -1,1 +1,224 @@
-fn main(){}
+//! Benchmark of the separation engine on the full-size MDX23C InstVoc HQ network (the config UVR
+//! ships as `model_2_stem_full_band_8k.yaml`) with seeded random weights.
+//!
+//! ```text
+//! cargo run --release --bin bench -- [--device cpu|cuda|metal] [--precision f32|f16|bf16]
+//!     [--batch N] [--repeats N] [--warmup N] [--threads N] [--config YAML] [--torch]
+//! ```
+//!
+//! Prints one Markdown table row per run: device, precision, batch, milliseconds per chunk
+//! (median and best of `--repeats` after `--warmup`), the real-time factor at overlap 2/4/8
+//! (seconds of audio separated per second of compute with UVR's scheme, which runs
+//! `overlap` chunks per chunk length of audio) and peak memory. With `--torch`, the PyTorch
+//! baseline in `benches/torch/` runs the same config, batch, threads and precision in the same
+//! invocation, and the ratio of the two medians is printed. This is a benchmark, not a test.
+
+use clap::Parser;
+use mdx_stems::device::{self, DeviceRequest, Precision};
+use mdx_stems::engine::{LoadOptions, Separator, StageTimes};
+use mdx_stems::model::weights::SplitMix64;
+use mdx_stems::model::{Checkpoint, ModelConfig};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+/// The full-size InstVoc HQ config (UVR's `model_2_stem_full_band_8k.yaml`).
+const FULL_CONFIG: &str = include_str!("../assets/uvr-mdxc/model_2_stem_full_band_8k.yaml");
+
+#[derive(Parser, Debug)]
+#[command(about = "Time the MDX23C engine on the full-size network (random weights)")]
+struct Args {
+    #[arg(long, value_enum, default_value_t = DeviceRequest::Cpu)]
+    device: DeviceRequest,
+    /// Default: f32 on the CPU, f16 on GPUs.
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// Chunks per network call.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Timed runs (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Untimed runs before timing (after the load-time warm-up).
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// CPU threads for the engine (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Another config to time instead of the full-size one.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Also run the PyTorch baseline (`benches/torch/bench_torch.py`) in this invocation.
+    #[arg(long)]
+    torch: bool,
+    /// Python interpreter with torch installed (for `--torch`).
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Print per-stage timings of the timed runs.
+    #[arg(long)]
+    profile: bool,
+}
+
+struct Row {
+    engine: String,
+    device: String,
+    precision: String,
+    batch: usize,
+    ms_median: f64,
+    ms_best: f64,
+    peak_rss_mb: Option<f64>,
+    gpu_mb: Option<f64>,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    mdx_stems::cli::info::apply_threads(args.threads);
+    let cfg = match &args.config {
+        Some(p) => ModelConfig::from_yaml_file(p)?,
+        None => ModelConfig::from_yaml_str(FULL_CONFIG)?,
+    };
+    let chunk = cfg.audio.chunk_size;
+    let chunk_secs = chunk as f64 / cfg.audio.sample_rate as f64;
+    let macs = cfg.macs_per_chunk(chunk);
+    eprintln!(
+        "config: {} parameters, chunk {chunk} samples ({chunk_secs:.2} s), {:.2} TFLOP per chunk",
+        cfg.parameter_count(),
+        2.0 * macs as f64 / 1e12
+    );
+
+    let t = Instant::now();
+    let ckpt = Checkpoint::random(&cfg, 0);
+    let opts = LoadOptions {
+        model: PathBuf::from("<random weights>"),
+        config: None,
+        device: args.device,
+        precision: args.precision,
+        dim_t: None,
+        warmup: true,
+    };
+    let mut sep = Separator::from_parts(cfg.clone(), ckpt, &opts)?;
+    for w in sep.warnings.drain(..) {
+        eprintln!("warning: {w}");
+    }
+    eprintln!("loaded and warmed up on {} ({}) in {:.1} s", sep.device_name(), sep.precision().name(), t.elapsed().as_secs_f64());
+
+    let b = args.batch.max(1);
+    let mut rng = SplitMix64(1);
+    let input: Vec<f32> = (0..b * 2 * chunk).map(|_| rng.next_f32() * 2.0 - 1.0).collect();
+    let mut out = vec![0f32; b * sep.num_stems() * 2 * chunk];
+    for _ in 0..args.warmup {
+        sep.process_chunks(&input, b, &mut out)?;
+    }
+    if args.profile {
+        sep.profile = Some(StageTimes::default());
+    }
+    let mut times = vec![];
+    for i in 0..args.repeats.max(1) {
+        let t = Instant::now();
+        sep.process_chunks(&input, b, &mut out)?;
+        device::synchronize(sep.device());
+        let ms = t.elapsed().as_secs_f64() * 1e3 / b as f64;
+        eprintln!("run {}: {ms:.1} ms per chunk", i + 1);
+        times.push(ms);
+    }
+    anyhow::ensure!(out.iter().all(|v| v.is_finite()), "the engine produced non-finite output");
+    times.sort_by(f64::total_cmp);
+    let mut rows = vec![Row {
+        engine: "mdx-stems (candle)".into(),
+        device: sep.device_name().to_string(),
+        precision: sep.precision().name().into(),
+        batch: b,
+        ms_median: times[times.len() / 2],
+        ms_best: times[0],
+        peak_rss_mb: device::peak_rss_bytes().map(|v| v as f64 / 1e6),
+        gpu_mb: device::gpu_memory_used(sep.device()).map(|v| v as f64 / 1e6),
+    }];
+    if let Some(p) = sep.profile {
+        print_profile(&p);
+    }
+    drop(sep);
+
+    if args.torch {
+        rows.push(run_torch(&args, b)?);
+    }
+
+    println!("| engine | device | precision | batch | ms per chunk (median) | best | x real time at overlap 2 / 4 / 8 | peak RSS | GPU memory |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for r in &rows {
+        let rt = |k: f64| chunk_secs / (r.ms_median / 1e3 * k);
+        println!(
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.2} / {:.2} / {:.2} | {} | {} |",
+            r.engine,
+            r.device,
+            r.precision,
+            r.batch,
+            r.ms_median,
+            r.ms_best,
+            rt(2.0),
+            rt(4.0),
+            rt(8.0),
+            r.peak_rss_mb.map_or("-".into(), |m| format!("{m:.0} MB")),
+            r.gpu_mb.map_or("-".into(), |m| format!("{m:.0} MB")),
+        );
+    }
+    if rows.len() == 2 {
+        println!("\nmdx-stems / PyTorch time ratio (medians, same run): {:.2}", rows[0].ms_median / rows[1].ms_median);
+    }
+    Ok(())
+}
+
+/// The PyTorch baseline, same config/batch/threads/precision, in a child process.
+fn run_torch(args: &Args, batch: usize) -> anyhow::Result<Row> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/torch/bench_torch.py");
+    let device = match args.device {
+        DeviceRequest::Cuda => "cuda",
+        _ => "cpu",
+    };
+    let precision = args.precision.unwrap_or(if device == "cpu" { Precision::F32 } else { Precision::F16 });
+    let threads = if args.threads > 0 {
+        args.threads
+    } else {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    };
+    let mut cmd = Command::new(&args.python);
+    cmd.arg(&script)
+        .args(["--full", "--device", device, "--dtype", precision.name()])
+        .args(["--batch", &batch.to_string(), "--threads", &threads.to_string()])
+        .args(["--repeats", &args.repeats.max(1).to_string(), "--warmup", &(args.warmup + 1).to_string()]);
+    if let Some(c) = &args.config {
+        cmd.arg("--config").arg(c);
+    }
+    eprintln!("running the PyTorch baseline: {cmd:?}");
+    let out = cmd.stderr(std::process::Stdio::inherit()).output()?;
+    anyhow::ensure!(out.status.success(), "the PyTorch baseline failed ({})", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| anyhow::anyhow!("cannot read the baseline's JSON line ({e}): {text}"))?;
+    let num = |k: &str| v[k].as_f64();
+    Ok(Row {
+        engine: format!("PyTorch {}{}", v["torch"].as_str().unwrap_or("?"), if device == "cuda" { " eager" } else { "" }),
+        device: if device == "cuda" { "CUDA:0".into() } else { "CPU".into() },
+        precision: precision.name().into(),
+        batch,
+        ms_median: num("ms_per_chunk_median").unwrap_or(f64::NAN),
+        ms_best: num("ms_per_chunk_best").unwrap_or(f64::NAN),
+        peak_rss_mb: num("peak_rss_mb"),
+        gpu_mb: num("gpu_peak_mb"),
+    })
+}
+
+fn print_profile(p: &StageTimes) {
+    let rows = [("STFT", p.stft), ("upload", p.upload), ("network", p.network), ("download", p.download), ("iSTFT", p.istft)];
+    eprintln!("stage      ms per chunk   ({} chunks)", p.chunks);
+    for (name, d) in rows {
+        eprintln!("{name:<10} {:>12.2}", d.as_secs_f64() * 1e3 / p.chunks.max(1) as f64);
+    }
+}

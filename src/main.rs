@@ -7,6 +7,10 @@ fn main() {
     let result = match &cli.command {
         Command::Separate(a) => mdx_stems::cli::separate::run(a),
         Command::Info(a) => mdx_stems::cli::info::run(a),
+        Command::Models => {
+            print!("{}", mdx_stems::models::print_models_table(&mdx_stems::models::discover()));
+            Ok(())
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

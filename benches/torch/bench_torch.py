@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tfc_tdf_v3 import FULL_CONFIG, FULL_PARAMS, TFC_TDF_v3, load_config  # noqa: E402
 
-FIXTURES = "/work/shared/fixtures/mdx23c"
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "fixtures", "mdx23c")
 TOL = 1e-4
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 

@@ -3,16 +3,13 @@
 use super::ModelArgs;
 use crate::engine::resolve_config;
 use crate::model::Checkpoint;
-use anyhow::{Result, bail};
+use anyhow::Result;
 use std::path::PathBuf;
 
-/// `--model` as given: an existing path.
+/// `--model` as given: an existing path, else a model name (or unique prefix) from the list
+/// `mdx-stems models` prints.
 pub fn resolve_model(arg: &str) -> Result<PathBuf> {
-    let p = PathBuf::from(arg);
-    if p.is_file() {
-        return Ok(p);
-    }
-    bail!("model file {arg} does not exist")
+    crate::models::resolve_model_arg(arg).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Limit the engine's CPU threads (0 = all cores).

@@ -22,12 +22,15 @@ pub enum Command {
     Separate(SeparateArgs),
     /// Describe a model: stems, chunk, size, FLOPs, plugin latency.
     Info(ModelArgs),
+    /// List the models found in the app's, UVR's and python-audio-separator's folders.
+    Models,
 }
 
 /// Which model to load.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model weights: .ckpt/.pth (PyTorch) or .safetensors.
+    /// Model weights (.ckpt/.pth PyTorch checkpoint or .safetensors), or the name (or a unique
+    /// prefix of the name) of a model that `mdx-stems models` lists.
     #[arg(long, short)]
     pub model: String,
     /// Model config (.yaml); default: the .yaml with the same name next to the model.

@@ -297,3 +297,46 @@ pub fn to_device(
         .map(|(k, v)| Ok((k.clone(), v.to_dtype(dtype)?.to_device(device)?)))
         .collect()
 }
+
+impl Checkpoint {
+    /// A checkpoint of seeded random weights for `cfg` (benchmarks and tests): convolution and
+    /// linear weights uniform in ±1/sqrt(fan_in) as PyTorch initialises them, norm weights 1 and
+    /// biases 0, BatchNorm running mean 0 and variance 1.
+    pub fn random(cfg: &ModelConfig, seed: u64) -> Self {
+        let mut rng = SplitMix64(seed);
+        let tensors = expected_tensors(cfg)
+            .into_iter()
+            .map(|(name, shape)| {
+                let n: usize = shape.iter().product();
+                let values: Vec<f32> = if shape.len() == 1 {
+                    let one = name.ends_with(".weight") || name.ends_with("running_var");
+                    vec![if one { 1.0 } else { 0.0 }; n]
+                } else {
+                    let fan_in: usize = shape[1..].iter().product();
+                    let bound = 1.0 / (fan_in as f32).sqrt();
+                    (0..n).map(|_| (rng.next_f32() * 2.0 - 1.0) * bound).collect()
+                };
+                let t = Tensor::from_vec(values, shape, &Device::Cpu).expect("shape matches length");
+                (name, t)
+            })
+            .collect();
+        Checkpoint { path: PathBuf::from("<random weights>"), tensors }
+    }
+}
+
+/// A small deterministic generator for [`Checkpoint::random`] and benchmark inputs.
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
