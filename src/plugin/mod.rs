@@ -12,9 +12,17 @@
 //! - [`shared`]: atomics and status text read by the editor.
 //! - [`editor`]: the egui editor.
 //!
-//! Stereo in; main stereo out = the kept stems mixed; one stereo aux output per stem ("Stem 1"
-//! ... "Stem 6", in the model's stem order; unused ones are silent). Until a model is ready, the
-//! main output plays the input delayed by the reported latency and the stem outputs are silent.
+//! Two plugins share this code and the bundles:
+//! - **MDX Stems** ([`MdxStemsMulti`]): stereo in; main stereo out = the kept stems mixed; one
+//!   stereo aux output per stem ("Stem 1" ... "Stem 6", in the model's stem order; unused ones
+//!   are silent).
+//! - **MDX Stems (Stereo)** ([`MdxStemsStereo`]): the same with the main output only, for hosts
+//!   that do not connect extra outputs. nice-plug 0.4.2's VST3 wrapper skips `process` entirely
+//!   when a host leaves an output bus unconnected (pedalboard does, and so may DAWs for insert
+//!   effects), so there the multi-output plugin would not run at all.
+//!
+//! Until a model is ready, the main output plays the input delayed by the reported latency and
+//! the stem outputs are silent.
 
 pub mod editor;
 pub mod params;
@@ -42,6 +50,35 @@ pub const STEM_PORT_NAMES: [&str; MAX_STEMS] = ["Stem 1", "Stem 2", "Stem 3", "S
 
 const STEREO: NonZeroU32 = new_nonzero_u32(2);
 
+/// Stereo in, stereo main out, a stereo output per stem.
+const MULTI_LAYOUT: AudioIOLayout = AudioIOLayout {
+    main_input_channels: Some(STEREO),
+    main_output_channels: Some(STEREO),
+    aux_input_ports: &[],
+    aux_output_ports: &[STEREO; MAX_STEMS],
+    names: PortNames {
+        layout: Some("Stereo, 6 stem outputs"),
+        main_input: None,
+        main_output: None,
+        aux_inputs: &[],
+        aux_outputs: &STEM_PORT_NAMES,
+    },
+};
+
+/// Stereo in, stereo main out.
+const STEREO_LAYOUT: AudioIOLayout = AudioIOLayout {
+    main_input_channels: Some(STEREO),
+    main_output_channels: Some(STEREO),
+    aux_input_ports: &[],
+    aux_output_ports: &[],
+    names: PortNames::const_default(),
+};
+
+/// The plugin with a stereo output per stem ("MDX Stems").
+pub type MdxStemsMulti = MdxStems<true>;
+/// The plugin with the main output only ("MDX Stems (Stereo)").
+pub type MdxStemsStereo = MdxStems<false>;
+
 /// Overlap when neither the setting nor the model's config names one.
 const DEFAULT_OVERLAP: usize = 4;
 
@@ -56,8 +93,9 @@ struct LoadKey {
     precision: Option<Precision>,
 }
 
-/// The plugin. Fields are owned by the main thread unless noted.
-pub struct MdxStems {
+/// The plugin; `STEM_OUTPUTS` adds the per-stem outputs. Fields are owned by the main thread
+/// unless noted.
+pub struct MdxStems<const STEM_OUTPUTS: bool> {
     /// Parameters and persisted settings (shared with the host wrapper and the editor).
     params: Arc<MdxParams>,
     /// Status, meters and stem names (shared with the worker and the editor).
@@ -79,7 +117,7 @@ pub struct MdxStems {
     latency: u32,
 }
 
-impl Default for MdxStems {
+impl<const STEM_OUTPUTS: bool> Default for MdxStems<STEM_OUTPUTS> {
     fn default() -> Self {
         let names = Arc::new(RwLock::new(Vec::new()));
         MdxStems {
@@ -107,26 +145,14 @@ struct Setup {
     info: ActiveInfo,
 }
 
-impl Plugin for MdxStems {
-    const NAME: &'static str = "MDX Stems";
+impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
+    const NAME: &'static str = if STEM_OUTPUTS { "MDX Stems" } else { "MDX Stems (Stereo)" };
     const VENDOR: &'static str = "MDX Stems";
     const URL: &'static str = "https://github.com/mdx-stems/mdx-stems";
     const EMAIL: &'static str = "mdx-stems@users.noreply.github.com";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[AudioIOLayout {
-        main_input_channels: Some(STEREO),
-        main_output_channels: Some(STEREO),
-        aux_input_ports: &[],
-        aux_output_ports: &[STEREO; MAX_STEMS],
-        names: PortNames {
-            layout: Some("Stereo, 6 stem outputs"),
-            main_input: None,
-            main_output: None,
-            aux_inputs: &[],
-            aux_outputs: &STEM_PORT_NAMES,
-        },
-    }];
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = if STEM_OUTPUTS { &[MULTI_LAYOUT] } else { &[STEREO_LAYOUT] };
 
     const SAMPLE_ACCURATE_AUTOMATION: bool = false;
 
@@ -164,6 +190,19 @@ impl Plugin for MdxStems {
             }
         }
         self.generation = self.params.generation();
+        let info = self.shared.info();
+        if self.audio.is_some() {
+            nice_log!(
+                "activate: {host_rate} Hz, max block {max_block}, {}: {} (chunk {}, overlap {}) -> latency {} samples",
+                if realtime { "real time" } else { "offline" },
+                info.model,
+                info.chunk,
+                info.overlap,
+                self.latency
+            );
+        } else {
+            nice_log!("activate: {host_rate} Hz, pass-through: {}", self.shared.status());
+        }
         self.shared.latency_samples.store(self.latency, Ordering::Relaxed);
         self.shared.latency_ms.store(1000.0 * self.latency as f32 / host_rate.max(1) as f32, Ordering::Relaxed);
         context.set_latency_samples(self.latency);
@@ -177,6 +216,7 @@ impl Plugin for MdxStems {
     }
 
     fn deactivate(&mut self) {
+        nice_log!("deactivate");
         self.stop_worker();
         self.audio = None;
     }
@@ -211,7 +251,7 @@ impl Plugin for MdxStems {
     }
 }
 
-impl MdxStems {
+impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
     fn stop_worker(&mut self) {
         if let Some(w) = self.worker.take()
             && let Some(engine) = w.stop()
@@ -256,7 +296,9 @@ impl MdxStems {
         let hop_len = cfg.audio.hop_length;
         let default_dim_t = cfg.audio.chunk_size / hop_len + 1;
         let segment = self.params.segment.get() as usize;
-        let dim_t = (segment != 0 && segment != default_dim_t && cfg.check_chunk(cfg.chunk_for_dim_t(segment)).is_ok()).then_some(segment);
+        // From the model's own segment down to MIN_SEGMENT frames; other values mean the default.
+        let usable = segment >= MIN_SEGMENT.min(default_dim_t) && segment < default_dim_t;
+        let dim_t = (usable && cfg.check_chunk(cfg.chunk_for_dim_t(segment)).is_ok()).then_some(segment);
         let chunk = dim_t.map_or(cfg.audio.chunk_size, |d| cfg.chunk_for_dim_t(d));
         let overlap = overlap_for(self.params.overlap.get(), &cfg);
         let precision = match self.params.precision.get().as_str() {
@@ -329,18 +371,22 @@ pub fn latency_for(model_rate: u32, chunk: usize, overlap: usize, stems: usize, 
     StreamPlan::new(host_rate, model_rate, chunk, overlap, stems, max_block).ok().map(|p| p.latency_samples())
 }
 
-impl ClapPlugin for MdxStems {
-    const CLAP_ID: &'static str = "io.github.mdx-stems";
-    const CLAP_DESCRIPTION: Option<&'static str> = Some("Stem separation (MDX23C / TFC-TDF v3) with a stereo output per stem");
+impl<const STEM_OUTPUTS: bool> ClapPlugin for MdxStems<STEM_OUTPUTS> {
+    const CLAP_ID: &'static str = if STEM_OUTPUTS { "io.github.mdx-stems" } else { "io.github.mdx-stems.stereo" };
+    const CLAP_DESCRIPTION: Option<&'static str> = Some(if STEM_OUTPUTS {
+        "Stem separation (MDX23C / TFC-TDF v3) with a stereo output per stem"
+    } else {
+        "Stem separation (MDX23C / TFC-TDF v3), main output only"
+    });
     const CLAP_MANUAL_URL: Option<&'static str> = None;
     const CLAP_SUPPORT_URL: Option<&'static str> = None;
     const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::AudioEffect, ClapFeature::Stereo, ClapFeature::Utility];
 }
 
-impl Vst3Plugin for MdxStems {
-    const VST3_CLASS_ID: [u8; 16] = *b"MdxStemsSeparate";
+impl<const STEM_OUTPUTS: bool> Vst3Plugin for MdxStems<STEM_OUTPUTS> {
+    const VST3_CLASS_ID: [u8; 16] = if STEM_OUTPUTS { *b"MdxStemsSeparate" } else { *b"MdxStemsStereoFx" };
     const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Fx, Vst3SubCategory::Tools];
 }
 
-nice_export_clap!(MdxStems);
-nice_export_vst3!(MdxStems);
+nice_export_clap!(MdxStemsMulti, MdxStemsStereo);
+nice_export_vst3!(MdxStemsMulti, MdxStemsStereo);

@@ -318,3 +318,166 @@ impl AudioSide {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The audio side and the inference thread together, with a stand-in engine (no model,
+    //! no host): offline exactness with resampling and random block sizes, and the real-time
+    //! dry fallback.
+    use super::*;
+    use crate::dsp::overlap::{self, OverlapParams, Scheme};
+    use crate::plugin::worker::{ChunkEngine, EngineSource, WorkerHandle, WorkerOptions, link};
+    use std::sync::RwLock;
+    use std::time::{Duration, Instant};
+
+    /// Output depends on the position in the chunk, so misaligned chunks would show.
+    struct Fake {
+        c: usize,
+        stems: usize,
+        delay: Duration,
+    }
+
+    fn fake_chunk(c: usize, stems: usize, input: &[f32], out: &mut [f32]) {
+        for s in 0..stems {
+            for ch in 0..2 {
+                for t in 0..c {
+                    out[(s * 2 + ch) * c + t] = (s + 1) as f32 * input[ch * c + t] * (1.0 + t as f32 / c as f32);
+                }
+            }
+        }
+    }
+
+    impl ChunkEngine for Fake {
+        fn process(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), String> {
+            std::thread::sleep(self.delay);
+            fake_chunk(self.c, self.stems, input, out);
+            Ok(())
+        }
+        fn chunk_len(&self) -> usize {
+            self.c
+        }
+        fn num_stems(&self) -> usize {
+            self.stems
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+    }
+
+    fn signal(n: usize) -> [Vec<f32>; 2] {
+        let f = |k: f32| (0..n).map(|i| 0.4 * (i as f32 * k).sin() + 0.2 * ((i * 7919 % 1000) as f32 / 1000.0 - 0.5)).collect();
+        [f(0.011), f(0.017)]
+    }
+
+    /// Run `x` (then silence) through an activated audio side + worker; returns [port][ch].
+    fn run(plan: &StreamPlan, realtime: bool, delay: Duration, x: &[Vec<f32>; 2], seed: u64) -> (Vec<[Vec<f32>; 2]>, Duration) {
+        let names = Arc::new(RwLock::new(vec![]));
+        let params = MdxParams::new(names.clone());
+        for sp in &params.stems {
+            // What the host wrapper does on activation.
+            sp.gain.smoothed.reset(sp.gain.value());
+        }
+        let shared = Arc::new(Shared::new(names));
+        let (a, w) = link(plan);
+        let engine = Box::new(Fake { c: plan.chunk, stems: plan.stems, delay });
+        let worker = WorkerHandle::spawn(
+            plan.clone(),
+            EngineSource::Ready(engine),
+            shared.clone(),
+            w,
+            WorkerOptions { realtime, slow: Duration::ZERO, slow_chunks: None },
+        )
+        .unwrap();
+        let mut side = AudioSide::new(plan, a, shared.clone(), realtime);
+        side.reset();
+        let total = x[0].len() + plan.latency_samples();
+        let mut out: Vec<[Vec<f32>; 2]> = (0..1 + MAX_STEMS).map(|_| [vec![0.0; total], vec![0.0; total]]).collect();
+        let mut state = seed;
+        let mut pos = 0;
+        let mut worst = Duration::ZERO;
+        let start = Instant::now();
+        while pos < total {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let n = (1 + (state >> 33) as usize % plan.max_block).min(total - pos);
+            if realtime {
+                let due = start + Duration::from_secs_f64(pos as f64 / plan.host_rate as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let (main_out, aux_out) = out.split_at_mut(1);
+            let [l, r] = &mut main_out[0];
+            for (i, v) in l[pos..pos + n].iter_mut().enumerate() {
+                *v = x[0].get(pos + i).copied().unwrap_or(0.0);
+            }
+            for (i, v) in r[pos..pos + n].iter_mut().enumerate() {
+                *v = x[1].get(pos + i).copied().unwrap_or(0.0);
+            }
+            let mut main: [&mut [f32]; 2] = [&mut l[pos..pos + n], &mut r[pos..pos + n]];
+            let mut chans: Vec<[&mut [f32]; 2]> =
+                aux_out.iter_mut().map(|[a, b]| [&mut a[pos..pos + n], &mut b[pos..pos + n]]).collect();
+            let mut ports: Vec<Option<&mut [&mut [f32]]>> = chans.iter_mut().map(|c| Some(&mut c[..])).collect();
+            let t = Instant::now();
+            side.process(&mut main, &mut ports, &params);
+            worst = worst.max(t.elapsed());
+            pos += n;
+        }
+        drop(side);
+        drop(worker);
+        (out, worst)
+    }
+
+    #[test]
+    fn offline_output_equals_the_whole_signal_pipeline_after_the_latency() {
+        for (host, k, max_block) in [(44100u32, 4usize, 700usize), (48000, 2, 4096), (96000, 4, 64)] {
+            let (c, stems) = (1984, 3);
+            let plan = StreamPlan::new(host, 44100, c, k, stems, max_block).unwrap();
+            let lat = plan.latency_samples();
+            let x = signal(host as usize / 2);
+            let n = x[0].len();
+            let (out, _) = run(&plan, false, Duration::ZERO, &x, host as u64);
+            // The CLI's path: resample, UVR overlap-add, resample back.
+            let mix = crate::audio::resample(&x, host, 44100).unwrap();
+            let p = OverlapParams { chunk: c, overlap: k, stems, batch: 1 };
+            let mut runner = |i: &[f32], m: usize, o: &mut [f32]| -> Result<(), ()> {
+                for j in 0..m {
+                    fake_chunk(c, stems, &i[j * 2 * c..(j + 1) * 2 * c], &mut o[j * stems * 2 * c..(j + 1) * stems * 2 * c]);
+                }
+                Ok(())
+            };
+            let want = overlap::separate(Scheme::Uvr, &p, &mix, &mut runner, &mut |_, _| {}).unwrap();
+            let cmp = n - 3000; // the CLI cuts at the song's end before resampling back
+            for s in 0..stems {
+                let back = crate::audio::resample(&want[s], 44100, host).unwrap();
+                for ch in 0..2 {
+                    let got = &out[1 + s][ch][lat..lat + cmp];
+                    let e = got.iter().zip(&back[ch][..cmp]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                    let first = got.iter().zip(&back[ch][..cmp]).position(|(a, b)| (a - b).abs() >= 1e-5);
+                    assert!(e < 1e-5, "{host} Hz stem {s} ch {ch}: {e}, first at {first:?} of {cmp}");
+                }
+            }
+            for ch in 0..2 {
+                let sum: Vec<f32> = (0..cmp).map(|t| (0..stems).map(|s| out[1 + s][ch][lat + t]).sum()).collect();
+                let e = out[0][ch][lat..lat + cmp].iter().zip(&sum).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(e < 1e-5, "{host} Hz main ch {ch}: {e}");
+                for port in &out[1 + stems..] {
+                    assert!(port[ch].iter().all(|v| *v == 0.0));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn realtime_with_a_slow_engine_plays_the_delayed_dry_signal_and_never_waits() {
+        // 60 ms per chunk; a hop is 496 samples = 11 ms: every answer is late.
+        let plan = StreamPlan::new(44100, 44100, 1984, 4, 2, 256).unwrap();
+        let lat = plan.latency_samples();
+        let x = signal(22050);
+        let (out, worst) = run(&plan, true, Duration::from_millis(60), &x, 5);
+        assert!(worst < Duration::from_millis(30), "process took {worst:?} (waiting for the engine would take 60 ms)");
+        for ch in 0..2 {
+            assert_eq!(&out[0][ch][lat..lat + x[0].len()], &x[ch][..]);
+            assert!(out[1][ch].iter().chain(&out[2][ch]).all(|v| *v == 0.0));
+        }
+    }
+}

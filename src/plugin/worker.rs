@@ -30,6 +30,7 @@
 //! # Test hook
 //! `MDX_STEMS_TEST_SLOW_MS=<ms>` in the environment when the worker starts makes it sleep that
 //! long before every chunk: an artificially slow engine, for the real-time fallback tests.
+//! With `MDX_STEMS_TEST_SLOW_CHUNKS=<n>` only the first `n` chunks are slow (recovery tests).
 
 use super::plan::StreamPlan;
 use super::shared::{EngineState, Shared, epoch_tag};
@@ -43,6 +44,8 @@ use std::time::{Duration, Instant};
 
 /// Environment variable of the slow-engine test hook (milliseconds of sleep per chunk).
 pub const SLOW_ENV: &str = "MDX_STEMS_TEST_SLOW_MS";
+/// With the hook on: only this many chunks are slow (unset: all of them).
+pub const SLOW_CHUNKS_ENV: &str = "MDX_STEMS_TEST_SLOW_CHUNKS";
 
 /// One host-rate input block, `[2][Hh]` planar.
 pub struct InBlock {
@@ -141,15 +144,17 @@ pub fn link(plan: &StreamPlan) -> (AudioEnds, WorkerEnds) {
 pub struct WorkerOptions {
     /// Real-time mode: poll, skip late work. Offline: block, never skip.
     pub realtime: bool,
-    /// Test hook: sleep this long before every chunk.
+    /// Test hook: sleep this long before every chunk...
     pub slow: Duration,
+    /// ...for this many chunks (`None`: all).
+    pub slow_chunks: Option<u64>,
 }
 
 impl WorkerOptions {
     /// Options for the host's mode, with the slow-engine test hook read from the environment.
     pub fn from_env(realtime: bool) -> Self {
-        let ms = std::env::var(SLOW_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
-        WorkerOptions { realtime, slow: Duration::from_millis(ms) }
+        let num = |var: &str| std::env::var(var).ok().and_then(|v| v.trim().parse::<u64>().ok());
+        WorkerOptions { realtime, slow: Duration::from_millis(num(SLOW_ENV).unwrap_or(0)), slow_chunks: num(SLOW_CHUNKS_ENV) }
     }
 }
 
@@ -285,6 +290,7 @@ impl Worker {
         let mut expected = 0u64;
         let block_secs = self.plan.block as f64 / self.plan.host_rate as f64;
         let mut load = 0f64;
+        let mut chunks_run = 0u64;
         loop {
             let msg = match self.recv(&self.ends.from_audio) {
                 Next::Item(m) => m,
@@ -314,9 +320,10 @@ impl Worker {
             let result = {
                 let mut run = |input: &[f32], output: &mut [f32]| -> bool {
                     let Some(e) = engine.as_mut() else { return false };
-                    if !slow.is_zero() {
+                    if !slow.is_zero() && self.options.slow_chunks.is_none_or(|n| chunks_run < n) {
                         std::thread::sleep(slow);
                     }
+                    chunks_run += 1;
                     match e.process(input, output) {
                         Ok(()) => true,
                         Err(err) => {
