@@ -169,7 +169,8 @@ impl EditorApp {
             ui.colored_label(
                 egui::Color32::from_rgb(220, 80, 80),
                 "The model is slower than real time here: playback falls back to the dry signal. \
-                 Use a higher overlap hop (lower overlap), a GPU build, or bounce offline.",
+                 Lower the overlap or the segment size, use a GPU build, or bounce offline \
+                 (offline rendering waits for every result).",
             );
         }
     }

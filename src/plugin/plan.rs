@@ -9,23 +9,28 @@
 //!
 //! ```text
 //! host rate fs                      model rate fm                         host rate fs
-//! audio thread --Hh-sample blocks--> worker: resample fs->fm (drop d_in) -> UVR chunks of C,
+//! audio thread --b-sample blocks--> worker: resample fs->fm (drop d_in) -> UVR chunks of C,
 //!   every H = C/K samples -> overlap-add, /K -> resample fm->fs (drop d_out) -> FIFO with
-//!   P samples of prefill -> Hh-sample blocks --> audio thread plays block j at j*Hh + A
+//!   P samples of prefill -> b-sample blocks --> audio thread plays block j at j*b + A
 //! ```
 //!
 //! * UVR pads the song with `C - H` zeros in front and cuts chunks at `0, H, 2H, ...` of the
 //!   padded song; in song time chunk `i` covers `[iH - (C - H), iH + H)`. It can run once model
 //!   sample `iH + H - 1` has arrived, and after it the overlap-add sum of song samples
 //!   `[iH + H - C, iH + 2H - C)` is final (no later chunk touches them).
-//! * The worker turns every input block into exactly one output block of `Hh` frames per
+//! * The audio thread sends blocks of `b` host frames ([`StreamPlan::block`]): one hop `H` when
+//!   the rates match (chunks then start exactly on block boundaries), else one input-resampler
+//!   chunk (about 1300 frames, at most the host-rate hop). With resampling the chunk grid drifts
+//!   against any block grid, so a chunk can complete just after a block boundary; small blocks
+//!   keep that waste to one small block instead of a whole hop.
+//! * The worker turns every input block into exactly one output block of `b` frames per
 //!   output: the FIFO starts with `P` frames of prefill, `P` being the smallest count for which
 //!   it never runs dry ([`worker_prefill`], found by running the integer bookkeeping of both
 //!   resamplers and the chunk schedule over one full period of the stream).
-//! * The audio thread plays the worker's block `j` starting at stream position `j*Hh + A`
-//!   ([`audio_delay`]): one block to collect the input, one block of time for the worker to
-//!   compute, and one host buffer of slack because a whole host buffer arrives (and must be
-//!   answered) at once.
+//! * The audio thread plays the worker's block `j` starting at stream position `j*b + A`
+//!   ([`audio_delay`]): one block to collect the input, one hop of time for the worker to
+//!   compute a chunk (`Hc`, the hop in host frames: the real-time budget), and one host buffer
+//!   of slack because a whole host buffer arrives (and must be answered) at once.
 //!
 //! So song sample `t` comes out at `t + P + A`: [`StreamPlan::latency_samples`]. At the model's
 //! own rate that is `(C - H) + 2H + B = C + H + B` (B = the host's maximum buffer size).
@@ -49,8 +54,10 @@ pub struct StreamPlan {
     pub stems: usize,
     /// The host's largest buffer (B).
     pub max_block: usize,
-    /// Host-rate block size Hh exchanged between the audio thread and the worker.
+    /// Host-rate block size b exchanged between the audio thread and the worker.
     pub block: usize,
+    /// The hop in host frames, Hc = ceil(H * fs / fm): the worker's time budget per chunk.
+    pub compute: usize,
     /// Input resampler (fs -> fm): (chunk in, chunk out, delay in output frames); (1, 1, 0)
     /// when the rates match.
     pub in_rs: (usize, usize, usize),
@@ -87,21 +94,24 @@ impl StreamPlan {
         }
         let hop = (chunk / overlap).max(1);
         let max_block = max_block.max(1);
-        let block = if host_rate == model_rate {
-            hop
-        } else {
-            ((hop as u64 * host_rate as u64 + model_rate as u64 / 2) / model_rate as u64).max(1) as usize
-        };
+        let compute = (hop as u64 * host_rate as u64).div_ceil(model_rate as u64).max(1) as usize;
         let rs_err = |e: crate::audio::AudioError| PlanError::Resampler {
             host: host_rate,
             model: model_rate,
             message: e.to_string(),
         };
+        let block = if host_rate == model_rate {
+            hop
+        } else {
+            // The input resampler's chunk does not depend on the block size it accepts.
+            let probe = StreamResampler::new(host_rate, model_rate, 2, 1).map_err(rs_err)?;
+            probe.chunk_frames().0.min(compute)
+        };
         // The worker builds the same resamplers; their chunking and delay are part of the plan.
         let in_rs = resampler_shape(&StreamResampler::new(host_rate, model_rate, 2, block).map_err(rs_err)?);
         let out_rs = resampler_shape(&StreamResampler::new(model_rate, host_rate, 2 * stems, hop).map_err(rs_err)?);
         let prefill = worker_prefill(block, hop, chunk, in_rs, out_rs);
-        let audio_delay = audio_delay(block, max_block);
+        let audio_delay = audio_delay(block, compute, max_block);
         Ok(StreamPlan {
             host_rate,
             model_rate,
@@ -111,6 +121,7 @@ impl StreamPlan {
             stems,
             max_block,
             block,
+            compute,
             in_rs,
             out_rs,
             prefill,
@@ -123,7 +134,7 @@ impl StreamPlan {
     ///
     /// `= P + A`, with P = [`worker_prefill`] (UVR's `C - H` look-ahead plus, when resampling,
     /// both resamplers' delays and chunk buffering, in host frames) and A = [`audio_delay`]
-    /// (`2 * Hh + B`). Without resampling this is exactly `C + H + B`.
+    /// (`b + Hc + B`). Without resampling this is exactly `C + H + B`.
     pub fn latency_samples(&self) -> usize {
         self.prefill + self.audio_delay
     }
@@ -134,9 +145,9 @@ impl StreamPlan {
     }
 
     /// Input blocks that can be in flight at once (the audio thread's pool of input buffers):
-    /// one host buffer's worth plus a few for the worker's hop of compute time.
+    /// everything sent while the worker computes a chunk, plus a host buffer, plus a few.
     pub fn input_pool(&self) -> usize {
-        self.max_block.div_ceil(self.block) + 4
+        (self.audio_delay + self.max_block).div_ceil(self.block) + 4
     }
 
     /// Output blocks that can be in flight at once: everything computed ahead of playback
@@ -154,15 +165,15 @@ fn resampler_shape(rs: &StreamResampler) -> (usize, usize, usize) {
 /// The audio thread's delay A, in host frames, between the start of input block `j` (stream
 /// position `j * block`) and the playback of the worker's answer to it.
 ///
-/// `block` frames pass before block `j` is complete and sent; then the worker needs time to
-/// compute, which it gets as one more `block` (the stream's real-time budget: one hop of audio
-/// per hop of compute). A host hands the plugin up to `max_block` frames at once and wants the
-/// answer for all of them immediately, so the last frame of a buffer may need a block that was
-/// sent at the start of it: `max_block` more frames of slack make the budget hold for every
-/// buffer size and alignment. In offline rendering the same delay is kept, so a bounce and
-/// real-time playback line up identically.
-pub fn audio_delay(block: usize, max_block: usize) -> usize {
-    2 * block + max_block
+/// `block` frames pass before block `j` is complete and sent; then the worker may need to
+/// compute a chunk, for which it gets `compute` frames of time (the stream's real-time budget:
+/// one hop of audio per hop of compute). A host hands the plugin up to `max_block` frames at
+/// once and wants the answer for all of them immediately, so the last frame of a buffer may need
+/// a block that was sent at the start of it: `max_block` more frames of slack make the budget
+/// hold for every buffer size and alignment. In offline rendering the same delay is kept, so a
+/// bounce and real-time playback line up identically.
+pub fn audio_delay(block: usize, compute: usize, max_block: usize) -> usize {
+    block + compute + max_block
 }
 
 /// Smallest prefill P (host frames) of the worker's output FIFO for which the worker can
@@ -296,6 +307,20 @@ mod tests {
             };
             assert!(run(p.prefill), "{host}->{model}: prefill {} underflows", p.prefill);
             assert!(!run(p.prefill - 1), "{host}->{model}: prefill {} is not minimal", p.prefill);
+        }
+    }
+}
+
+#[cfg(test)]
+mod readme_numbers {
+    use super::*;
+
+    /// The latency table of the README (docs/plugin-readme-section.md), host buffer 512.
+    #[test]
+    fn readme_latency_examples() {
+        let lat = |host: u32, c: usize, k: usize| StreamPlan::new(host, 44100, c, k, 2, 512).unwrap().latency_samples();
+        for (c, k) in [(1984, 4), (261120, 2), (261120, 4), (261120, 8), (31744, 4)] {
+            eprintln!("C={c} K={k}: 44.1k {} 48k {}", lat(44100, c, k), lat(48000, c, k));
         }
     }
 }

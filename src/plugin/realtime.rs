@@ -150,7 +150,7 @@ impl AudioSide {
             self.render(main, aux, off, len, &kept, params);
             self.pos += len as u64;
             off += len;
-            if self.pos % hh as u64 == 0 {
+            if self.pos.is_multiple_of(hh as u64) {
                 self.send_block(self.pos / hh as u64 - 1);
             }
         }
@@ -174,13 +174,13 @@ impl AudioSide {
     }
 
     fn send_block(&mut self, index: u64) {
-        if let Some(data) = self.cur_in.take() {
-            if let Err(e) = self.ends.to_worker.try_send(InBlock { epoch: self.epoch, index, data }) {
-                // The worker is gone or the channel is full (cannot happen: it holds the pool):
-                // reuse the buffer for the next block; this one is lost.
-                self.cur_in = Some(e.into_inner().data);
-                return;
-            }
+        if let Some(data) = self.cur_in.take()
+            && let Err(e) = self.ends.to_worker.try_send(InBlock { epoch: self.epoch, index, data })
+        {
+            // The worker is gone or the channel is full (cannot happen: it holds the pool):
+            // reuse the buffer for the next block; this one is lost.
+            self.cur_in = Some(e.into_inner().data);
+            return;
         }
         self.cur_in = match self.ends.free_in.try_recv() {
             Ok(b) => Some(b),
@@ -301,10 +301,8 @@ impl AudioSide {
                 let g = sp.gain.smoothed.next();
                 for (ch, m) in mix.iter_mut().enumerate() {
                     let v = if usable { data[(s * 2 + ch) * hh + o + t] * g * wet } else { 0.0 };
-                    if let Some(port) = aux.get_mut(s).and_then(|p| p.as_mut()) {
-                        if let Some(c) = port.get_mut(ch) {
-                            c[off + t] = v;
-                        }
+                    if let Some(c) = aux.get_mut(s).and_then(|p| p.as_mut()).and_then(|port| port.get_mut(ch)) {
+                        c[off + t] = v;
                     }
                     if kept[s] {
                         *m += v;

@@ -288,14 +288,11 @@ impl Worker {
         let mut streamer = Streamer::new(&self.plan);
         let mut stream_epoch: Option<u32> = None;
         let mut expected = 0u64;
-        let block_secs = self.plan.block as f64 / self.plan.host_rate as f64;
+        // The real-time budget of one chunk: a hop of audio.
+        let hop_secs = self.plan.hop as f64 / self.plan.model_rate as f64;
         let mut load = 0f64;
         let mut chunks_run = 0u64;
-        loop {
-            let msg = match self.recv(&self.ends.from_audio) {
-                Next::Item(m) => m,
-                Next::Stop => break,
-            };
+        while let Next::Item(msg) = self.recv(&self.ends.from_audio) {
             let (play_epoch, needed) = Shared::unpack_position(self.shared.play_position.load(Ordering::Acquire));
             if epoch_tag(msg.epoch) != play_epoch {
                 // From before the last reset: nobody will play it.
@@ -338,8 +335,9 @@ impl Worker {
                 self.shared.set(EngineState::Error, format!("the model failed: {err} (playing the dry signal)"));
                 usable = false;
             }
-            if !late && usable {
-                let ratio = t0.elapsed().as_secs_f64() / block_secs;
+            if !late && usable && result.chunks > 0 {
+                // Inference time per hop of audio (1.0 = just real time).
+                let ratio = t0.elapsed().as_secs_f64() / (result.chunks as f64 * hop_secs);
                 load = if load == 0.0 { ratio } else { 0.9 * load + 0.1 * ratio };
                 self.shared.load.store(load as f32, Ordering::Relaxed);
             }

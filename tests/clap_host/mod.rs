@@ -82,6 +82,9 @@ fn walk_newest(dir: &Path) -> Option<std::time::SystemTime> {
     newest
 }
 
+/// (name, channel count, is main port)
+pub type PortInfo = (String, u32, bool);
+
 pub struct TestHost;
 
 #[derive(Default)]
@@ -104,6 +107,21 @@ impl<'a> SharedHandler<'a> for HostShared {
     }
 }
 
+/// The GUI host extension (nice-plug's editor needs one): accepts every request.
+impl clack_extensions::gui::HostGuiImpl for HostShared {
+    fn resize_hints_changed(&self) {}
+    fn request_resize(&self, _new_size: clack_extensions::gui::GuiSize) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn request_show(&self) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn request_hide(&self) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn closed(&self, _was_destroyed: bool) {}
+}
+
 #[derive(Default)]
 pub struct HostMain {
     pub latency_changed: Cell<u32>,
@@ -123,7 +141,7 @@ impl HostHandlers for TestHost {
     type AudioProcessor<'a> = ();
 
     fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Self::Shared<'_>) {
-        builder.register::<HostLatency>();
+        builder.register::<HostLatency>().register::<clack_extensions::gui::HostGui>();
     }
 }
 
@@ -206,11 +224,11 @@ impl Plug {
     }
 
     /// (name, channels, is_main) of every port, inputs then outputs.
-    pub fn ports(&mut self) -> (Vec<(String, u32, bool)>, Vec<(String, u32, bool)>) {
+    pub fn ports(&mut self) -> (Vec<PortInfo>, Vec<PortInfo>) {
         let h = self.instance.plugin_handle();
         let ext: PluginAudioPorts = h.get_extension().expect("audio-ports extension");
         let mut buf = AudioPortInfoBuffer::new();
-        let mut list = |is_input: bool| -> Vec<(String, u32, bool)> {
+        let mut list = |is_input: bool| -> Vec<PortInfo> {
             (0..ext.count(&h, is_input))
                 .map(|i| {
                     let info = ext.get(&h, i, is_input, &mut buf).expect("port info");
@@ -223,6 +241,29 @@ impl Plug {
                 .collect()
         };
         (list(true), list(false))
+    }
+
+    /// Open the editor embedded in the X11 window `parent` (e.g. the root window of an Xvfb
+    /// display); returns its size.
+    pub fn open_editor_x11(&mut self, parent: std::ffi::c_ulong) -> (u32, u32) {
+        use clack_extensions::gui::{GuiApiType, GuiConfiguration, PluginGui, Window};
+        let h = self.instance.plugin_handle();
+        let gui: PluginGui = h.get_extension().expect("gui extension");
+        let api = GuiApiType::default_for_current_platform().expect("a GUI API on this platform");
+        gui.create(&h, GuiConfiguration { api_type: api, is_floating: false }).expect("gui create");
+        let size = gui.get_size(&h).expect("gui size");
+        // SAFETY: the parent (a root window) outlives the editor.
+        unsafe { gui.set_parent(&h, Window::from_x11_handle(parent)) }.expect("gui set_parent");
+        gui.show(&h).expect("gui show");
+        (size.width, size.height)
+    }
+
+    pub fn close_editor(&mut self) {
+        use clack_extensions::gui::PluginGui;
+        let h = self.instance.plugin_handle();
+        let gui: PluginGui = h.get_extension().expect("gui extension");
+        let _ = gui.hide(&h);
+        gui.destroy(&h);
     }
 
     pub fn save_state(&mut self) -> Vec<u8> {

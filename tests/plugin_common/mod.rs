@@ -37,6 +37,7 @@ impl Drop for TempModel {
 
 /// A few seconds of music-like stereo: chords with envelopes, noise hits, a bass line, then
 /// 0.25 s of silence.
+#[allow(clippy::needless_range_loop)]
 pub fn song(rate: u32, secs: f32, seed: u64) -> [Vec<f32>; 2] {
     let n = (rate as f32 * secs) as usize;
     let tail = (rate as usize / 4).min(n / 4);
@@ -62,9 +63,9 @@ pub fn song(rate: u32, secs: f32, seed: u64) -> [Vec<f32>; 2] {
 pub fn write_wav(path: &Path, rate: u32, x: &[Vec<f32>; 2]) {
     let spec = hound::WavSpec { channels: 2, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..x[0].len() {
-        w.write_sample(x[0][i]).unwrap();
-        w.write_sample(x[1][i]).unwrap();
+    for (l, r) in x[0].iter().zip(&x[1]) {
+        w.write_sample(*l).unwrap();
+        w.write_sample(*r).unwrap();
     }
     w.finalize().unwrap();
 }
