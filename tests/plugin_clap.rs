@@ -319,6 +319,12 @@ fn debug_build_never_allocates_on_the_audio_thread() {
 }
 
 #[test]
+fn deactivation_never_waits_for_a_model_load_and_the_model_survives_restarts() {
+    let text = run_child("slowload", &[("MDX_STEMS_TEST_SLOW_LOAD_MS", "1500")]);
+    eprintln!("{text}");
+}
+
+#[test]
 #[ignore = "run in a child process by the tests above"]
 fn child_process() {
     let Ok(kind) = std::env::var(CHILD_ENV) else { return };
@@ -326,6 +332,7 @@ fn child_process() {
         "slow" => child_slow(),
         "recover" => child_recover(),
         "alloc" => child_alloc(),
+        "slowload" => child_slow_load(),
         other => panic!("unknown child {other}"),
     }
     println!("CHILD {kind} OK");
@@ -418,6 +425,40 @@ fn child_recover() {
         assert!(max_diff(&m[late.clone()], &sum) < 1e-5, "main must be the sum of the stems once recovered");
         assert!(max_diff(&m[late.clone()], &dry[late.start - lat..late.end - lat]) > 0.01, "and not the dry signal");
     }
+}
+
+/// Loading takes 1.5 s more than usual: the restart cycle right after activation and a later
+/// deactivation return at once, and an offline bounce started meanwhile waits for the model and
+/// is complete.
+fn child_slow_load() {
+    let m = TempModel::new(TINY, "slowload");
+    let mut plug = Plug::load(&release_clap());
+    plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(4))]);
+    plug.set_offline(true);
+    let t = Instant::now();
+    plug.activate(44100.0, 256); // includes the host's restart cycle
+    let activation = t.elapsed();
+    let t = Instant::now();
+    plug.restart();
+    let restart = t.elapsed();
+    println!("activation {activation:?}, restart {restart:?}");
+    assert!(activation < Duration::from_millis(700) && restart < Duration::from_millis(700), "waited for the load");
+    let lat = plug.latency() as usize;
+    let x = song(44100, 1.0, 8);
+    let n = x[0].len();
+    let t = Instant::now();
+    let out = render(&mut plug, &x, n + lat, 256, 9);
+    println!("bounce {:?}", t.elapsed());
+    for ch in 0..2 {
+        let sum: Vec<f32> = (0..n).map(|i| out[1][ch][lat + i] + out[2][ch][lat + i]).collect();
+        assert!(peak(&out[1][ch][lat..]) > 0.01, "the bounce must contain the separated stems");
+        assert!(max_diff(&out[0][ch][lat..lat + n], &sum) < 1e-6);
+    }
+    // Once loaded, restarts reuse the model: the next bounce starts at once.
+    plug.restart();
+    let t = Instant::now();
+    let _ = render(&mut plug, &x, 4096, 256, 10);
+    assert!(t.elapsed() < Duration::from_millis(1000), "the model was reloaded");
 }
 
 /// The debug cdylib (`assert_process_allocs`: any allocation or free inside `process` aborts)

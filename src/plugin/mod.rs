@@ -7,6 +7,8 @@
 //!   delay line, playback and mixing of the stems. Built in `activate`, used in `process`.
 //! - [`worker`]: the inference thread (started in `activate`, joined in `deactivate`/drop),
 //!   the channels and buffer pools between it and the audio thread.
+//! - [`loader`]: the model loader thread (one per instance, joined on drop) and the cache that
+//!   keeps the loaded model across activations.
 //! - [`stream`]: the worker's signal path (resample, UVR chunks, overlap-add, resample back).
 //! - [`params`]: parameters (per-stem gain/mute/solo, preset) and persisted settings.
 //! - [`shared`]: atomics and status text read by the editor.
@@ -25,6 +27,7 @@
 //! the stem outputs are silent.
 
 pub mod editor;
+pub mod loader;
 pub mod params;
 pub mod plan;
 pub mod realtime;
@@ -43,7 +46,8 @@ use shared::{ActiveInfo, EngineState, Shared};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use worker::{ChunkEngine, EngineSource, WorkerHandle, WorkerOptions};
+use loader::{LoadKey, Loader};
+use worker::{EngineSource, WorkerHandle, WorkerOptions};
 
 /// Names of the stem output ports, in the model's stem order.
 pub const STEM_PORT_NAMES: [&str; MAX_STEMS] = ["Stem 1", "Stem 2", "Stem 3", "Stem 4", "Stem 5", "Stem 6"];
@@ -85,14 +89,6 @@ const DEFAULT_OVERLAP: usize = 4;
 /// Smallest segment (STFT frames) the editor offers.
 const MIN_SEGMENT: usize = 32;
 
-/// What decides whether a loaded model can be reused by the next activation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct LoadKey {
-    model: PathBuf,
-    dim_t: Option<usize>,
-    precision: Option<Precision>,
-}
-
 /// The plugin; `STEM_OUTPUTS` adds the per-stem outputs. Fields are owned by the main thread
 /// unless noted.
 pub struct MdxStems<const STEM_OUTPUTS: bool> {
@@ -105,10 +101,8 @@ pub struct MdxStems<const STEM_OUTPUTS: bool> {
     audio: Option<AudioSide>,
     /// The inference thread; started in `activate`, joined in `deactivate` and on drop.
     worker: Option<WorkerHandle>,
-    /// The engine of the previous activation, kept loaded for the next one.
-    cached: Option<(LoadKey, Box<dyn ChunkEngine>)>,
-    /// What the running worker's engine is (to cache it when the worker stops).
-    active_key: Option<LoadKey>,
+    /// Loads models in the background and keeps the last one across activations.
+    loader: Loader,
     /// Settings generation this activation was planned with (audio thread compares).
     generation: u32,
     /// The audio thread has asked the host for a restart since the last activation.
@@ -120,14 +114,14 @@ pub struct MdxStems<const STEM_OUTPUTS: bool> {
 impl<const STEM_OUTPUTS: bool> Default for MdxStems<STEM_OUTPUTS> {
     fn default() -> Self {
         let names = Arc::new(RwLock::new(Vec::new()));
+        let shared = Arc::new(Shared::new(names.clone()));
         MdxStems {
-            params: Arc::new(MdxParams::new(names.clone())),
-            shared: Arc::new(Shared::new(names)),
+            params: Arc::new(MdxParams::new(names)),
+            shared: shared.clone(),
             editor_state: editor::default_state(),
             audio: None,
             worker: None,
-            cached: None,
-            active_key: None,
+            loader: Loader::new(shared.clone()),
             generation: 0,
             restart_requested: false,
             latency: 0,
@@ -184,7 +178,6 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
         match self.plan(host_rate, max_block) {
             Ok(setup) => self.start(setup, realtime),
             Err((state, message)) => {
-                self.cached = None;
                 self.shared.set(state, message);
                 self.shared.set_info(ActiveInfo::default());
             }
@@ -253,11 +246,9 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
 
 impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
     fn stop_worker(&mut self) {
-        if let Some(w) = self.worker.take()
-            && let Some(engine) = w.stop()
-            && let Some(key) = self.active_key.take()
-        {
-            self.cached = Some((key, engine));
+        if let Some(w) = self.worker.take() {
+            // Quick: the worker never waits for a load; the engine goes back to the cache.
+            let _ = w.stop();
         }
     }
 
@@ -329,16 +320,13 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
         let Setup { plan, key, options, name, stems, info } = setup;
         self.shared.set_stem_names(stems);
         self.shared.set_info(info);
-        let source = match self.cached.take() {
-            Some((k, engine)) if k == key => EngineSource::Ready(engine),
-            _ => EngineSource::Load { options, name },
-        };
-        self.shared.set(EngineState::Loading, "Starting the inference thread");
+        self.shared.set(EngineState::Loading, format!("Starting {name}"));
+        self.loader.request(key.clone(), options, name);
+        let source = EngineSource::Cache { cache: self.loader.cache(), key };
         let (audio_ends, worker_ends) = worker::link(&plan);
         match WorkerHandle::spawn(plan.clone(), source, self.shared.clone(), worker_ends, WorkerOptions::from_env(realtime)) {
             Ok(w) => {
                 self.worker = Some(w);
-                self.active_key = Some(key);
                 self.latency = plan.latency_samples() as u32;
                 self.audio = Some(AudioSide::new(&plan, audio_ends, self.shared.clone(), realtime));
             }

@@ -1,9 +1,10 @@
 //! The inference thread: one per plugin instance, started in `activate`, joined in
 //! `deactivate` (or when the handle is dropped). Never detached.
 //!
-//! It owns the engine (a loaded [`Separator`], or a test engine) and the [`Streamer`]. It
-//! loads the model first (the audio thread meanwhile plays its dry fallback), then answers
-//! every input block with exactly one output block, in order.
+//! It takes the engine (a [`Separator`] from the [`super::loader`], or a test engine) and owns
+//! the [`Streamer`]. It waits for the model first (the audio thread meanwhile plays its dry
+//! fallback), then answers every input block with exactly one output block, in order. When it
+//! stops it gives the engine back to the loader's cache for the next activation.
 //!
 //! # Channels (all bounded, all buffers allocated in [`link`])
 //!
@@ -32,10 +33,11 @@
 //! long before every chunk: an artificially slow engine, for the real-time fallback tests.
 //! With `MDX_STEMS_TEST_SLOW_CHUNKS=<n>` only the first `n` chunks are slow (recovery tests).
 
+use super::loader::{EngineCache, LoadKey, Taken};
 use super::plan::StreamPlan;
 use super::shared::{EngineState, Shared, epoch_tag};
 use super::stream::Streamer;
-use crate::engine::{LoadOptions, Separator};
+use crate::engine::Separator;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,10 +96,10 @@ impl ChunkEngine for Separator {
 
 /// Where the worker gets its engine.
 pub enum EngineSource {
-    /// Already loaded (kept from the previous activation, or a test engine).
+    /// This engine (tests); the worker returns it when it stops.
     Ready(Box<dyn ChunkEngine>),
-    /// Load this model on the worker thread; `name` is shown while loading.
-    Load { options: LoadOptions, name: String },
+    /// The loader's engine for `key`: wait for it, take it, give it back when stopping.
+    Cache { cache: Arc<EngineCache>, key: LoadKey },
 }
 
 /// The audio thread's ends of the link.
@@ -191,7 +193,8 @@ impl WorkerHandle {
         }
     }
 
-    /// Stop and join the thread; returns the engine so the next activation can reuse it.
+    /// Stop and join the thread; returns a [`EngineSource::Ready`] engine (an engine from the
+    /// cache goes back to the cache instead).
     pub fn stop(mut self) -> Option<Box<dyn ChunkEngine>> {
         self.join()
     }
@@ -251,19 +254,16 @@ impl Worker {
         }
     }
 
-    fn load(&self, source: EngineSource) -> Option<Box<dyn ChunkEngine>> {
-        let engine: Box<dyn ChunkEngine> = match source {
-            EngineSource::Ready(e) => e,
-            EngineSource::Load { options, name } => {
-                self.shared.set(EngineState::Loading, format!("Loading {name}... (playing the dry signal until it is ready)"));
-                match Separator::load(&options) {
-                    Ok(sep) => Box::new(sep),
-                    Err(e) => {
-                        self.shared.set(EngineState::Error, format!("{name}: {e} (playing the dry signal)"));
-                        return None;
-                    }
-                }
-            }
+    /// Get the engine; `None` when it cannot be used (the status says why) or on stop.
+    fn acquire(&self, source: EngineSource) -> Acquired {
+        let (engine, home) = match source {
+            EngineSource::Ready(e) => (e, None),
+            EngineSource::Cache { cache, key } => match cache.take(&key, &self.stop) {
+                Taken::Engine(e) => (e, Some((cache, key))),
+                // The loader has put the reason in the status line.
+                Taken::Failed(_) => return Acquired { engine: None, home: None, stopped: false },
+                Taken::Stopped => return Acquired { engine: None, home: None, stopped: true },
+            },
         };
         if engine.chunk_len() != self.plan.chunk || engine.num_stems() != self.plan.stems {
             self.shared.set(
@@ -276,14 +276,17 @@ impl Worker {
                     self.plan.stems
                 ),
             );
-            return Some(engine);
+        } else {
+            self.shared.set(EngineState::Ready, format!("Ready on {}", engine.describe()));
         }
-        self.shared.set(EngineState::Ready, format!("Ready on {}", engine.describe()));
-        Some(engine)
+        Acquired { engine: Some(engine), home, stopped: false }
     }
 
     fn run(self, source: EngineSource) -> Option<Box<dyn ChunkEngine>> {
-        let mut engine = self.load(source);
+        let Acquired { mut engine, home, stopped } = self.acquire(source);
+        if stopped {
+            return None;
+        }
         let mut usable = engine.is_some() && self.shared.state() == EngineState::Ready;
         let mut streamer = Streamer::new(&self.plan);
         let mut stream_epoch: Option<u32> = None;
@@ -349,9 +352,22 @@ impl Worker {
             }
         }
         if !usable {
-            // Keep a failed engine out of the cache.
-            engine = engine.filter(|_| self.shared.state() != EngineState::Error);
+            // Keep a failed engine out of the cache: the next activation loads it afresh.
+            engine = None;
         }
-        engine
+        match (engine, home) {
+            (Some(e), Some((cache, key))) => {
+                cache.put_back(key, e);
+                None
+            }
+            (engine, _) => engine,
+        }
     }
+}
+
+struct Acquired {
+    engine: Option<Box<dyn ChunkEngine>>,
+    /// Where the engine goes back when the worker stops.
+    home: Option<(Arc<EngineCache>, LoadKey)>,
+    stopped: bool,
 }
