@@ -430,6 +430,7 @@ fn child_recover() {
 /// Loading takes 1.5 s more than usual: the restart cycle right after activation and a later
 /// deactivation return at once, and an offline bounce started meanwhile waits for the model and
 /// is complete.
+#[allow(clippy::needless_range_loop)]
 fn child_slow_load() {
     let m = TempModel::new(TINY, "slowload");
     let mut plug = Plug::load(&release_clap());

@@ -118,6 +118,7 @@ impl NiceEguiApp for EditorApp {
         self.repaint.request_repaint();
         let Some(gui) = self.gui.clone() else { return };
         let setter = gui.param_setter();
+        let generation = self.params.generation();
         egui::CentralPanel::default().show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
                 ui.heading("MDX Stems");
@@ -130,6 +131,14 @@ impl NiceEguiApp for EditorApp {
                 self.stems_ui(ui, &setter);
             });
         });
+        let now = self.params.generation();
+        if now != generation {
+            // Model, overlap, segment or precision changed: they apply on the next activation,
+            // which we ask the host for from here (the GUI thread) rather than from the audio
+            // thread.
+            self.shared.restart_asked.store(now, Ordering::Release);
+            gui.request_restart();
+        }
     }
 }
 

@@ -220,11 +220,15 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
         aux: &mut AuxiliaryBuffers,
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
-        if !self.restart_requested && self.params.generation() != self.generation {
-            // A setting that fixes the latency changed (editor or state restore): it applies on
-            // the next activation, which the host performs on request.
+        let generation = self.params.generation();
+        if !self.restart_requested && generation != self.generation {
+            // A setting that fixes the latency changed: it applies on the next activation, which
+            // the host performs on request. The editor asks itself (GUI thread); a state loaded
+            // by the host while processing is noticed here, the only place that runs regularly.
             self.restart_requested = true;
-            context.request_restart();
+            if self.shared.restart_asked.load(Ordering::Acquire) != generation {
+                context.request_restart();
+            }
         }
         let main = buffer.as_slice();
         let mut outs = aux.outputs.iter_mut();

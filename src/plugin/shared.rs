@@ -70,6 +70,9 @@ pub struct Shared {
     pub play_position: AtomicU64,
     /// What the current activation runs (editor display).
     pub info: Mutex<ActiveInfo>,
+    /// Settings generation for which the editor has already asked the host for a restart (the
+    /// audio thread then does not ask again).
+    pub restart_asked: AtomicU32,
     /// Whether the inference thread is running (set by it; read by the offline wait).
     pub worker_alive: AtomicBool,
 }
@@ -86,6 +89,7 @@ impl Shared {
             dropouts: AtomicU32::new(0),
             play_position: AtomicU64::new(0),
             info: Mutex::new(ActiveInfo::default()),
+            restart_asked: AtomicU32::new(u32::MAX),
             worker_alive: AtomicBool::new(false),
         }
     }
