@@ -8,6 +8,7 @@
 //! - [`engine`]: model + STFT = chunks in, stems out; whole-signal separation.
 //! - [`models`]: finding users' models (app folder, UVR, python-audio-separator), UVR's hash
 //!   table, and what a checkpoint's shapes say about its config.
+//! - [`plugin`]: the VST3/CLAP plugin (streaming separation with reported latency).
 
 pub mod audio;
 pub mod cli;
@@ -16,3 +17,4 @@ pub mod dsp;
 pub mod engine;
 pub mod model;
 pub mod models;
+pub mod plugin;

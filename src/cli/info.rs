@@ -58,13 +58,16 @@ pub fn run(args: &ModelArgs) -> Result<()> {
     );
     println!("FLOPs/chunk  {:.3} TFLOP ({:.3} T multiply-adds)", 2.0 * macs as f64 / 1e12, macs as f64 / 1e12);
     println!("default overlap {}", cfg.default_overlap());
-    println!("plugin latency at {} Hz, by overlap (chunk + scheme delay):", a.sample_rate);
+    println!("plugin latency with a 512-frame host buffer (C + C/K + 512 at the model's rate), by overlap:");
     for k in [2usize, 4, 8] {
-        let lat = crate::dsp::overlap::streaming_latency(chunk, k);
         let rt = 2.0 * macs as f64 * k as f64 / (chunk as f64 / a.sample_rate as f64) / 1e12;
+        let at = |host: u32| crate::plugin::latency_for(a.sample_rate, chunk, k, cfg.num_stems(), host, 512).unwrap_or(0);
+        let (l44, l48) = (at(a.sample_rate), at(48000));
         println!(
-            "  overlap {k}: {lat} samples = {:.1} ms; needs {rt:.2} TFLOP per second of audio",
-            1000.0 * lat as f64 / a.sample_rate as f64
+            "  overlap {k}: {l44} samples = {:.1} ms at {} Hz, {l48} samples = {:.1} ms at 48000 Hz; needs {rt:.2} TFLOP per second of audio",
+            1000.0 * l44 as f64 / a.sample_rate as f64,
+            a.sample_rate,
+            1000.0 * l48 as f64 / 48000.0
         );
     }
     if let Some(rss) = crate::device::peak_rss_bytes() {

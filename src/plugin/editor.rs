@@ -1,0 +1,327 @@
+//! The editor (nice-plug-egui), on the host's GUI thread.
+//!
+//! Shows the engine's status (loading, ready on which device, or the error), the latency, a
+//! real-time load meter and the dropout count, all read from [`Shared`]; lists the models found
+//! in the user's folders (scanned on a helper thread that the editor joins) and accepts a path;
+//! edits the persisted settings (model, overlap, segment, precision), which apply on the next
+//! activation (the audio thread asks the host for it as soon as they change); and the stem
+//! parameters (preset, gain, mute, solo) through the host's parameter setter.
+
+use super::params::{MAX_STEMS, MdxParams, OVERLAP_RANGE, PRESET_COUNT, Preset};
+use super::shared::{EngineState, Shared};
+use crate::models::{self, ModelEntry};
+use nice_plug::prelude::*;
+use nice_plug_egui::widgets::ParamSlider;
+use nice_plug_egui::{EguiEditor, EguiEditorState, EguiNiceSettings, NiceEguiApp, RepaintNotifier, create_egui_editor};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+pub type MdxEditor = EguiEditor<EditorApp>;
+
+/// Editor window size in logical pixels.
+pub const SIZE: (u32, u32) = (560, 640);
+
+pub fn default_state() -> Arc<EguiEditorState> {
+    EguiEditorState::from_size(nice_plug::editor::dpi::LogicalSize::new(SIZE.0 as f64, SIZE.1 as f64), 1.0)
+}
+
+pub fn create(params: Arc<MdxParams>, shared: Arc<Shared>, state: Arc<EguiEditorState>) -> Option<MdxEditor> {
+    let repaint = RepaintNotifier::new();
+    let app = EditorApp {
+        params,
+        shared,
+        gui: None,
+        scan: Scan::default(),
+        path_text: String::new(),
+        repaint: repaint.clone(),
+    };
+    create_egui_editor(state, repaint, EguiNiceSettings::new().with_tile("MDX Stems"), app)
+}
+
+/// Model folder scan on a helper thread (discovery hashes files, too slow for the GUI thread).
+#[derive(Default)]
+struct Scan {
+    result: Arc<Mutex<Option<Vec<ModelEntry>>>>,
+    thread: Option<JoinHandle<()>>,
+    models: Vec<ModelEntry>,
+}
+
+impl Scan {
+    fn start(&mut self) {
+        if self.thread.is_some() {
+            return;
+        }
+        let out = self.result.clone();
+        self.thread = std::thread::Builder::new()
+            .name("mdx-stems model scan".into())
+            .spawn(move || {
+                let found = models::discover();
+                if let Ok(mut o) = out.lock() {
+                    *o = Some(found);
+                }
+            })
+            .ok();
+    }
+
+    fn poll(&mut self) {
+        if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+            if let Some(found) = self.result.lock().ok().and_then(|mut r| r.take()) {
+                self.models = found;
+            }
+        }
+    }
+}
+
+impl Drop for Scan {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub struct EditorApp {
+    params: Arc<MdxParams>,
+    shared: Arc<Shared>,
+    gui: Option<GuiContext>,
+    scan: Scan,
+    path_text: String,
+    repaint: RepaintNotifier,
+}
+
+use nice_plug::context::gui::GuiContext;
+
+impl NiceEguiApp for EditorApp {
+    fn build(
+        &mut self,
+        _egui_ctx: egui::Context,
+        gui: GuiContext,
+        _frame: &mut nice_plug_egui::Frame,
+    ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
+        self.gui = Some(gui);
+        self.path_text = self.params.model_path.get();
+        self.scan.start();
+        Ok(())
+    }
+
+    fn editor_closed(&mut self) {
+        self.gui = None;
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
+        self.scan.poll();
+        // Status, load and dropouts change on their own: keep repainting while open.
+        self.repaint.request_repaint();
+        let Some(gui) = self.gui.clone() else { return };
+        let setter = gui.param_setter();
+        let generation = self.params.generation();
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                ui.heading("MDX Stems");
+                self.status_ui(ui);
+                ui.separator();
+                self.model_ui(ui);
+                ui.separator();
+                self.settings_ui(ui);
+                ui.separator();
+                self.stems_ui(ui, &setter);
+            });
+        });
+        let now = self.params.generation();
+        if now != generation {
+            // Model, overlap, segment or precision changed: they apply on the next activation,
+            // which we ask the host for from here (the GUI thread) rather than from the audio
+            // thread.
+            self.shared.restart_asked.store(now, Ordering::Release);
+            gui.request_restart();
+        }
+    }
+}
+
+impl EditorApp {
+    fn status_ui(&self, ui: &mut egui::Ui) {
+        let state = self.shared.state();
+        let (label, color) = match state {
+            EngineState::NoModel => ("No model", egui::Color32::from_rgb(200, 160, 60)),
+            EngineState::Loading => ("Loading", egui::Color32::from_rgb(200, 160, 60)),
+            EngineState::Ready => ("Ready", egui::Color32::from_rgb(90, 190, 90)),
+            EngineState::Error => ("Error", egui::Color32::from_rgb(220, 80, 80)),
+        };
+        ui.horizontal(|ui| {
+            ui.colored_label(color, label);
+            ui.label(self.shared.status());
+        });
+        let info = self.shared.info();
+        if !info.model.is_empty() {
+            ui.label(format!(
+                "{}: chunk {} samples at {} Hz, overlap {} (hop {}), host {} Hz",
+                info.model, info.chunk, info.model_rate, info.overlap, info.hop, info.host_rate
+            ));
+        }
+        let lat = self.shared.latency_samples.load(Ordering::Relaxed);
+        let ms = self.shared.latency_ms.load(Ordering::Relaxed);
+        ui.label(format!("Latency: {lat} samples = {ms:.1} ms (reported to the host, which compensates it)"));
+        let load = self.shared.load.load(Ordering::Relaxed);
+        ui.horizontal(|ui| {
+            ui.label("Load:");
+            let bar = egui::ProgressBar::new((load / 1.5).clamp(0.0, 1.0))
+                .text(format!("{:.0}% of real time", 100.0 * load))
+                .desired_width(220.0);
+            ui.add(bar);
+            ui.label(format!("dropouts: {}", self.shared.dropouts.load(Ordering::Relaxed)));
+        });
+        if load > 1.0 && state == EngineState::Ready {
+            ui.colored_label(
+                egui::Color32::from_rgb(220, 80, 80),
+                "The model is slower than real time here: playback falls back to the dry signal. \
+                 Lower the overlap or the segment size, use a GPU build, or bounce offline \
+                 (offline rendering waits for every result).",
+            );
+        }
+    }
+
+    fn choose_model(&mut self, path: String) {
+        self.path_text = path.clone();
+        self.params.model_path.put(path);
+    }
+
+    fn model_ui(&mut self, ui: &mut egui::Ui) {
+        ui.label(format!("Models folder: {}", models::app_models_dir().display()));
+        let current = self.params.model_path.get();
+        let mut pick: Option<String> = None;
+        ui.horizontal(|ui| {
+            let selected = self
+                .scan
+                .models
+                .iter()
+                .find(|m| m.path.to_string_lossy() == current)
+                .map_or_else(|| if current.is_empty() { "(first model found)".to_string() } else { current.clone() }, |m| m.name.clone());
+            egui::ComboBox::from_id_salt("model").selected_text(selected).width(330.0).show_ui(ui, |ui| {
+                for m in &self.scan.models {
+                    let p = m.path.to_string_lossy().into_owned();
+                    let text = if m.stems.is_empty() { m.name.clone() } else { format!("{} ({})", m.name, m.stems.join(", ")) };
+                    let r = ui.add_enabled(m.is_ready(), egui::Button::selectable(p == current, text));
+                    let r = match &m.config {
+                        Ok(origin) => r.on_hover_text(format!("{} [{}, {origin}]", m.path.display(), m.source)),
+                        Err(why) => r.on_disabled_hover_text(why.clone()),
+                    };
+                    if r.clicked() {
+                        pick = Some(p);
+                    }
+                }
+                if self.scan.models.is_empty() {
+                    ui.label("No models found yet.");
+                }
+            });
+            if ui.button("Rescan").clicked() {
+                self.scan.start();
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.label("Path:");
+            ui.add(egui::TextEdit::singleline(&mut self.path_text).desired_width(360.0));
+            if ui.button("Use").clicked() {
+                pick = Some(self.path_text.trim().to_string());
+            }
+        });
+        if let Some(p) = pick {
+            self.choose_model(p);
+        }
+    }
+
+    fn settings_ui(&mut self, ui: &mut egui::Ui) {
+        let info = self.shared.info();
+        ui.label("These change the latency; the host restarts processing to apply them.");
+        egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
+            ui.label("Overlap");
+            let ov = self.params.overlap.get();
+            let text = |k: u32| if k == 0 { "model default".to_string() } else { format!("{k}") };
+            egui::ComboBox::from_id_salt("overlap").selected_text(text(ov)).show_ui(ui, |ui| {
+                for k in std::iter::once(0).chain(OVERLAP_RANGE) {
+                    if ui.selectable_label(ov == k, text(k)).clicked() {
+                        self.params.overlap.put(k);
+                    }
+                }
+            });
+            ui.end_row();
+
+            ui.label("Segment (STFT frames)");
+            let seg = self.params.segment.get();
+            let seg_text = |d: u32| if d == 0 { format!("model default ({})", info.default_dim_t) } else { format!("{d}") };
+            egui::ComboBox::from_id_salt("segment").selected_text(seg_text(seg)).show_ui(ui, |ui| {
+                for d in std::iter::once(0).chain(info.segments.iter().map(|&d| d as u32)) {
+                    if ui.selectable_label(seg == d, seg_text(d)).clicked() {
+                        self.params.segment.put(d);
+                    }
+                }
+            });
+            ui.end_row();
+
+            ui.label("Precision");
+            let pr = self.params.precision.get();
+            egui::ComboBox::from_id_salt("precision").selected_text(pr.clone()).show_ui(ui, |ui| {
+                for p in ["auto", "f32", "f16", "bf16"] {
+                    if ui.selectable_label(pr == p, p).clicked() {
+                        self.params.precision.put(p.to_string());
+                    }
+                }
+            });
+            ui.end_row();
+        });
+    }
+
+    fn stems_ui(&self, ui: &mut egui::Ui, setter: &ParamSetter) {
+        let names = self.shared.stem_names();
+        let preset = self.params.preset.value();
+        ui.horizontal(|ui| {
+            ui.label("Main output:");
+            egui::ComboBox::from_id_salt("preset")
+                .selected_text(Preset::from_index(preset).label(&names))
+                .show_ui(ui, |ui| {
+                    for v in 0..PRESET_COUNT {
+                        let p = Preset::from_index(v);
+                        let idx = match p {
+                            Preset::All => None,
+                            Preset::Only(i) | Preset::AllBut(i) => Some(i),
+                        };
+                        if idx.is_some_and(|i| i >= names.len().max(1)) {
+                            continue;
+                        }
+                        if ui.selectable_label(v == preset, p.label(&names)).clicked() {
+                            setter.begin_set_parameter(&self.params.preset);
+                            setter.set_parameter(&self.params.preset, v);
+                            setter.end_set_parameter(&self.params.preset);
+                        }
+                    }
+                });
+        });
+        egui::Grid::new("stems").num_columns(5).show(ui, |ui| {
+            ui.label("Output");
+            ui.label("Stem");
+            ui.label("Gain");
+            ui.label("Mute");
+            ui.label("Solo");
+            ui.end_row();
+            for i in 0..MAX_STEMS.min(names.len().max(1)) {
+                let sp = &self.params.stems[i];
+                ui.label(format!("Stem {}", i + 1));
+                ui.label(names.get(i).cloned().unwrap_or_default());
+                ui.add(ParamSlider::for_param(&sp.gain, setter).with_width(160.0));
+                for p in [&sp.mute, &sp.solo] {
+                    let mut v = p.value();
+                    if ui.checkbox(&mut v, "").changed() {
+                        setter.begin_set_parameter(p);
+                        setter.set_parameter(p, v);
+                        setter.end_set_parameter(p);
+                    }
+                }
+                ui.end_row();
+            }
+        });
+        ui.label("Each stem also plays on its own stereo output (\"Stem 1\", \"Stem 2\", ...): route them to tracks in the host.");
+    }
+}

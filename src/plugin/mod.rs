@@ -1,0 +1,384 @@
+//! The MDX Stems audio plugin (CLAP + VST3, nice-plug): streaming stem separation with
+//! reported latency. A thin layer over [`crate::engine::Separator`].
+//!
+//! Who owns what:
+//! - [`plan`]: sizes and the exact latency of one activation (pure arithmetic).
+//! - [`realtime`]: the audio thread's state ([`realtime::AudioSide`]): input blocks, dry
+//!   delay line, playback and mixing of the stems. Built in `activate`, used in `process`.
+//! - [`worker`]: the inference thread (started in `activate`, joined in `deactivate`/drop),
+//!   the channels and buffer pools between it and the audio thread.
+//! - [`loader`]: the model loader thread (one per instance, joined on drop) and the cache that
+//!   keeps the loaded model across activations.
+//! - [`stream`]: the worker's signal path (resample, UVR chunks, overlap-add, resample back).
+//! - [`params`]: parameters (per-stem gain/mute/solo, preset) and persisted settings.
+//! - [`shared`]: atomics and status text read by the editor.
+//! - [`editor`]: the egui editor.
+//!
+//! Two plugins share this code and the bundles:
+//! - **MDX Stems** ([`MdxStemsMulti`]): stereo in; main stereo out = the kept stems mixed; one
+//!   stereo aux output per stem ("Stem 1" ... "Stem 6", in the model's stem order; unused ones
+//!   are silent).
+//! - **MDX Stems (Stereo)** ([`MdxStemsStereo`]): the same with the main output only, for hosts
+//!   that do not connect extra outputs. nice-plug 0.4.2's VST3 wrapper skips `process` entirely
+//!   when a host leaves an output bus unconnected (pedalboard does, and so may DAWs for insert
+//!   effects), so there the multi-output plugin would not run at all.
+//!
+//! Until a model is ready, the main output plays the input delayed by the reported latency and
+//! the stem outputs are silent.
+
+pub mod editor;
+pub mod loader;
+pub mod params;
+pub mod plan;
+pub mod realtime;
+pub mod shared;
+pub mod stream;
+pub mod worker;
+
+use crate::device::{DeviceRequest, Precision};
+use crate::engine::LoadOptions;
+use crate::model::ModelConfig;
+use nice_plug::prelude::*;
+use params::{MAX_STEMS, MdxParams, OVERLAP_RANGE};
+use plan::StreamPlan;
+use realtime::AudioSide;
+use shared::{ActiveInfo, EngineState, Shared};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use loader::{LoadKey, Loader};
+use worker::{EngineSource, WorkerHandle, WorkerOptions};
+
+/// Names of the stem output ports, in the model's stem order.
+pub const STEM_PORT_NAMES: [&str; MAX_STEMS] = ["Stem 1", "Stem 2", "Stem 3", "Stem 4", "Stem 5", "Stem 6"];
+
+const STEREO: NonZeroU32 = new_nonzero_u32(2);
+
+/// Stereo in, stereo main out, a stereo output per stem.
+const MULTI_LAYOUT: AudioIOLayout = AudioIOLayout {
+    main_input_channels: Some(STEREO),
+    main_output_channels: Some(STEREO),
+    aux_input_ports: &[],
+    aux_output_ports: &[STEREO; MAX_STEMS],
+    names: PortNames {
+        layout: Some("Stereo, 6 stem outputs"),
+        main_input: None,
+        main_output: None,
+        aux_inputs: &[],
+        aux_outputs: &STEM_PORT_NAMES,
+    },
+};
+
+/// Stereo in, stereo main out.
+const STEREO_LAYOUT: AudioIOLayout = AudioIOLayout {
+    main_input_channels: Some(STEREO),
+    main_output_channels: Some(STEREO),
+    aux_input_ports: &[],
+    aux_output_ports: &[],
+    names: PortNames::const_default(),
+};
+
+/// The plugin with a stereo output per stem ("MDX Stems").
+pub type MdxStemsMulti = MdxStems<true>;
+/// The plugin with the main output only ("MDX Stems (Stereo)").
+pub type MdxStemsStereo = MdxStems<false>;
+
+/// Overlap when neither the setting nor the model's config names one.
+const DEFAULT_OVERLAP: usize = 4;
+
+/// Smallest segment (STFT frames) the editor offers.
+const MIN_SEGMENT: usize = 32;
+
+/// The plugin; `STEM_OUTPUTS` adds the per-stem outputs. Fields are owned by the main thread
+/// unless noted.
+pub struct MdxStems<const STEM_OUTPUTS: bool> {
+    /// Parameters and persisted settings (shared with the host wrapper and the editor).
+    params: Arc<MdxParams>,
+    /// Status, meters and stem names (shared with the worker and the editor).
+    shared: Arc<Shared>,
+    editor_state: Arc<nice_plug_egui::EguiEditorState>,
+    /// Audio-thread state; built in `activate`, `None` when no model can run (pass-through).
+    audio: Option<AudioSide>,
+    /// The inference thread; started in `activate`, joined in `deactivate` and on drop.
+    worker: Option<WorkerHandle>,
+    /// Loads models in the background and keeps the last one across activations.
+    loader: Loader,
+    /// Settings generation this activation was planned with (audio thread compares).
+    generation: u32,
+    /// The audio thread has asked the host for a restart since the last activation.
+    restart_requested: bool,
+    /// Reported latency in samples.
+    latency: u32,
+}
+
+impl<const STEM_OUTPUTS: bool> Default for MdxStems<STEM_OUTPUTS> {
+    fn default() -> Self {
+        let names = Arc::new(RwLock::new(Vec::new()));
+        let shared = Arc::new(Shared::new(names.clone()));
+        MdxStems {
+            params: Arc::new(MdxParams::new(names)),
+            shared: shared.clone(),
+            editor_state: editor::default_state(),
+            audio: None,
+            worker: None,
+            loader: Loader::new(shared.clone()),
+            generation: 0,
+            restart_requested: false,
+            latency: 0,
+        }
+    }
+}
+
+/// A planned activation.
+struct Setup {
+    plan: StreamPlan,
+    key: LoadKey,
+    options: LoadOptions,
+    name: String,
+    stems: Vec<String>,
+    info: ActiveInfo,
+}
+
+impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
+    const NAME: &'static str = if STEM_OUTPUTS { "MDX Stems" } else { "MDX Stems (Stereo)" };
+    const VENDOR: &'static str = "MDX Stems";
+    const URL: &'static str = "https://github.com/mdx-stems/mdx-stems";
+    const EMAIL: &'static str = "mdx-stems@users.noreply.github.com";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = if STEM_OUTPUTS { &[MULTI_LAYOUT] } else { &[STEREO_LAYOUT] };
+
+    const SAMPLE_ACCURATE_AUTOMATION: bool = false;
+
+    type SysExMessage = ();
+    type BackgroundTask = ();
+    type Editor = editor::MdxEditor;
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(self.params.clone(), self.shared.clone(), self.editor_state.clone())
+    }
+
+    fn activate(
+        &mut self,
+        _layout: &AudioIOLayout,
+        buffer_config: &BufferConfig,
+        context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        self.stop_worker();
+        self.audio = None;
+        self.restart_requested = false;
+        let host_rate = buffer_config.sample_rate.round() as u32;
+        let max_block = buffer_config.max_buffer_size.max(1) as usize;
+        let realtime = buffer_config.process_mode != ProcessMode::Offline;
+        self.latency = 0;
+        match self.plan(host_rate, max_block) {
+            Ok(setup) => self.start(setup, realtime),
+            Err((state, message)) => {
+                self.shared.set(state, message);
+                self.shared.set_info(ActiveInfo::default());
+            }
+        }
+        self.generation = self.params.generation();
+        let info = self.shared.info();
+        if self.audio.is_some() {
+            nice_log!(
+                "activate: {host_rate} Hz, max block {max_block}, {}: {} (chunk {}, overlap {}) -> latency {} samples",
+                if realtime { "real time" } else { "offline" },
+                info.model,
+                info.chunk,
+                info.overlap,
+                self.latency
+            );
+        } else {
+            nice_log!("activate: {host_rate} Hz, pass-through: {}", self.shared.status());
+        }
+        self.shared.latency_samples.store(self.latency, Ordering::Relaxed);
+        self.shared.latency_ms.store(1000.0 * self.latency as f32 / host_rate.max(1) as f32, Ordering::Relaxed);
+        context.set_latency_samples(self.latency);
+        true
+    }
+
+    fn reset(&mut self) {
+        if let Some(a) = self.audio.as_mut() {
+            a.reset();
+        }
+    }
+
+    fn deactivate(&mut self) {
+        nice_log!("deactivate");
+        self.stop_worker();
+        self.audio = None;
+    }
+
+    fn process(
+        &mut self,
+        buffer: &mut Buffer,
+        aux: &mut AuxiliaryBuffers,
+        context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        let generation = self.params.generation();
+        if !self.restart_requested && generation != self.generation {
+            // A setting that fixes the latency changed: it applies on the next activation, which
+            // the host performs on request. The editor asks itself (GUI thread); a state loaded
+            // by the host while processing is noticed here, the only place that runs regularly.
+            self.restart_requested = true;
+            if self.shared.restart_asked.load(Ordering::Acquire) != generation {
+                context.request_restart();
+            }
+        }
+        let main = buffer.as_slice();
+        let mut outs = aux.outputs.iter_mut();
+        let mut ports: [Option<&mut [&mut [f32]]>; MAX_STEMS] = std::array::from_fn(|_| outs.next().map(|b| b.as_slice()));
+        match self.audio.as_mut() {
+            Some(a) => a.process(main, &mut ports, &self.params),
+            None => {
+                // No model: the input passes through (already in `main`), stems are silent.
+                for port in ports.iter_mut().flatten() {
+                    for ch in port.iter_mut() {
+                        ch.fill(0.0);
+                    }
+                }
+            }
+        }
+        if self.latency > 0 { ProcessStatus::Tail(self.latency) } else { ProcessStatus::Normal }
+    }
+}
+
+impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
+    fn stop_worker(&mut self) {
+        if let Some(w) = self.worker.take() {
+            // Quick: the worker never waits for a load; the engine goes back to the cache.
+            let _ = w.stop();
+        }
+    }
+
+    /// Work out this activation from the persisted settings: model, config, sizes, latency.
+    fn plan(&mut self, host_rate: u32, max_block: usize) -> Result<Setup, (EngineState, String)> {
+        let mut model = self.params.model_path.get();
+        if model.trim().is_empty() {
+            let found = crate::models::discover();
+            match found.iter().find(|m| m.is_ready()) {
+                Some(m) => {
+                    model = m.path.to_string_lossy().into_owned();
+                    self.params.model_path.put(model.clone());
+                }
+                None => {
+                    return Err((
+                        EngineState::NoModel,
+                        format!(
+                            "No model chosen and none found: put a model (.ckpt with its .yaml) in {} or enter its path (playing the input unchanged)",
+                            crate::models::app_models_dir().display()
+                        ),
+                    ));
+                }
+            }
+        }
+        let path = PathBuf::from(model.trim());
+        let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+        let err = |e: String| (EngineState::Error, format!("{name}: {e} (playing the input unchanged)"));
+        if !path.is_file() {
+            return Err(err(format!("model file {} does not exist", path.display())));
+        }
+        let cfg = crate::engine::resolve_config(&path, None).map_err(|e| err(e.to_string()))?;
+        let stems = cfg.stems();
+        if stems.len() > MAX_STEMS {
+            return Err(err(format!("the model has {} stems; the plugin has outputs for {MAX_STEMS}", stems.len())));
+        }
+        let hop_len = cfg.audio.hop_length;
+        let default_dim_t = cfg.audio.chunk_size / hop_len + 1;
+        let segment = self.params.segment.get() as usize;
+        // From the model's own segment down to MIN_SEGMENT frames; other values mean the default.
+        let usable = segment >= MIN_SEGMENT.min(default_dim_t) && segment < default_dim_t;
+        let dim_t = (usable && cfg.check_chunk(cfg.chunk_for_dim_t(segment)).is_ok()).then_some(segment);
+        let chunk = dim_t.map_or(cfg.audio.chunk_size, |d| cfg.chunk_for_dim_t(d));
+        let overlap = overlap_for(self.params.overlap.get(), &cfg);
+        let precision = match self.params.precision.get().as_str() {
+            "f32" => Some(Precision::F32),
+            "f16" => Some(Precision::F16),
+            "bf16" => Some(Precision::Bf16),
+            _ => None,
+        };
+        let plan = StreamPlan::new(host_rate, cfg.audio.sample_rate, chunk, overlap, stems.len(), max_block)
+            .map_err(|e| err(e.to_string()))?;
+        let key = LoadKey { model: path.clone(), dim_t, precision };
+        let options = LoadOptions { model: path, config: None, device: DeviceRequest::Auto, precision, dim_t, warmup: true };
+        let info = ActiveInfo {
+            model: name.clone(),
+            chunk,
+            hop: plan.hop,
+            overlap,
+            model_rate: cfg.audio.sample_rate,
+            host_rate,
+            default_dim_t,
+            segments: segment_choices(&cfg, default_dim_t),
+        };
+        Ok(Setup { plan, key, options, name, stems, info })
+    }
+
+    /// Start the worker and build the audio side for `setup`.
+    fn start(&mut self, setup: Setup, realtime: bool) {
+        let Setup { plan, key, options, name, stems, info } = setup;
+        self.shared.set_stem_names(stems);
+        self.shared.set_info(info);
+        self.shared.set(EngineState::Loading, format!("Starting {name}"));
+        self.loader.request(key.clone(), options, name);
+        let source = EngineSource::Cache { cache: self.loader.cache(), key };
+        let (audio_ends, worker_ends) = worker::link(&plan);
+        match WorkerHandle::spawn(plan.clone(), source, self.shared.clone(), worker_ends, WorkerOptions::from_env(realtime)) {
+            Ok(w) => {
+                self.worker = Some(w);
+                self.latency = plan.latency_samples() as u32;
+                self.audio = Some(AudioSide::new(&plan, audio_ends, self.shared.clone(), realtime));
+            }
+            Err(e) => self.shared.set(EngineState::Error, format!("cannot start the inference thread: {e}")),
+        }
+    }
+}
+
+/// The overlap this activation uses: the setting, else the config's `num_overlap`, else 4;
+/// clamped to [`OVERLAP_RANGE`].
+fn overlap_for(setting: u32, cfg: &ModelConfig) -> usize {
+    let k = if setting != 0 { setting as usize } else { cfg.inference.num_overlap.filter(|&k| k >= 1).unwrap_or(DEFAULT_OVERLAP) };
+    k.clamp(*OVERLAP_RANGE.start() as usize, *OVERLAP_RANGE.end() as usize)
+}
+
+/// Segment sizes (STFT frames) from [`MIN_SEGMENT`] up to the model's own that the network
+/// accepts; at most about a dozen.
+fn segment_choices(cfg: &ModelConfig, default_dim_t: usize) -> Vec<usize> {
+    let ok = |d: usize| cfg.check_chunk(cfg.chunk_for_dim_t(d)).is_ok();
+    let mut v: Vec<usize> = (MIN_SEGMENT.min(default_dim_t)..=default_dim_t).filter(|&d| ok(d)).collect();
+    if v.len() > 12 {
+        v.retain(|d| d % 32 == 0 || *d == default_dim_t);
+    }
+    v
+}
+
+/// The plugin's reported latency for a model at `host_rate` (what `activate` reports), for
+/// documentation and the CLI's `info`.
+pub fn latency_for(model_rate: u32, chunk: usize, overlap: usize, stems: usize, host_rate: u32, max_block: usize) -> Option<usize> {
+    StreamPlan::new(host_rate, model_rate, chunk, overlap, stems, max_block).ok().map(|p| p.latency_samples())
+}
+
+impl<const STEM_OUTPUTS: bool> ClapPlugin for MdxStems<STEM_OUTPUTS> {
+    const CLAP_ID: &'static str = if STEM_OUTPUTS { "io.github.mdx-stems" } else { "io.github.mdx-stems.stereo" };
+    const CLAP_DESCRIPTION: Option<&'static str> = Some(if STEM_OUTPUTS {
+        "Stem separation (MDX23C / TFC-TDF v3) with a stereo output per stem"
+    } else {
+        "Stem separation (MDX23C / TFC-TDF v3), main output only"
+    });
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::AudioEffect, ClapFeature::Stereo, ClapFeature::Utility];
+}
+
+impl<const STEM_OUTPUTS: bool> Vst3Plugin for MdxStems<STEM_OUTPUTS> {
+    const VST3_CLASS_ID: [u8; 16] = if STEM_OUTPUTS { *b"MdxStemsSeparate" } else { *b"MdxStemsStereoFx" };
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Fx, Vst3SubCategory::Tools];
+}
+
+nice_export_clap!(MdxStemsMulti, MdxStemsStereo);
+nice_export_vst3!(MdxStemsMulti, MdxStemsStereo);

@@ -1,0 +1,414 @@
+//! The inference thread's signal path, without threads: host-rate blocks in, host-rate stem
+//! blocks out, one for one, following [`StreamPlan`] exactly.
+//!
+//! Owned by the inference thread ([`super::worker`]); the audio thread never touches it. Kept
+//! free of channels and of the engine type so that it can be tested block by block against
+//! the whole-signal UVR schedule ([`crate::dsp::overlap`]).
+//!
+//! Per input block of `Hh` host frames ([`Streamer::push_block`]):
+//! 1. resample host -> model rate ([`StreamResampler`]); the resampler's delay is dropped so
+//!    the model sees the song on UVR's chunk grid;
+//! 2. append to a window that starts with UVR's `C - H` zeros; every time it holds `C`
+//!    samples, run one chunk, add it to the overlap-add accumulator, and emit the `H` samples
+//!    that no later chunk touches (divided by K, as UVR does);
+//! 3. resample the emitted stems back to the host rate (delay dropped) into a FIFO that
+//!    starts with `P` frames of silence ([`StreamPlan::prefill`]);
+//! 4. pop exactly `Hh` frames per channel: the answer to this input block.
+//!
+//! So the FIFO's frame `f` is song frame `f - P` (host rate), for every stem.
+//!
+//! A chunk that is not computed (the caller skips it because its result would be late, or the
+//! engine failed) leaves a hole in the overlap-add; every output frame it can reach is
+//! *tainted*, and blocks that contain tainted frames are reported as invalid so the audio
+//! thread plays its dry fallback there instead.
+
+use super::plan::StreamPlan;
+use crate::audio::StreamResampler;
+use std::collections::VecDeque;
+
+/// A chunk runner: `input` is one stereo chunk `[2][C]`, `output` receives `[stems][2][C]`.
+/// Returns `false` when it did not compute the chunk (the output is then ignored).
+pub type RunChunk<'a> = dyn FnMut(&[f32], &mut [f32]) -> bool + 'a;
+
+/// What became of one block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockResult {
+    /// Every frame of the block comes from fully computed chunks.
+    pub valid: bool,
+    /// Chunks run (or skipped) while handling this block.
+    pub chunks: usize,
+}
+
+/// See the module docs.
+pub struct Streamer {
+    plan: StreamPlan,
+    inv_k: f32,
+    in_rs: StreamResampler,
+    /// Resampler output scratch, 2 channels.
+    in_buf: Vec<Vec<f32>>,
+    /// Input resampler delay frames still to drop.
+    drop_in: usize,
+    /// Model-rate input window, 2 channels; `win_len` frames are valid.
+    win: Vec<Vec<f32>>,
+    win_len: usize,
+    /// One chunk packed for the engine, [2][C], and its answer, [stems][2][C].
+    chunk_in: Vec<f32>,
+    chunk_out: Vec<f32>,
+    /// Overlap-add sums, [stems * 2][C], aligned with `win`'s first sample.
+    acc: Vec<Vec<f32>>,
+    /// Final (emitted) frames counted from the padded start, including UVR's front padding.
+    raw_final: u64,
+    /// One hop of final frames, [stems * 2][H].
+    hop_buf: Vec<Vec<f32>>,
+    out_rs: StreamResampler,
+    out_buf: Vec<Vec<f32>>,
+    drop_out: usize,
+    /// Host-rate stems waiting to be sent, [stems * 2].
+    fifo: Vec<VecDeque<f32>>,
+    /// Frames ever pushed into / popped from the FIFO (prefill included).
+    fifo_written: u64,
+    fifo_read: u64,
+    /// FIFO frames `[start, end)` that depend on a chunk that was not computed.
+    taint: Option<(u64, u64)>,
+}
+
+impl Streamer {
+    /// Allocate everything for `plan`. Panics only if the plan's resamplers cannot be built,
+    /// which [`StreamPlan::new`] has already checked.
+    pub fn new(plan: &StreamPlan) -> Self {
+        let (c, h, s) = (plan.chunk, plan.hop, plan.stems);
+        let in_rs = StreamResampler::new(plan.host_rate, plan.model_rate, 2, plan.block).expect("checked by the plan");
+        let out_rs = StreamResampler::new(plan.model_rate, plan.host_rate, 2 * s, h).expect("checked by the plan");
+        let in_cap = in_rs.max_output_frames();
+        let out_cap = out_rs.max_output_frames();
+        let fifo_cap = plan.prefill + 2 * plan.block + 2 * out_cap + h * plan.host_rate as usize / plan.model_rate as usize + 16;
+        let mut st = Streamer {
+            plan: plan.clone(),
+            inv_k: 1.0 / plan.overlap as f32,
+            in_rs,
+            in_buf: (0..2).map(|_| Vec::with_capacity(in_cap)).collect(),
+            drop_in: 0,
+            win: (0..2).map(|_| vec![0.0; c + in_cap]).collect(),
+            win_len: 0,
+            chunk_in: vec![0.0; 2 * c],
+            chunk_out: vec![0.0; s * 2 * c],
+            acc: (0..2 * s).map(|_| vec![0.0; c]).collect(),
+            raw_final: 0,
+            hop_buf: (0..2 * s).map(|_| vec![0.0; h]).collect(),
+            out_rs,
+            out_buf: (0..2 * s).map(|_| Vec::with_capacity(out_cap)).collect(),
+            drop_out: 0,
+            fifo: (0..2 * s).map(|_| VecDeque::with_capacity(fifo_cap)).collect(),
+            fifo_written: 0,
+            fifo_read: 0,
+            taint: None,
+        };
+        st.restart();
+        st
+    }
+
+    pub fn plan(&self) -> &StreamPlan {
+        &self.plan
+    }
+
+    /// Start a new stream: the next block is the song's first (UVR's zero padding in front,
+    /// fresh resamplers, the FIFO back to `P` frames of silence).
+    pub fn restart(&mut self) {
+        let p = &self.plan;
+        self.in_rs.reset();
+        self.out_rs.reset();
+        self.drop_in = p.in_rs.2;
+        self.drop_out = p.out_rs.2;
+        for w in &mut self.win {
+            w.fill(0.0);
+        }
+        self.win_len = p.chunk - p.hop;
+        for a in &mut self.acc {
+            a.fill(0.0);
+        }
+        self.raw_final = 0;
+        for f in &mut self.fifo {
+            f.clear();
+            f.resize(p.prefill, 0.0);
+        }
+        self.fifo_written = p.prefill as u64;
+        self.fifo_read = 0;
+        self.taint = None;
+    }
+
+    /// Handle one input block (`[2][Hh]`, planar) and write the answer to it (`[stems][2][Hh]`).
+    /// With `skip` the engine is not called (chunks count as not computed).
+    pub fn push_block(&mut self, input: &[f32], skip: bool, run: &mut RunChunk<'_>, out: &mut [f32]) -> BlockResult {
+        let hh = self.plan.block;
+        let s = self.plan.stems;
+        assert_eq!(input.len(), 2 * hh, "input block must be [2][block]");
+        assert_eq!(out.len(), s * 2 * hh, "output block must be [stems][2][block]");
+        for b in &mut self.in_buf {
+            b.clear();
+        }
+        let produced = self
+            .in_rs
+            .process(&[&input[..hh], &input[hh..]], &mut self.in_buf)
+            .expect("block sizes are fixed by the plan");
+        let skip_n = self.drop_in.min(produced);
+        self.drop_in -= skip_n;
+        let mut chunks = 0;
+        let mut from = skip_n;
+        while from < produced {
+            // Fill the window up to one chunk, run it, repeat.
+            let c = self.plan.chunk;
+            let take = (c - self.win_len).min(produced - from);
+            for ch in 0..2 {
+                self.win[ch][self.win_len..self.win_len + take].copy_from_slice(&self.in_buf[ch][from..from + take]);
+            }
+            self.win_len += take;
+            from += take;
+            if self.win_len == c {
+                self.run_chunk(skip, run);
+                chunks += 1;
+            }
+        }
+        // Answer: exactly Hh frames per channel.
+        let mut valid = true;
+        let block_start = self.fifo_read;
+        for (k, f) in self.fifo.iter_mut().enumerate() {
+            let dst = &mut out[k * hh..(k + 1) * hh];
+            let n = f.len().min(hh);
+            for (d, v) in dst.iter_mut().zip(f.drain(..n)) {
+                *d = v;
+            }
+            if n < hh {
+                // Cannot happen with the plan's prefill; never play what is not there.
+                dst[n..].fill(0.0);
+                valid = false;
+            }
+        }
+        self.fifo_read += hh as u64;
+        if let Some((a, b)) = self.taint {
+            if a < block_start + hh as u64 && b > block_start {
+                valid = false;
+            }
+            if b <= self.fifo_read {
+                self.taint = None;
+            }
+        }
+        BlockResult { valid, chunks }
+    }
+
+    /// The window holds one chunk: run it (or not), overlap-add, emit one hop, slide by H.
+    fn run_chunk(&mut self, skip: bool, run: &mut RunChunk<'_>) {
+        let (c, h, s) = (self.plan.chunk, self.plan.hop, self.plan.stems);
+        for ch in 0..2 {
+            self.chunk_in[ch * c..(ch + 1) * c].copy_from_slice(&self.win[ch][..c]);
+        }
+        let computed = !skip && run(&self.chunk_in, &mut self.chunk_out);
+        if computed {
+            for (k, a) in self.acc.iter_mut().enumerate() {
+                for (d, v) in a.iter_mut().zip(&self.chunk_out[k * c..(k + 1) * c]) {
+                    *d += v;
+                }
+            }
+        } else {
+            self.taint_chunk();
+        }
+        // The first H sums are final: scale and emit them, then slide everything by H.
+        for (k, a) in self.acc.iter_mut().enumerate() {
+            for (d, v) in self.hop_buf[k].iter_mut().zip(&a[..h]) {
+                *d = v * self.inv_k;
+            }
+            a.copy_within(h.., 0);
+            a[c - h..].fill(0.0);
+        }
+        for w in &mut self.win {
+            w.copy_within(h..self.win_len, 0);
+        }
+        self.win_len -= h;
+        // UVR's front padding (C - H frames) is not part of the song.
+        let front = (c - h) as u64;
+        let skip_front = front.saturating_sub(self.raw_final).min(h as u64) as usize;
+        self.raw_final += h as u64;
+        if skip_front == h {
+            return;
+        }
+        for b in &mut self.out_buf {
+            b.clear();
+        }
+        let slices: [&[f32]; 12] = std::array::from_fn(|k| if k < 2 * s { &self.hop_buf[k][skip_front..] } else { &[][..] });
+        let n = self.out_rs.process(&slices[..2 * s], &mut self.out_buf).expect("hop sizes are fixed by the plan");
+        let d = self.drop_out.min(n);
+        self.drop_out -= d;
+        for (f, b) in self.fifo.iter_mut().zip(&self.out_buf) {
+            f.extend(b[d..n].iter().copied());
+        }
+        self.fifo_written += (n - d) as u64;
+    }
+
+    /// The chunk now in the window was not computed: mark every FIFO frame it can reach.
+    fn taint_chunk(&mut self) {
+        let p = &self.plan;
+        // The chunk covers song (model-rate) frames [raw_final + H - C, raw_final + H).
+        let song_end = self.raw_final + p.hop as u64;
+        let start = self.fifo_written;
+        let end = if p.resamples() {
+            // An FFT resampler's output chunk q depends on its input chunks q - 1 and q.
+            let (ci, co, d) = (p.out_rs.0 as u64, p.out_rs.1 as u64, p.out_rs.2 as u64);
+            let q_end = (song_end - 1) / ci;
+            p.prefill as u64 + ((q_end + 2) * co).saturating_sub(d)
+        } else {
+            p.prefill as u64 + song_end
+        };
+        self.taint = Some(match self.taint {
+            Some((a, b)) if b > self.fifo_read => (a.min(start), b.max(end)),
+            _ => (start, end),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsp::overlap::{self, OverlapParams, Scheme};
+
+    /// A stand-in for the network whose output depends on where a sample sits in its chunk,
+    /// so any misalignment of the chunk grid shows: stem s = (s + 1) * x * (1 + t / C) + 0.01 s.
+    fn fake_run(c: usize, stems: usize) -> impl FnMut(&[f32], usize, &mut [f32]) -> Result<(), ()> {
+        move |input: &[f32], n: usize, out: &mut [f32]| {
+            for j in 0..n {
+                for s in 0..stems {
+                    for ch in 0..2 {
+                        for t in 0..c {
+                            let x = input[(j * 2 + ch) * c + t];
+                            out[((j * stems + s) * 2 + ch) * c + t] =
+                                (s + 1) as f32 * x * (1.0 + t as f32 / c as f32) + 0.01 * s as f32;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn signal(n: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed;
+        (0..2)
+            .map(|ch| {
+                (0..n)
+                    .map(|i| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let noise = ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5;
+                        0.3 * (i as f32 * 0.013 * (ch + 1) as f32).sin() + 0.2 * noise
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Stream `x` (host rate) block by block, followed by enough silence to flush; returns the
+    /// FIFO stream per stem/channel, [stems][2][frames], and the block validity.
+    fn stream(plan: &StreamPlan, x: &[Vec<f32>], skip: impl Fn(usize) -> bool) -> (Vec<Vec<Vec<f32>>>, Vec<bool>) {
+        let (hh, s, c) = (plan.block, plan.stems, plan.chunk);
+        let total = x[0].len() + plan.latency_samples() + 4 * hh;
+        let blocks = total.div_ceil(hh);
+        let mut st = Streamer::new(plan);
+        let mut run = fake_run(c, s);
+        let mut out = vec![vec![Vec::new(); 2]; s];
+        let mut valid = vec![];
+        let mut inp = vec![0f32; 2 * hh];
+        let mut ob = vec![0f32; s * 2 * hh];
+        for j in 0..blocks {
+            for ch in 0..2 {
+                for t in 0..hh {
+                    inp[ch * hh + t] = x[ch].get(j * hh + t).copied().unwrap_or(0.0);
+                }
+            }
+            let r = st.push_block(&inp, skip(j), &mut |i, o| run(i, 1, o).is_ok(), &mut ob);
+            valid.push(r.valid);
+            for si in 0..s {
+                for ch in 0..2 {
+                    out[si][ch].extend_from_slice(&ob[(si * 2 + ch) * hh..(si * 2 + ch + 1) * hh]);
+                }
+            }
+        }
+        (out, valid)
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn at_the_model_rate_the_stream_equals_uvr_overlap_add_delayed_by_the_prefill() {
+        for (c, k, n) in [(1984usize, 4usize, 9000usize), (1984, 2, 5000), (1000, 3, 4321), (512, 1, 3000)] {
+            let plan = StreamPlan::new(44100, 44100, c, k, 2, 256).unwrap();
+            let x = signal(n, c as u64);
+            let p = OverlapParams { chunk: c, overlap: k, stems: 2, batch: 1 };
+            let want = overlap::separate(Scheme::Uvr, &p, &x, &mut fake_run(c, 2), &mut |_, _| {}).unwrap();
+            let (got, valid) = stream(&plan, &x, |_| false);
+            assert!(valid.iter().all(|v| *v));
+            for s in 0..2 {
+                for ch in 0..2 {
+                    let g = &got[s][ch][plan.prefill..plan.prefill + n];
+                    let e = max_diff(g, &want[s][ch]);
+                    assert!(e < 1e-5, "C={c} K={k} stem {s} ch {ch}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn with_resampling_the_stream_equals_the_cli_pipeline() {
+        // The CLI: resample the whole song to the model rate, UVR overlap-add, resample back.
+        for host in [48000u32, 96000, 32000] {
+            let (c, k, n) = (1984usize, 4usize, host as usize / 5);
+            let plan = StreamPlan::new(host, 44100, c, k, 2, 300).unwrap();
+            let mut x = signal(n, host as u64);
+            // End the song with silence so that the CLI's cut at the song's end matters less
+            // than the tolerance (the stream keeps going into the following silence).
+            for ch in &mut x {
+                ch[n - 4000..].fill(0.0);
+            }
+            let mix = crate::audio::resample(&x, host, 44100).unwrap();
+            let p = OverlapParams { chunk: c, overlap: k, stems: 2, batch: 1 };
+            let stems = overlap::separate(Scheme::Uvr, &p, &mix, &mut fake_run(c, 2), &mut |_, _| {}).unwrap();
+            let (got, valid) = stream(&plan, &x, |_| false);
+            assert!(valid.iter().all(|v| *v));
+            for s in 0..2 {
+                let back = crate::audio::resample(&stems[s], 44100, host).unwrap();
+                for ch in 0..2 {
+                    let g = &got[s][ch][plan.prefill..plan.prefill + n];
+                    let e = max_diff(&g[..n - 3000], &back[ch][..n - 3000]);
+                    assert!(e < 1e-5, "{host} Hz stem {s} ch {ch}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skipped_chunks_taint_exactly_the_blocks_they_reach_and_the_stream_recovers() {
+        for host in [44100u32, 48000] {
+            let (c, k, n) = (1984usize, 4usize, 30000usize);
+            let plan = StreamPlan::new(host, 44100, c, k, 2, 128).unwrap();
+            let x = signal(n, 7);
+            let hh = plan.block;
+            let skipped = 20..23;
+            let (clean, _) = stream(&plan, &x, |_| false);
+            let (got, valid) = stream(&plan, &x, |j| skipped.contains(&j));
+            let mut invalid_blocks = 0;
+            for (j, v) in valid.iter().enumerate() {
+                let same = (0..2).all(|s| {
+                    (0..2).all(|ch| max_diff(&got[s][ch][j * hh..(j + 1) * hh], &clean[s][ch][j * hh..(j + 1) * hh]) < 1e-6)
+                });
+                if *v {
+                    assert!(same, "{host} Hz: block {j} is marked valid but differs from the clean run");
+                } else {
+                    invalid_blocks += 1;
+                }
+            }
+            // Invalid only around the hole (a few chunks' worth), valid again afterwards.
+            assert!(invalid_blocks > 0);
+            let reach = (c + plan.out_rs.1 * 3) * host as usize / 44100 / hh + 4;
+            assert!(invalid_blocks <= skipped.len() + reach, "{host} Hz: {invalid_blocks} invalid blocks");
+            assert!(valid[valid.len() - 10..].iter().all(|v| *v));
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The plugin in a real CLAP host (clack-host), loading the bundle a user installs.
+//!
+//! Needs `target/bundled/MDX Stems.clap`: build it first with
+//! `cargo xtask bundle mdx-stems --release`. The allocation check loads the debug cdylib that
+//! `cargo test` builds (`target/debug/libmdx_stems.so`), in a child process, since an
+//! allocation on the audio thread aborts the process there. Tests with the slow-engine hook
+//! (`MDX_STEMS_TEST_SLOW_MS`, read by the plugin's inference thread) also run in child
+//! processes, because the environment is process-wide.
+//!
+//! Models: the fixture models of `../shared/fixtures/mdx23c/`, copied with their config as
+//! `<name>.ckpt` + `<name>.yaml` (the plugin finds a config beside the model).
+
+mod clap_host;
+mod plugin_common;
+
+use clap_host::{Plug, debug_cdylib, outputs, release_clap};
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use plugin_common::*;
+
+/// Feed `x` then silence, `total` frames in all, in random block sizes from 1 to `max_block`.
+fn render(plug: &mut Plug, x: &[Vec<f32>; 2], total: usize, max_block: usize, seed: u64) -> Vec<[Vec<f32>; 2]> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let padded: Vec<Vec<f32>> = x.iter().map(|c| {
+        let mut v = c.clone();
+        v.resize(total, 0.0);
+        v
+    }).collect();
+    let mut out = outputs();
+    let mut pos = 0;
+    while pos < total {
+        let n = rng.random_range(1..=max_block).min(total - pos);
+        plug.process([&padded[0][pos..pos + n], &padded[1][pos..pos + n]], &mut out);
+        pos += n;
+    }
+    out
+}
+
+#[test]
+fn ports_are_stereo_in_main_out_and_six_named_stem_outputs() {
+    let mut plug = Plug::load(&release_clap());
+    let (ins, outs) = plug.ports();
+    assert_eq!(ins, vec![("Input".to_string(), 2, true)]);
+    let mut want = vec![("Output".to_string(), 2, true)];
+    want.extend((1..=6).map(|i| (format!("Stem {i}"), 2, false)));
+    assert_eq!(outs, want);
+    // The main-output-only plugin of the same bundle.
+    let mut stereo = Plug::load_id(&release_clap(), clap_host::STEREO_ID);
+    let (ins, outs) = stereo.ports();
+    assert_eq!(ins, vec![("Input".to_string(), 2, true)]);
+    assert_eq!(outs, vec![("Output".to_string(), 2, true)]);
+}
+
+#[test]
+fn latency_is_chunk_plus_hop_plus_buffer_and_follows_settings_through_the_restart_cycle() {
+    let m = TempModel::new(TINY, "latency");
+    let mut plug = Plug::load(&release_clap());
+    plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(4))]);
+    plug.activate(44100.0, 512);
+    let (c, b) = (1984, 512);
+    assert_eq!(plug.latency() as usize, c + c / 4 + b);
+    assert!(plug.latency_changed_calls() >= 1, "the host was never told that the latency changed");
+
+    // A project/preset load while playing changes the overlap: the plugin asks for a restart
+    // from the audio thread, the host performs it, and the new latency is reported.
+    plug.set_fields(&[("overlap", json!(2))]);
+    let mut out = outputs();
+    let zeros = vec![0f32; 256];
+    let mut restarted = false;
+    for _ in 0..8 {
+        plug.process([&zeros, &zeros], &mut out);
+        if plug.service() {
+            restarted = true;
+            break;
+        }
+    }
+    assert!(restarted, "no restart was requested after the overlap changed");
+    assert_eq!(plug.latency() as usize, c + c / 2 + b);
+
+    // Another model with a shorter segment (dim_t 32 instead of 64: chunk 128 * 31 = 3968).
+    let four = TempModel::new(FOUR, "latency4");
+    plug.set_fields(&[("model_path", json!(four.ckpt)), ("segment", json!(32)), ("overlap", json!(4))]);
+    plug.process([&zeros, &zeros], &mut out);
+    assert!(plug.service());
+    assert_eq!(plug.latency() as usize, 3968 + 992 + b);
+
+    // A different host buffer size changes the latency by the same amount.
+    plug.deactivate();
+    plug.activate(44100.0, 64);
+    assert_eq!(plug.latency() as usize, 3968 + 992 + 64);
+}
+
+#[test]
+fn without_a_model_the_plugin_passes_audio_through_with_no_latency() {
+    let mut plug = Plug::load(&release_clap());
+    plug.set_fields(&[("model_path", json!("/nonexistent/model.ckpt"))]);
+    plug.activate(48000.0, 256);
+    assert_eq!(plug.latency(), 0);
+    let x = song(48000, 0.2, 3);
+    let out = render(&mut plug, &x, x[0].len(), 256, 1);
+    for ch in 0..2 {
+        assert_eq!(out[0][ch], x[ch]);
+        for port in &out[1..] {
+            assert_eq!(peak(&port[ch]), 0.0);
+        }
+    }
+}
+
+/// Offline bounce vs the CLI: after removing the reported latency the main output is the sum
+/// of the CLI's stems and each stem output is the CLI's stem (UVR scheme, same overlap).
+fn bounce_equals_cli(fixture: &str, stems: &[&str], rate: u32, overlap: usize, max_block: usize, secs: f32) {
+    let m = TempModel::new(fixture, &format!("bounce{rate}"));
+    let mut plug = Plug::load(&release_clap());
+    plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(overlap))]);
+    plug.set_offline(true);
+    plug.activate(rate as f64, max_block as u32);
+    let lat = plug.latency() as usize;
+    let x = song(rate, secs, rate as u64);
+    let n = x[0].len();
+    let t0 = Instant::now();
+    let out = render(&mut plug, &x, n + lat, max_block, 99 + rate as u64);
+    eprintln!("{fixture} at {rate} Hz: latency {lat}, bounce of {secs} s in {:.2} s", t0.elapsed().as_secs_f64());
+    let cli = cli_stems(&m, &x, rate, overlap, stems);
+    // The whole song is compared. (The song ends in silence: with resampling, the CLI cuts its
+    // model-rate stems at the song's end before resampling back, while the plugin's stream goes
+    // on, which could only matter within the resampler's reach of a non-silent end.)
+    let cmp = n;
+    let mut sum = [vec![0f32; n], vec![0f32; n]];
+    for (s, name) in stems.iter().enumerate() {
+        for ch in 0..2 {
+            let got = &out[1 + s][ch][lat..lat + n];
+            let want = &cli[s][ch];
+            assert_eq!(want.len(), n);
+            let d = max_diff(&got[..cmp], &want[..cmp]);
+            eprintln!("  stem {name} ch {ch}: max |plugin - cli| = {d:.2e} (peak {:.3})", peak(want));
+            assert!(peak(want) > 0.01, "the CLI's {name} is silent; the comparison would prove nothing");
+            assert!(d <= 1e-4, "stem output {} ({name}) ch {ch} differs from the CLI by {d}", s + 1);
+            for (a, v) in sum[ch].iter_mut().zip(want) {
+                *a += v;
+            }
+            // Nothing before the latency but the stream's silence.
+            assert!(peak(&out[1 + s][ch][..lat.saturating_sub(1)]) < 1e-3);
+        }
+    }
+    for ch in 0..2 {
+        let d = max_diff(&out[0][ch][lat..lat + cmp], &sum[ch][..cmp]);
+        eprintln!("  main ch {ch}: max |plugin - sum of cli stems| = {d:.2e}");
+        assert!(d <= 1e-4, "main output ch {ch} differs from the sum of the CLI's stems by {d}");
+    }
+    for port in &out[1 + stems.len()..] {
+        assert_eq!(peak(&port[0]) + peak(&port[1]), 0.0, "unused stem ports must be silent");
+    }
+}
+
+#[test]
+fn offline_bounce_at_44k_equals_the_cli_after_removing_the_latency() {
+    bounce_equals_cli(TINY, &["vocals", "instrumental"], 44100, 4, 512, 4.0);
+}
+
+#[test]
+fn offline_bounce_at_48k_with_blocks_up_to_8192_equals_the_cli_after_removing_the_latency() {
+    // 48 kHz host, 44.1 kHz model: both directions resampled on the inference thread.
+    bounce_equals_cli(FOUR, &["vocals", "bass", "drums", "other"], 48000, 2, 8192, 3.0);
+}
+
+/// Offline bounce of `x` with parameter changes queued before the first block; outputs with
+/// the latency removed.
+fn bounce_with(m: &TempModel, x: &[Vec<f32>; 2], params: &[(&str, f64)]) -> Vec<[Vec<f32>; 2]> {
+    let mut plug = Plug::load(&release_clap());
+    plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(2))]);
+    plug.set_offline(true);
+    plug.activate(44100.0, 1024);
+    let lat = plug.latency() as usize;
+    for (name, v) in params {
+        let id = plug.param_id(name);
+        plug.queue_param(id, *v);
+    }
+    let n = x[0].len();
+    // Gains are smoothed over 20 ms, inside the first (silent) latency period.
+    let out = render(&mut plug, x, n + lat, 1024, 7);
+    out.into_iter().map(|[l, r]| [l[lat..].to_vec(), r[lat..].to_vec()]).collect()
+}
+
+#[test]
+fn preset_gain_and_solo_shape_the_main_and_stem_outputs() {
+    let m = TempModel::new(TINY, "mix");
+    let x = song(44100, 1.5, 5);
+    let reference = bounce_with(&m, &x, &[]);
+    // "Everything but vocals" (preset 7) with stem 2 at its minimum gain (normalized 0 = -60 dB).
+    let karaoke = bounce_with(&m, &x, &[("Preset", 7.0), ("Stem 2 gain", 0.0)]);
+    // Solo on stem 1 wins over the preset.
+    let solo = bounce_with(&m, &x, &[("Preset", 7.0), ("Stem 1 solo", 1.0)]);
+    for ch in 0..2 {
+        let (voc, inst) = (&reference[1][ch], &reference[2][ch]);
+        assert!(peak(voc) > 0.01 && peak(inst) > 0.01);
+        assert_eq!(&karaoke[1][ch], voc, "stem 1 output is unaffected");
+        let scaled: Vec<f32> = inst.iter().map(|v| v * 0.001).collect();
+        assert!(max_diff(&karaoke[2][ch], &scaled) < 1e-6, "stem 2 output carries its -60 dB gain");
+        assert!(max_diff(&karaoke[0][ch], &karaoke[2][ch]) < 1e-7, "main = the instrumental only");
+        assert!(max_diff(&solo[0][ch], voc) < 1e-7, "main = the soloed vocals");
+        let sum: Vec<f32> = voc.iter().zip(inst).map(|(a, b)| a + b).collect();
+        assert!(max_diff(&reference[0][ch], &sum) < 1e-6, "by default main = every stem");
+    }
+}
+
+#[test]
+fn state_round_trip_restores_model_settings_and_parameters() {
+    let m = TempModel::new(FOUR, "state");
+    let mut a = Plug::load(&release_clap());
+    a.set_fields(&[
+        ("model_path", json!(m.ckpt)),
+        ("overlap", json!(3)),
+        ("segment", json!(32)),
+        ("precision", json!("f32")),
+    ]);
+    a.activate(48000.0, 480);
+    let gain = a.param_id("Stem 3 gain");
+    let solo = a.param_id("Stem 1 solo");
+    a.queue_param(gain, 0.25);
+    a.queue_param(solo, 1.0);
+    let mut out = outputs();
+    let z = vec![0f32; 64];
+    a.process([&z, &z], &mut out);
+    let saved = a.save_state();
+    let latency_a = a.latency();
+    let json_a = clap_host::state_to_json(&saved);
+    assert_eq!(json_a["fields"]["model_path"], json!(json!(m.ckpt).to_string()));
+    assert_eq!(json_a["fields"]["overlap"], json!("3"));
+    assert_eq!(json_a["fields"]["segment"], json!("32"));
+    assert_eq!(json_a["fields"]["precision"], json!("\"f32\""));
+    drop(a);
+
+    let mut b = Plug::load(&release_clap());
+    b.load_state(&saved);
+    b.activate(48000.0, 480);
+    let json_b = b.state_json();
+    assert_eq!(json_a["fields"], json_b["fields"]);
+    assert_eq!(json_a["params"], json_b["params"]);
+    assert_eq!(b.latency(), latency_a, "the restored settings give the same latency");
+    // segment 32 frames at hop 128 = chunk 3968, overlap 3 -> hop 1322; resampled: more than C + H.
+    assert!(latency_a as usize > 3968 + 1322);
+}
+
+/// The editor opens, renders for a while and closes without crashing (X11 only; needs a
+/// display, e.g. `xvfb-run -s "-screen 0 1024x768x24" cargo test --test plugin_clap -- --ignored editor`).
+/// With `MDX_STEMS_SCREENSHOT=<file.xwd>` it also saves a screenshot (`xwd -root`).
+#[test]
+#[ignore = "needs an X display (xvfb-run)"]
+fn editor_opens_renders_and_closes() {
+    if std::env::var_os("DISPLAY").is_none() {
+        panic!("no DISPLAY: run under xvfb-run");
+    }
+    let root = Command::new("xwininfo").arg("-root").output().expect("xwininfo (x11-utils)");
+    let text = String::from_utf8_lossy(&root.stdout);
+    let id = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok()))
+        .expect("root window id");
+    let m = TempModel::new(FOUR, "editor");
+    let mut plug = Plug::load(&release_clap());
+    plug.set_fields(&[("model_path", json!(m.ckpt))]);
+    plug.activate(48000.0, 512);
+    let x = song(48000, 1.0, 4);
+    let _ = render(&mut plug, &x, x[0].len(), 512, 3);
+    let (w, h) = plug.open_editor_x11(id as std::ffi::c_ulong);
+    assert!(w >= 400 && h >= 400, "editor size {w}x{h}");
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        plug.pump();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(path) = std::env::var_os("MDX_STEMS_SCREENSHOT") {
+        let ok = Command::new("xwd").args(["-root", "-silent", "-out"]).arg(&path).status().map(|s| s.success()).unwrap_or(false);
+        eprintln!("screenshot {}: {}", std::path::Path::new(&path).display(), if ok { "written" } else { "failed (xwd from x11-apps)" });
+    }
+    plug.close_editor();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child-process tests: real time with the slow-engine hook, and the allocation check.
+
+const CHILD_ENV: &str = "MDX_STEMS_CLAP_CHILD";
+
+/// Run `child_process` of this test binary with `env`, and return its stderr+stdout.
+fn run_child(kind: &str, env: &[(&str, &str)]) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args(["child_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"]).env(CHILD_ENV, kind);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("spawning the child test");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "child `{kind}` failed ({}):\n{text}", out.status);
+    assert!(text.contains(&format!("CHILD {kind} OK")), "child `{kind}` did not finish:\n{text}");
+    text
+}
+
+#[test]
+fn realtime_with_a_too_slow_engine_plays_the_delayed_dry_signal_without_blocking() {
+    let text = run_child("slow", &[("MDX_STEMS_TEST_SLOW_MS", "60")]);
+    eprintln!("{text}");
+}
+
+#[test]
+fn realtime_fades_back_to_the_stems_when_the_engine_catches_up() {
+    // Overlap 1 (a chunk per 45 ms of audio): 150 ms per chunk is far too slow, for 8 chunks.
+    let text = run_child("recover", &[("MDX_STEMS_TEST_SLOW_MS", "150"), ("MDX_STEMS_TEST_SLOW_CHUNKS", "8")]);
+    eprintln!("{text}");
+}
+
+#[test]
+fn debug_build_never_allocates_on_the_audio_thread() {
+    let text = run_child("alloc", &[]);
+    eprintln!("{text}");
+}
+
+#[test]
+fn deactivation_never_waits_for_a_model_load_and_the_model_survives_restarts() {
+    let text = run_child("slowload", &[("MDX_STEMS_TEST_SLOW_LOAD_MS", "1500")]);
+    eprintln!("{text}");
+}
+
+#[test]
+#[ignore = "run in a child process by the tests above"]
+fn child_process() {
+    let Ok(kind) = std::env::var(CHILD_ENV) else { return };
+    match kind.as_str() {
+        "slow" => child_slow(),
+        "recover" => child_recover(),
+        "alloc" => child_alloc(),
+        "slowload" => child_slow_load(),
+        other => panic!("unknown child {other}"),
+    }
+    println!("CHILD {kind} OK");
+}
+
+/// Process `x` (then silence up to `total`) in real time: blocks of `block` frames, each call
+/// no earlier than its audio time. Returns the outputs and the slowest `process` call.
+fn play_realtime(plug: &mut Plug, x: &[Vec<f32>; 2], total: usize, block: usize, rate: u32) -> (Vec<[Vec<f32>; 2]>, Duration) {
+    let mut out = outputs();
+    let start = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut pos = 0;
+    let get = |c: &Vec<f32>, i: usize| c.get(i).copied().unwrap_or(0.0);
+    let mut l = vec![0f32; block];
+    let mut r = vec![0f32; block];
+    while pos < total {
+        let n = block.min(total - pos);
+        for i in 0..n {
+            l[i] = get(&x[0], pos + i);
+            r[i] = get(&x[1], pos + i);
+        }
+        let due = start + Duration::from_secs_f64(pos as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t = Instant::now();
+        plug.process([&l[..n], &r[..n]], &mut out);
+        worst = worst.max(t.elapsed());
+        pos += n;
+    }
+    (out, worst)
+}
+
+/// Every block is late (40 ms per chunk, a hop is 11 ms): main = input delayed by exactly the
+/// reported latency, stems silent, and `process` never waits for the engine.
+fn child_slow() {
+    let m = TempModel::new(TINY, "slow");
+    let mut plug = Plug::load(&release_clap());
+    plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(4))]);
+    plug.activate(44100.0, 512);
+    let lat = plug.latency() as usize;
+    let mut x = song(44100, 1.5, 11);
+    // An impulse on top, for the alignment check.
+    let at = 20000;
+    x[0][at] = 2.0;
+    x[1][at] = 2.0;
+    let n = x[0].len();
+    let (out, worst) = play_realtime(&mut plug, &x, n + lat, 512, 44100);
+    println!("latency {lat}, slowest process call {:.2} ms", worst.as_secs_f64() * 1e3);
+    assert!(worst < Duration::from_millis(30), "process blocked for {worst:?} (the engine takes 60 ms per chunk)");
+    for ch in 0..2 {
+        let d = max_diff(&out[0][ch][lat..lat + n], &x[ch]);
+        assert!(d == 0.0, "main output must be the dry input delayed by the latency (differs by {d})");
+        assert!(out[0][ch][..lat].iter().all(|v| *v == 0.0));
+        let argmax = out[0][ch].iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).unwrap().0;
+        assert_eq!(argmax, at + lat, "impulse must come out exactly `latency` samples later");
+        for port in &out[1..] {
+            assert_eq!(peak(&port[ch]), 0.0, "stem outputs must be silent while results are late");
+        }
+    }
+}
+
+/// The first chunks are slow, then the engine is fast: dry first, then the stems fade in and
+/// the main output is their sum.
+fn child_recover() {
+    let m = TempModel::new(TINY, "recover");
+    let mut plug = Plug::load(&release_clap());
+    // Overlap 1: one chunk per 45 ms of audio, so a loaded 2-core CI machine keeps up easily.
+    plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(1))]);
+    plug.activate(44100.0, 256);
+    let lat = plug.latency() as usize;
+    let x = song(44100, 3.0, 12);
+    let n = x[0].len();
+    let (out, worst) = play_realtime(&mut plug, &x, n + lat, 256, 44100);
+    println!("latency {lat}, slowest process call {:.2} ms", worst.as_secs_f64() * 1e3);
+    assert!(worst < Duration::from_millis(30), "process blocked for {worst:?}");
+    // Early: the dry signal, exactly.
+    let early = lat..lat + 4096;
+    for ch in 0..2 {
+        let d = max_diff(&out[0][ch][early.clone()], &x[ch][..4096]);
+        assert!(d == 0.0, "the start must be the dry signal (differs by {d})");
+    }
+    // The last second: separated; main = vocals + instrumental (both kept, 0 dB).
+    let late = lat + n - 44100..lat + n - 4410;
+    let [main, voc, inst] = [&out[0], &out[1], &out[2]];
+    for (((m, v), i), dry) in main.iter().zip(voc).zip(inst).zip(&x) {
+        let (v, i) = (&v[late.clone()], &i[late.clone()]);
+        assert!(peak(v) > 0.01 && peak(i) > 0.01, "stems must play once the engine keeps up");
+        let sum: Vec<f32> = v.iter().zip(i).map(|(a, b)| a + b).collect();
+        assert!(max_diff(&m[late.clone()], &sum) < 1e-5, "main must be the sum of the stems once recovered");
+        assert!(max_diff(&m[late.clone()], &dry[late.start - lat..late.end - lat]) > 0.01, "and not the dry signal");
+    }
+}
+
+/// Loading takes 1.5 s more than usual: the restart cycle right after activation and a later
+/// deactivation return at once, and an offline bounce started meanwhile waits for the model and
+/// is complete.
+#[allow(clippy::needless_range_loop)]
+fn child_slow_load() {
+    let m = TempModel::new(TINY, "slowload");
+    let mut plug = Plug::load(&release_clap());
+    plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(4))]);
+    plug.set_offline(true);
+    let t = Instant::now();
+    plug.activate(44100.0, 256); // includes the host's restart cycle
+    let activation = t.elapsed();
+    let t = Instant::now();
+    plug.restart();
+    let restart = t.elapsed();
+    println!("activation {activation:?}, restart {restart:?}");
+    assert!(activation < Duration::from_millis(700) && restart < Duration::from_millis(700), "waited for the load");
+    let lat = plug.latency() as usize;
+    let x = song(44100, 1.0, 8);
+    let n = x[0].len();
+    let t = Instant::now();
+    let out = render(&mut plug, &x, n + lat, 256, 9);
+    println!("bounce {:?}", t.elapsed());
+    for ch in 0..2 {
+        let sum: Vec<f32> = (0..n).map(|i| out[1][ch][lat + i] + out[2][ch][lat + i]).collect();
+        assert!(peak(&out[1][ch][lat..]) > 0.01, "the bounce must contain the separated stems");
+        assert!(max_diff(&out[0][ch][lat..lat + n], &sum) < 1e-6);
+    }
+    // Once loaded, restarts reuse the model: the next bounce starts at once.
+    plug.restart();
+    let t = Instant::now();
+    let _ = render(&mut plug, &x, 4096, 256, 10);
+    assert!(t.elapsed() < Duration::from_millis(1000), "the model was reloaded");
+}
+
+/// The debug cdylib (`assert_process_allocs`: any allocation or free inside `process` aborts)
+/// through real-time and offline streams, random block sizes, resets, parameter changes, a
+/// settings change that makes the audio thread request a restart, and late results.
+fn child_alloc() {
+    let m = TempModel::new(TINY, "alloc");
+    let lib = debug_cdylib();
+    for (rate, offline, slow_every) in [(44100u32, false, false), (48000, false, true), (48000, true, false)] {
+        let mut plug = Plug::load(&lib);
+        plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(2))]);
+        plug.set_offline(offline);
+        plug.activate(rate as f64, 1024);
+        let lat = plug.latency() as usize;
+        let x = song(rate, 1.0, 21);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(rate as u64);
+        let mut out = outputs();
+        let total = x[0].len() + lat;
+        let mut pos = 0;
+        let gain = plug.param_id("Stem 1 gain");
+        let mut calls = 0;
+        while pos < total {
+            let n = rng.random_range(1..=1024usize).min(total - pos);
+            let l: Vec<f32> = (pos..pos + n).map(|i| x[0].get(i).copied().unwrap_or(0.0)).collect();
+            let r: Vec<f32> = (pos..pos + n).map(|i| x[1].get(i).copied().unwrap_or(0.0)).collect();
+            if calls % 7 == 3 {
+                plug.queue_param(gain, rng.random_range(0.1..2.0));
+            }
+            plug.process([&l, &r], &mut out);
+            if slow_every && calls % 5 == 0 {
+                // Starve the audio thread of results now and then (late blocks, dropouts).
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            if calls == 40 {
+                plug.reset();
+            }
+            calls += 1;
+            pos += n;
+        }
+        // A settings change: the audio thread asks for a restart from `process`.
+        plug.set_fields(&[("overlap", json!(4))]);
+        let z = vec![0f32; 128];
+        plug.process([&z, &z], &mut out);
+        assert!(plug.service(), "restart request expected");
+        plug.process([&z, &z], &mut out);
+        println!("{rate} Hz offline={offline}: {calls} process calls without allocating on the audio thread");
+    }
+}
