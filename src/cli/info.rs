@@ -1,7 +1,6 @@
 //! `mdx-stems info`: what a model is and what it costs.
 
 use super::ModelArgs;
-use crate::engine::resolve_config;
 use crate::model::Checkpoint;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -22,13 +21,17 @@ pub fn apply_threads(n: usize) {
 
 pub fn run(args: &ModelArgs) -> Result<()> {
     let model = resolve_model(&args.model)?;
-    let cfg = resolve_config(&model, args.config.as_deref())?;
+    let (cfg, origin) = crate::models::find_config(&model, args.config.as_deref(), crate::models::UvrTable::builtin())?;
     let ckpt = Checkpoint::read(&model)?;
     crate::model::weights::check_tensors(&ckpt, &cfg)?;
     let a = &cfg.audio;
     let chunk = a.chunk_size;
     let macs = cfg.macs_per_chunk(chunk);
     println!("model        {}", model.display());
+    if let Some(name) = model.file_name().and_then(|f| crate::models::UvrTable::builtin().display_name(&f.to_string_lossy())) {
+        println!("UVR name     {name}");
+    }
+    println!("config       {origin}");
     println!("stems        {}", cfg.stems().join(", "));
     println!("sample rate  {} Hz", a.sample_rate);
     println!(
@@ -56,22 +59,33 @@ pub fn run(args: &ModelArgs) -> Result<()> {
         ckpt.parameter_count(),
         ckpt.parameter_count() as f64 * 4.0 / 1e6
     );
-    println!("FLOPs/chunk  {:.3} TFLOP ({:.3} T multiply-adds)", 2.0 * macs as f64 / 1e12, macs as f64 / 1e12);
+    println!("FLOPs/chunk  {} ({} multiply-adds)", si(2.0 * macs as f64, "FLOP"), si(macs as f64, ""));
     println!("default overlap {}", cfg.default_overlap());
     println!("plugin latency with a 512-frame host buffer (C + C/K + 512 at the model's rate), by overlap:");
     for k in [2usize, 4, 8] {
-        let rt = 2.0 * macs as f64 * k as f64 / (chunk as f64 / a.sample_rate as f64) / 1e12;
+        let rate = si(2.0 * macs as f64 * k as f64 / (chunk as f64 / a.sample_rate as f64), "FLOP");
         let at = |host: u32| crate::plugin::latency_for(a.sample_rate, chunk, k, cfg.num_stems(), host, 512).unwrap_or(0);
         let (l44, l48) = (at(a.sample_rate), at(48000));
         println!(
-            "  overlap {k}: {l44} samples = {:.1} ms at {} Hz, {l48} samples = {:.1} ms at 48000 Hz; needs {rt:.2} TFLOP per second of audio",
+            "  overlap {k}: {l44} samples = {:.1} ms at {} Hz, {l48} samples = {:.1} ms at 48000 Hz; needs {} per second of audio",
             1000.0 * l44 as f64 / a.sample_rate as f64,
             a.sample_rate,
-            1000.0 * l48 as f64 / 48000.0
+            1000.0 * l48 as f64 / 48000.0,
+            rate
         );
     }
     if let Some(rss) = crate::device::peak_rss_bytes() {
         println!("peak RSS     {:.0} MB (reading and checking the model)", rss as f64 / 1e6);
     }
     Ok(())
+}
+
+/// `1.23 G<unit>` style: the largest of T, G, M, k that keeps the number at least 1.
+fn si(v: f64, unit: &str) -> String {
+    for (scale, prefix) in [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")] {
+        if v >= scale {
+            return format!("{:.2} {prefix}{unit}", v / scale);
+        }
+    }
+    format!("{v:.0} {unit}").trim_end().to_string()
 }

@@ -38,14 +38,6 @@ impl OverlapParams {
     }
 }
 
-/// Delay in model-rate samples of the streaming (plugin) form of the UVR scheme: output block
-/// m is final once chunk m+K-1 is in (C - H samples after it), plus one hop of slack in which
-/// the inference thread computes the next chunk. Equals the chunk length for any overlap.
-pub fn streaming_latency(chunk: usize, overlap: usize) -> usize {
-    let h = (chunk / overlap.max(1)).max(1);
-    (chunk - h) + h
-}
-
 /// Number of model chunks `scheme` cuts a song of `n` samples into.
 pub fn chunk_count(scheme: Scheme, p: &OverlapParams, n: usize) -> usize {
     let (c, h) = (p.chunk, p.hop());
