@@ -14,5 +14,6 @@ pub mod cli;
 pub mod device;
 pub mod dsp;
 pub mod engine;
+pub mod kernels;
 pub mod model;
 pub mod models;
