@@ -102,6 +102,7 @@ fn run() -> anyhow::Result<()> {
         precision: args.precision,
         dim_t: None,
         warmup: true,
+        threads: args.threads,
     };
     let mut sep = Separator::from_parts(cfg.clone(), ckpt, &opts)?;
     for w in sep.warnings.drain(..) {

@@ -19,6 +19,7 @@ fn opts(name: &str, file: &str, precision: Precision) -> LoadOptions {
         precision: Some(precision),
         dim_t: None,
         warmup: false,
+        threads: 0,
     }
 }
 
