@@ -26,15 +26,32 @@ struct Args {
     /// Only the conv shapes whose index is listed (comma separated).
     #[arg(long)]
     shapes: Option<String>,
+    /// Compare Winograd work-unit sizes (tiles, comma separated), interleaved run by run.
+    #[arg(long)]
+    wino_nt: Option<String>,
 }
 
+/// CPU time of this process (all threads), in ms: steadier than wall time on a shared machine.
+fn cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
+/// Best wall time of `repeats` calls after one untimed call, in ms. With `MDX_BENCH_CPU=1` the
+/// process CPU time divided by the thread count instead (what wall time would be on an idle
+/// machine, when the work is evenly spread).
 fn best_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
     f();
+    let cpu = std::env::var("MDX_BENCH_CPU").is_ok_and(|v| v == "1");
+    let threads = rayon::current_num_threads() as f64;
     let mut best = f64::INFINITY;
     for _ in 0..repeats.max(1) {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_ms());
         f();
-        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+        let ms = if cpu { (cpu_ms() - c) / threads } else { t.elapsed().as_secs_f64() * 1e3 };
+        best = best.min(ms);
     }
     best
 }
@@ -73,6 +90,30 @@ fn run(args: &Args) -> anyhow::Result<()> {
         (1280, 640, 16, 64),
     ];
     let only_shapes: Option<Vec<usize>> = args.shapes.as_ref().map(|s| s.split(',').map(|v| v.parse().unwrap()).collect());
+    if let Some(list) = &args.wino_nt {
+        let nts: Vec<usize> = list.split(',').map(|v| v.parse().unwrap()).collect();
+        for (i, &(cin, cout, h, w)) in convs.iter().enumerate() {
+            if let Some(o) = &only_shapes
+                && !o.contains(&i)
+            {
+                continue;
+            }
+            let x = rand_vec(cin * h * w, 1);
+            let k = rand_vec(cout * cin * 9, 2);
+            let mut out = vec![0f32; cout * h * w];
+            let gflop = 2.0 * (cin * cout * 9 * h * w) as f64 / 1e9;
+            let mut best = vec![f64::INFINITY; nts.len()];
+            for _ in 0..args.repeats.max(1) {
+                for (j, &nt) in nts.iter().enumerate() {
+                    let ms = best_ms(1, || kernels::winograd::conv3x3_nt(&x, &k, &mut out, 1, cin, cout, h, w, nt));
+                    best[j] = best[j].min(ms);
+                }
+            }
+            let cells: Vec<String> = nts.iter().zip(&best).map(|(nt, ms)| format!("nt {nt}: {ms:.1} ms ({:.0})", gflop / ms * 1e3)).collect();
+            println!("{cin}->{cout} on {h}x{w}: {}", cells.join(", "));
+        }
+        return Ok(());
+    }
     if want("conv") {
         println!("| conv 3x3 | GFLOP | winograd ms | GFLOP/s (direct-equivalent) | gemm ms | GFLOP/s | candle ms | GFLOP/s |");
         println!("| --- | --- | --- | --- | --- | --- | --- | --- |");

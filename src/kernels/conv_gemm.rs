@@ -16,6 +16,7 @@ thread_local! {
 /// Target GEMM width (output pixels, padded width) per band.
 const BAND_COLS: usize = 6144;
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn conv3x3(
     x: &[f32],
     w: &[f32],
@@ -46,7 +47,6 @@ pub(crate) fn conv3x3(
     let outp = SendPtr(out.as_mut_ptr());
     let wt = &wt[..];
     (0..b * nbands).into_par_iter().for_each(|unit| {
-        let outp = outp;
         let bi = unit / nbands;
         let y0 = (unit % nbands) * hb;
         let rows = hb.min(h - y0);

@@ -38,6 +38,7 @@ pub enum Norm<'a> {
 }
 
 const MIDS: [f32; 8] = [0.0, 0.75, 1.25, 1.75, 2.25, 2.75, 3.25, 3.75];
+#[allow(clippy::excessive_precision)] // the fitted values as printed
 /// ERF_C[k][i]: coefficient of t^k on interval i (|x| in [i/2, i/2 + 1/2)), t = |x| - MIDS[i].
 const ERF_C: [[f32; 8]; 8] = [
     [0.0, 7.111556530e-01, 9.229001403e-01, 9.866716862e-01, 9.985373020e-01, 9.998993874e-01, 9.999957085e-01, 9.999998808e-01],
@@ -119,7 +120,7 @@ fn channel_params(x: &[f32], b: usize, c: usize, hw: usize, norm: &Norm) -> Vec<
             (0..b * c).map(|i| (0.0, scale[i % c], shift[i % c])).collect()
         }
         Norm::Stats { groups, eps, weight, bias } => {
-            assert!(groups > 0 && c % groups == 0, "norm_act: {c} channels in {groups} groups");
+            assert!(groups > 0 && c.is_multiple_of(groups), "norm_act: {c} channels in {groups} groups");
             assert!(weight.len() == c && bias.len() == c, "norm_act: affine parameters");
             let stats: Vec<Stat> = (0..b * c).into_par_iter().map(|i| channel_stats(&x[i * hw..(i + 1) * hw])).collect();
             let cg = c / groups;

@@ -140,25 +140,45 @@ impl InplaceOp1 for NormActOp {
 /// `dst += src` in place (same shape, f32, CPU); returns `dst`. Only for a `dst` nothing else
 /// refers to (see the module docs).
 pub fn add_assign(dst: Tensor, src: &Tensor) -> Result<Tensor> {
+    assign_op(dst, src, AssignOp::Add)
+}
+
+/// `dst *= src` in place, as [`add_assign`].
+pub fn mul_assign(dst: Tensor, src: &Tensor) -> Result<Tensor> {
+    assign_op(dst, src, AssignOp::Mul)
+}
+
+fn assign_op(dst: Tensor, src: &Tensor, op: AssignOp) -> Result<Tensor> {
     if dst.shape() != src.shape() {
-        bail!("mdx-add-assign: shapes {:?} and {:?} differ", dst.shape(), src.shape());
+        bail!("{}: shapes {:?} and {:?} differ", InplaceOp2::name(&op), dst.shape(), src.shape());
     }
     let dst = if dst.is_contiguous() { dst } else { dst.contiguous()? };
-    dst.inplace_op2(&contiguous(src)?, &AddAssign)?;
+    dst.inplace_op2(&contiguous(src)?, &op)?;
     Ok(dst)
 }
 
-struct AddAssign;
+#[derive(Clone, Copy)]
+enum AssignOp {
+    Add,
+    Mul,
+}
 
-impl InplaceOp2 for AddAssign {
+impl InplaceOp2 for AssignOp {
     fn name(&self) -> &'static str {
-        "mdx-add-assign"
+        match self {
+            AssignOp::Add => "mdx-add-assign",
+            AssignOp::Mul => "mdx-mul-assign",
+        }
     }
 
     fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
-        let a = f32_slice_mut(s1, l1, "mdx-add-assign")?;
-        let b = f32_slice(s2, l2, "mdx-add-assign")?;
-        super::elementwise::add_assign_f32(a, b);
+        let name = InplaceOp2::name(self);
+        let a = f32_slice_mut(s1, l1, name)?;
+        let b = f32_slice(s2, l2, name)?;
+        match self {
+            AssignOp::Add => super::elementwise::add_assign_f32(a, b),
+            AssignOp::Mul => super::elementwise::mul_assign_f32(a, b),
+        }
         Ok(())
     }
 }

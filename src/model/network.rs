@@ -70,6 +70,26 @@ impl Module for Act {
     }
 }
 
+impl Act {
+    /// The CPU kernels' name for this activation.
+    fn kernel(self) -> Activation {
+        match self.0 {
+            ActKind::Gelu => Activation::Gelu,
+            ActKind::Relu => Activation::Relu,
+            ActKind::Elu(alpha) => Activation::Elu(alpha as f32),
+        }
+    }
+
+    /// [`Module::forward`] on an `x` nothing else refers to: in place on the CPU kernels' path.
+    fn forward_owned(&self, x: Tensor) -> Result<Tensor> {
+        if cpu::use_cpu_kernels(&x) {
+            NormActOp { norm: NormParams::Identity, act: self.kernel() }.apply_inplace(x)
+        } else {
+            self.forward(&x)
+        }
+    }
+}
+
 /// A normalisation layer followed by the activation (`Sequential(norm, act, ...)` indices 0 and 1).
 /// Statistics are computed in f32 whatever the compute dtype. f32 on the CPU runs the fused
 /// kernel ([`crate::kernels::norm`]).
@@ -121,12 +141,8 @@ impl NormAct {
             }
             _ => None,
         };
-        let kernel_act = match act {
-            ActKind::Gelu => Activation::Gelu,
-            ActKind::Relu => Activation::Relu,
-            ActKind::Elu(alpha) => Activation::Elu(alpha as f32),
-        };
-        Ok(NormAct { norm, act: Act(act), cpu: cpu.map(|norm| NormActOp { norm, act: kernel_act }) })
+        let act = Act(act);
+        Ok(NormAct { norm, act, cpu: cpu.map(|norm| NormActOp { norm, act: act.kernel() }) })
     }
 
     /// [`Module::forward`] on an `x` that nothing else refers to: on the CPU kernel's path the
@@ -287,6 +303,11 @@ impl TfcTdfBlock {
 /// `a + b`; on the CPU kernels' path written over `a`, which nothing else may refer to.
 fn add_owned(a: Tensor, b: &Tensor) -> Result<Tensor> {
     if cpu::use_cpu_kernels(&a) { cpu::add_assign(a, b) } else { a + b }
+}
+
+/// `a * b`, as [`add_owned`].
+fn mul_owned(a: Tensor, b: &Tensor) -> Result<Tensor> {
+    if cpu::use_cpu_kernels(&a) { cpu::mul_assign(a, b) } else { a * b }
 }
 
 impl Module for TfcTdfBlock {
@@ -488,10 +509,12 @@ impl TfcTdfNet {
     pub fn forward_spec(&self, spec: &Tensor) -> Result<Tensor> {
         let (b, c4, dim_f, t) = spec.dims4()?;
         let k = self.num_subbands;
-        // Subband fold: [B, C, F, T] -> [B, C*k, F/k, T] is a pure reshape.
-        let mix = spec.reshape((b, c4 * k, dim_f / k, t))?;
-        let first = self.first_conv.forward(&mix)?;
-        let mut x = first.transpose(2, 3)?.contiguous()?; // [B, c, T, F]
+        // Subband fold: [B, C, F, T] -> [B, C*k, F/k, T] is a pure reshape. The body runs on
+        // [B, c, T, F]: the folded input (dim_c channels) is transposed once, and everything up
+        // to the last 1x1 conv stays in that layout (1x1 convs and the product with `first` are
+        // per pixel), so no c-channel activation is ever transposed.
+        let mix = spec.reshape((b, c4 * k, dim_f / k, t))?.transpose(2, 3)?.contiguous()?; // [B, dim_c, T, F]
+        let mut x = self.first_conv.forward(&mix)?; // [B, c, T, F]
         let mut skips = Vec::with_capacity(self.encoder_blocks.len());
         // Every `forward_owned` input below is a fresh tensor held by `x` alone.
         for blk in &self.encoder_blocks {
@@ -507,10 +530,17 @@ impl TfcTdfNet {
             drop(skip);
             x = blk.tfc_tdf.forward_owned(x)?;
         }
-        let x = x.transpose(2, 3)?.mul(&first)?; // [B, c, F, T]
-        let x = Tensor::cat(&[&mix, &x], 1)?;
-        let x = self.final_conv2.forward(&self.final_act.forward(&self.final_conv0.forward(&x)?)?)?;
-        // Unfold subbands ([B, S*4*k, F/k, T] -> [B, S, 4, F, T]) is again a pure reshape.
+        // `first` (the first conv's output) is recomputed here rather than kept alive through
+        // the whole body: a 1x1 conv of dim_c channels costs less than a full activation of memory.
+        let x = mul_owned(x, &self.first_conv.forward(&mix)?)?;
+        let cat = Tensor::cat(&[&mix, &x], 1)?;
+        drop((mix, x));
+        let x = self.final_conv0.forward(&cat)?;
+        drop(cat);
+        let x = self.final_conv2.forward(&self.final_act.forward_owned(x)?)?; // [B, S*dim_c, T, F/k]
+        // Back to [B, S*dim_c, F/k, T]; unfold subbands ([B, S*4*k, F/k, T] -> [B, S, 4, F, T]) is
+        // again a pure reshape.
+        let x = x.transpose(2, 3)?.contiguous()?;
         let s = x.dim(1)? / (c4 * k);
         x.reshape((b, s, c4, dim_f, t))
     }
