@@ -22,6 +22,28 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 pub mod winograd;
 
+/// A zeroed buffer of `n` floats for a kernel's output. Large buffers come straight from the
+/// OS untouched (calloc of a fresh mapping); on Linux they are marked for transparent huge
+/// pages before the kernel's first write, so that filling 128 MiB takes 64 page faults
+/// instead of 32768 (the network allocates a few hundred such buffers per chunk).
+pub fn alloc_output(n: usize) -> Vec<f32> {
+    let v = vec![0f32; n];
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = n * std::mem::size_of::<f32>();
+        if bytes >= 2 * HUGE && std::env::var_os("MDX_NO_HUGE").is_none() {
+            let start = (v.as_ptr() as usize).next_multiple_of(HUGE);
+            let end = (v.as_ptr() as usize + bytes) / HUGE * HUGE;
+            if end > start {
+                // SAFETY: advice only, on whole pages inside this allocation; failure is harmless.
+                unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+            }
+        }
+    }
+    v
+}
+
 /// Whether the AVX2 + FMA code paths may run (checked once).
 #[inline]
 pub(crate) fn avx2() -> bool {

@@ -242,3 +242,66 @@ fn norm_act_in_place_equals_out_of_place() {
     assert_eq!(out, inplace);
 }
 
+
+fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+#[test]
+fn matmul_op_matches_candle_for_every_layout() {
+    use candle_core::{Device, Tensor};
+    let t = |v: Vec<f32>, s: &[usize]| Tensor::from_vec(v, s, &Device::Cpu).unwrap();
+    let (m, k, n) = (13, 17, 29);
+    let a = t(rand_vec(m * k, 1), &[m, k]);
+    let b = t(rand_vec(k * n, 2), &[k, n]);
+    let a3 = t(rand_vec(3 * m * k, 3), &[3, m, k]);
+    let b3 = t(rand_vec(3 * k * n, 4), &[3, k, n]);
+    let bt = t(rand_vec(n * k, 5), &[n, k]).t().unwrap(); // [k, n], column-major
+    let cases: Vec<(Tensor, Tensor)> = vec![
+        (a.clone(), b.clone()),
+        (a.clone(), bt.clone()),
+        (a.broadcast_left(3).unwrap(), b3.clone()), // broadcast weights, as the 1x1 convs
+        (a3.clone(), b3.clone()),
+        (a3.clone(), b.broadcast_left(3).unwrap()),
+        (a3.narrow(2, 1, k - 1).unwrap(), b3.narrow(1, 0, k - 1).unwrap()), // offsets and row strides
+    ];
+    for threads in [1, 2] {
+        for (i, (x, y)) in cases.iter().enumerate() {
+            let want = x.contiguous().unwrap().matmul(&y.contiguous().unwrap()).unwrap();
+            let got = in_pool(threads, || ops::matmul(x, y).unwrap());
+            assert_eq!(got.dims(), want.dims(), "case {i}");
+            let d = max_diff(&got, &want);
+            assert!(d <= 1e-5, "case {i}: differs by {d}");
+            let acc0 = t(rand_vec(want.elem_count(), 9), want.dims());
+            let acc = in_pool(threads, || ops::matmul_acc(acc0.copy().unwrap(), x, y).unwrap());
+            let d = max_diff(&acc, &(&acc0 + &want).unwrap());
+            assert!(d <= 1e-5, "case {i} (accumulate): differs by {d}");
+        }
+    }
+    assert!(ops::matmul(&a, &a).is_err(), "mismatched inner dimensions are an error");
+}
+
+#[test]
+fn in_place_ops_write_only_their_tensor() {
+    use candle_core::{Device, Tensor};
+    let x = Tensor::from_vec(rand_vec(2 * 3 * 5, 1), (2, 3, 5), &Device::Cpu).unwrap();
+    let y = Tensor::from_vec(rand_vec(2 * 3 * 5, 2), (2, 3, 5), &Device::Cpu).unwrap();
+    let sum = ops::add_assign(x.copy().unwrap(), &y).unwrap();
+    assert_eq!(max_diff(&sum, &(&x + &y).unwrap()), 0.0);
+    let prod = ops::mul_assign(x.copy().unwrap(), &y).unwrap();
+    assert_eq!(max_diff(&prod, &(&x * &y).unwrap()), 0.0);
+    // A transposed (non-contiguous) operand is read in its logical order.
+    let yt = y.transpose(1, 2).unwrap().contiguous().unwrap().transpose(1, 2).unwrap();
+    let sum_t = ops::add_assign(x.copy().unwrap(), &yt).unwrap();
+    assert_eq!(max_diff(&sum_t, &(&x + &y).unwrap()), 0.0);
+    // Conv3x3 through the candle op equals the kernel.
+    let (b, cin, cout, h, wd) = (2, 3, 4, 9, 11);
+    let xs = rand_vec(b * cin * h * wd, 3);
+    let ws = rand_vec(cout * cin * 9, 4);
+    let mut want = vec![0f32; b * cout * h * wd];
+    conv3x3_f32(&xs, &ws, &mut want, b, cin, cout, h, wd);
+    let xt = Tensor::from_vec(xs, (b, cin, h, wd), &Device::Cpu).unwrap();
+    let wt = Tensor::from_vec(ws, (cout, cin, 3, 3), &Device::Cpu).unwrap();
+    let got = ops::conv3x3(&xt, &wt).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(got, want);
+}

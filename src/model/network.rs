@@ -49,6 +49,9 @@ impl<'a> Weights<'a> {
 /// `a @ b`. candle's CPU backend has no bf16 matmul: there the product runs in f32 and is
 /// rounded back to bf16, which keeps bf16's storage precision at every layer boundary.
 fn mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if cpu::use_cpu_kernels(a) {
+        return cpu::matmul(a, b);
+    }
     if a.dtype() == DType::BF16 && a.device().is_cpu() {
         a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)?.to_dtype(DType::BF16)
     } else {
@@ -251,6 +254,20 @@ impl Module for Linear {
     }
 }
 
+impl Linear {
+    /// `acc + self(x)`; on the CPU kernels' path the product is accumulated straight into
+    /// `acc` (one GEMM, no temporary), which nothing else may refer to.
+    fn forward_acc(&self, acc: Tensor, x: &Tensor) -> Result<Tensor> {
+        if !cpu::use_cpu_kernels(&acc) {
+            return acc + self.forward(x)?;
+        }
+        let (b, c, t, f) = x.dims4()?;
+        let fout = self.wt.dim(1)?;
+        let acc = acc.reshape((b * c * t, fout))?;
+        cpu::matmul_acc(acc, &x.reshape((b * c * t, f))?, &self.wt)?.reshape((b, c, t, fout))
+    }
+}
+
 /// One TFC-TDF block: `tfc1`, `tdf` (with residual), `tfc2`, plus the 1x1 `shortcut`.
 pub struct TfcTdfBlock {
     tfc1_norm: NormAct,
@@ -292,8 +309,8 @@ impl TfcTdfBlock {
         let x = self.tfc1_conv.forward(&a)?;
         drop(a);
         let t = self.tdf_lin1.forward(&self.tdf_norm1.forward(&x)?)?;
-        let t = self.tdf_lin2.forward(&self.tdf_norm2.forward_owned(t)?)?;
-        let x = add_owned(x, &t)?;
+        let t = self.tdf_norm2.forward_owned(t)?;
+        let x = self.tdf_lin2.forward_acc(x, &t)?; // x + tdf(x)
         drop(t);
         let x = self.tfc2_conv.forward(&self.tfc2_norm.forward_owned(x)?)?;
         add_owned(x, &s)
