@@ -32,7 +32,7 @@ pub fn alloc_output(n: usize) -> Vec<f32> {
     {
         const HUGE: usize = 2 << 20;
         let bytes = n * std::mem::size_of::<f32>();
-        if bytes >= 2 * HUGE && std::env::var_os("MDX_NO_HUGE").is_none() {
+        if bytes >= 2 * HUGE {
             let start = (v.as_ptr() as usize).next_multiple_of(HUGE);
             let end = (v.as_ptr() as usize + bytes) / HUGE * HUGE;
             if end > start {

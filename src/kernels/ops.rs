@@ -252,6 +252,7 @@ impl MatMul {
     }
 
     /// `dst[i] (+)= a[i] @ b[i]` for every batch item; `dst` contiguous [batch, m, n].
+    #[allow(clippy::too_many_arguments)]
     fn run(dst: &mut [f32], acc: bool, a: &[f32], ao: Operand, b: &[f32], bo: Operand, batch: usize, m: usize, k: usize, n: usize) {
         assert!(ao.extent() <= a.len() && bo.extent() <= b.len() && dst.len() == batch * m * n, "mdx-matmul: operand bounds");
         let par = if rayon::current_num_threads() > 1 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
