@@ -189,6 +189,26 @@ struct UnitArgs {
 
 static ZEROS: [f32; 40] = [0.0; 40];
 
+/// (offset, length) in floats of the runs of one input plane that tiles `t_begin..t_end` read
+/// (6 rows per tile row, clipped to the image).
+fn input_spans(t_begin: usize, t_end: usize, tiles_wp: usize, h: usize, w: usize) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut t = t_begin;
+    while t < t_end {
+        let ty = t / tiles_wp;
+        let row_end = ((ty + 1) * tiles_wp).min(t_end);
+        let c0 = (4 * (t % tiles_wp)).saturating_sub(1);
+        let c1 = (4 * (row_end - ty * tiles_wp) + 2).min(w);
+        if c0 < c1 {
+            for r in (4 * ty).saturating_sub(1)..(4 * ty + 5).min(h) {
+                spans.push((r * w + c0, c1 - c0));
+            }
+        }
+        t = row_end;
+    }
+    spans
+}
+
 /// One work unit: input transform, GEMMs, output transform.
 /// SAFETY: AVX2 + FMA; `v` and `m` hold `36 * cin * nt` and `36 * (p1 - p0) * 4 * nt` floats;
 /// `out` is the whole output, of which this unit writes only its tiles of channels
@@ -208,10 +228,23 @@ unsafe fn run_unit(x: &[f32], u: &[f32], out: *mut f32, p: &Plan, a: UnitArgs, v
         let hw = h * w;
         let mut local = [[0f32; 36]; 6];
 
-        // 1. Input transform: V[ξ][t/24][ci][t%24] for the chunk's tiles.
+        // 1. Input transform: V[ξ][t/24][ci][t%24] for the chunk's tiles. The input rows a
+        //    channel's tiles read are short runs 1 plane apart, which the hardware prefetchers
+        //    follow poorly: the next channel's runs are prefetched while this one is transformed.
         let v_xi = nt * cin;
+        let spans = input_spans(t_begin, t_end, p.tiles_wp, h, w);
         for ci in 0..cin {
             let xc = x.as_ptr().add((bi * cin + ci) * hw);
+            if ci + 1 < cin {
+                for &(start, len) in &spans {
+                    let mut o = 0;
+                    while o < len {
+                        _mm_prefetch::<_MM_HINT_T0>(xc.add(hw + start + o) as *const i8);
+                        o += 16;
+                    }
+                    _mm_prefetch::<_MM_HINT_T0>(xc.add(hw + start + len - 1) as *const i8);
+                }
+            }
             let mut t = t_begin;
             while t < t_end {
                 let ty = t / p.tiles_wp;
