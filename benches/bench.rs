@@ -68,6 +68,8 @@ struct Row {
     ms_best: f64,
     peak_rss_mb: Option<f64>,
     gpu_mb: Option<f64>,
+    /// Process CPU time (all threads) per chunk, median of the timed runs.
+    cpu_ms_median: Option<f64>,
 }
 
 fn main() {
@@ -102,6 +104,7 @@ fn run() -> anyhow::Result<()> {
         precision: args.precision,
         dim_t: None,
         warmup: true,
+        threads: args.threads,
     };
     let mut sep = Separator::from_parts(cfg.clone(), ckpt, &opts)?;
     for w in sep.warnings.drain(..) {
@@ -120,18 +123,26 @@ fn run() -> anyhow::Result<()> {
         sep.profile = Some(StageTimes::default());
     }
     let mut times = vec![];
+    let mut cpu_times = vec![];
     for i in 0..args.repeats.max(1) {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), process_cpu_ms());
         sep.process_chunks(&input, b, &mut out)?;
         device::synchronize(sep.device());
         let ms = t.elapsed().as_secs_f64() * 1e3 / b as f64;
-        eprintln!("run {}: {ms:.1} ms per chunk", i + 1);
+        let cpu = (process_cpu_ms() - c) / b as f64;
+        eprintln!("run {}: {ms:.1} ms per chunk ({cpu:.0} ms CPU time)", i + 1);
         times.push(ms);
+        cpu_times.push(cpu);
     }
+    cpu_times.sort_by(f64::total_cmp);
     anyhow::ensure!(out.iter().all(|v| v.is_finite()), "the engine produced non-finite output");
     times.sort_by(f64::total_cmp);
     let mut rows = vec![Row {
-        engine: "mdx-stems (candle)".into(),
+        engine: if sep.device().is_cpu() && sep.precision() == Precision::F32 {
+            "mdx-stems (CPU kernels)".into()
+        } else {
+            "mdx-stems (candle)".into()
+        },
         device: sep.device_name().to_string(),
         precision: sep.precision().name().into(),
         batch: b,
@@ -139,6 +150,7 @@ fn run() -> anyhow::Result<()> {
         ms_best: times[0],
         peak_rss_mb: device::peak_rss_bytes().map(|v| v as f64 / 1e6),
         gpu_mb: device::gpu_memory_used(sep.device()).map(|v| v as f64 / 1e6),
+        cpu_ms_median: Some(cpu_times[cpu_times.len() / 2]),
     }];
     if let Some(p) = sep.profile {
         print_profile(&p);
@@ -170,6 +182,14 @@ fn run() -> anyhow::Result<()> {
     }
     if rows.len() == 2 {
         println!("\nmdx-stems / PyTorch time ratio (medians, same run): {:.2}", rows[0].ms_median / rows[1].ms_median);
+        if let (Some(a), Some(b)) = (rows[0].cpu_ms_median, rows[1].cpu_ms_median) {
+            println!(
+                "CPU time per chunk (all threads; steadier than wall time on a shared machine): mdx-stems {:.1} s, PyTorch {:.1} s, ratio {:.2}",
+                a / 1e3,
+                b / 1e3,
+                a / b
+            );
+        }
     }
     Ok(())
 }
@@ -212,7 +232,16 @@ fn run_torch(args: &Args, batch: usize) -> anyhow::Result<Row> {
         ms_best: num("ms_per_chunk_best").unwrap_or(f64::NAN),
         peak_rss_mb: num("peak_rss_mb"),
         gpu_mb: num("gpu_peak_mb"),
+        cpu_ms_median: num("cpu_ms_per_chunk_median"),
     })
+}
+
+/// CPU time of this process (all threads) in ms.
+fn process_cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
 }
 
 fn print_profile(p: &StageTimes) {

@@ -15,6 +15,7 @@ use crate::model::weights::{self, Checkpoint, WeightsError};
 use crate::model::ModelConfig;
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Everything that can go wrong loading or running a model.
@@ -36,6 +37,8 @@ pub enum EngineError {
     BadSegment { dim_t: usize, reason: String },
     #[error("{context}: {source}")]
     Candle { context: String, source: candle_core::Error },
+    #[error("cannot start {threads} CPU worker threads: {reason}")]
+    Threads { threads: usize, reason: String },
 }
 
 trait Context<T> {
@@ -61,11 +64,22 @@ pub struct LoadOptions {
     pub dim_t: Option<usize>,
     /// Run one chunk of silence after loading so the first real chunk is not slow.
     pub warmup: bool,
+    /// CPU threads for the network (0 = every core this process may use). A plugin leaves some
+    /// cores to the host; see [`Separator::set_threads`] to change it later.
+    pub threads: usize,
 }
 
 impl LoadOptions {
     pub fn new(model: impl Into<PathBuf>) -> Self {
-        LoadOptions { model: model.into(), config: None, device: DeviceRequest::Cpu, precision: None, dim_t: None, warmup: false }
+        LoadOptions {
+            model: model.into(),
+            config: None,
+            device: DeviceRequest::Cpu,
+            precision: None,
+            dim_t: None,
+            warmup: false,
+            threads: 0,
+        }
     }
 }
 
@@ -111,6 +125,9 @@ pub struct Separator {
     spec: Vec<f32>,
     /// Lazily built CPU twin used when a GPU call fails.
     cpu_fallback: Option<TfcTdfNet>,
+    /// The network runs inside this pool: the CPU kernels and candle's CPU matmuls use at most
+    /// its threads. Built at load with [`LoadOptions::threads`].
+    pool: Arc<rayon::ThreadPool>,
     /// When `Some`, per-stage timings are collected (costs a device sync per stage).
     pub profile: Option<StageTimes>,
     /// Messages for the user (fallbacks, retries); drained by the caller.
@@ -164,6 +181,7 @@ impl Separator {
         };
         drop(ckpt);
         let stft = Stft::new(cfg.audio.n_fft, cfg.audio.hop_length, cfg.audio.dim_f, chunk);
+        let pool = build_pool(opts.threads)?;
         let mut sep = Separator {
             cfg,
             model_path: opts.model.clone(),
@@ -174,6 +192,7 @@ impl Separator {
             chunk,
             spec: vec![],
             cpu_fallback: None,
+            pool,
             profile: None,
             warnings,
         };
@@ -209,6 +228,19 @@ impl Separator {
     }
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// CPU threads the network uses (the resolved count, never 0).
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Use `n` CPU threads for the network from the next chunk on (0 = every core).
+    pub fn set_threads(&mut self, n: usize) -> Result<(), EngineError> {
+        if crate::kernels::pool::resolve_threads(n) != self.threads() {
+            self.pool = build_pool(n)?;
+        }
+        Ok(())
     }
 
     fn lap(&self, t: &mut Instant, slot: impl FnOnce(&mut StageTimes) -> &mut Duration, profile: &mut Option<StageTimes>) {
@@ -290,7 +322,7 @@ impl Separator {
             .to_device(net.device())?
             .to_dtype(net.dtype())?;
         self.lap(t, |p| &mut p.upload, profile);
-        let y = net.forward_spec(&x)?;
+        let y = self.pool.install(|| net.forward_spec(&x))?;
         self.lap(t, |p| &mut p.network, profile);
         let v = y.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
         self.lap(t, |p| &mut p.download, profile);
@@ -316,6 +348,10 @@ impl Separator {
         }
         Ok(result)
     }
+}
+
+fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, EngineError> {
+    crate::kernels::pool::build(threads).map_err(|e| EngineError::Threads { threads, reason: e.to_string() })
 }
 
 fn is_oom(e: &candle_core::Error) -> bool {

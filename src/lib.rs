@@ -15,6 +15,7 @@ pub mod cli;
 pub mod device;
 pub mod dsp;
 pub mod engine;
+pub mod kernels;
 pub mod model;
 pub mod models;
 pub mod plugin;

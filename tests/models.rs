@@ -91,6 +91,7 @@ fn checkpoint_without_yaml_is_recognised_by_uvr_hash_and_separates_identically()
         precision: Some(Precision::F32),
         dim_t: None,
         warmup: false,
+        threads: 0,
     };
     let mut by_hash = Separator::from_parts(cfg, Checkpoint::read(&ckpt).unwrap(), &opts).unwrap();
     let explicit = LoadOptions { model: src.join("model.ckpt"), config: Some(src.join("config.yaml")), ..opts };

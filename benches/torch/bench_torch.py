@@ -127,15 +127,17 @@ def full(args):
         torch.cuda.reset_peak_memory_stats()
 
     times = []
+    cpu_times = []
     with torch.inference_mode(), autocast(dev, dtype):
         for i in range(args.warmup + args.repeats):
             sync()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = fwd(x)
             sync()
             dt = (time.perf_counter() - t0) * 1e3
             if i >= args.warmup:
                 times.append(dt)
+                cpu_times.append((time.process_time() - c0) * 1e3)
             log(f"{'warmup' if i < args.warmup else 'run'} {i}: {dt:.1f} ms per batch")
 
     if args.output_npy:
@@ -156,6 +158,8 @@ def full(args):
         "ms_per_chunk_median": statistics.median(times) / batch,
         "ms_per_chunk_best": min(times) / batch,
         "ms_per_batch_median": statistics.median(times),
+        # CPU time of the process (all threads) per chunk: steadier than wall time on a shared machine.
+        "cpu_ms_per_chunk_median": statistics.median(cpu_times) / batch,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "params": params,
     }

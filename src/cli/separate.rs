@@ -31,6 +31,7 @@ pub fn run(args: &SeparateArgs) -> Result<()> {
         precision: args.precision,
         dim_t: args.segment,
         warmup: false,
+        threads: args.threads,
     };
     let mut sep = Separator::load(&opts)?;
     for w in sep.warnings.drain(..) {

@@ -12,6 +12,8 @@
 //! (space-to-depth) and Upscale (depth-to-space) are plain matmuls.
 
 use super::config::{ActKind, ModelConfig, NormKind};
+use crate::kernels::norm::Activation;
+use crate::kernels::ops::{self as cpu, NormActOp, NormParams};
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use std::collections::HashMap;
 
@@ -47,6 +49,9 @@ impl<'a> Weights<'a> {
 /// `a @ b`. candle's CPU backend has no bf16 matmul: there the product runs in f32 and is
 /// rounded back to bf16, which keeps bf16's storage precision at every layer boundary.
 fn mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if cpu::use_cpu_kernels(a) {
+        return cpu::matmul(a, b);
+    }
     if a.dtype() == DType::BF16 && a.device().is_cpu() {
         a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)?.to_dtype(DType::BF16)
     } else {
@@ -68,11 +73,34 @@ impl Module for Act {
     }
 }
 
+impl Act {
+    /// The CPU kernels' name for this activation.
+    fn kernel(self) -> Activation {
+        match self.0 {
+            ActKind::Gelu => Activation::Gelu,
+            ActKind::Relu => Activation::Relu,
+            ActKind::Elu(alpha) => Activation::Elu(alpha as f32),
+        }
+    }
+
+    /// [`Module::forward`] on an `x` nothing else refers to: in place on the CPU kernels' path.
+    fn forward_owned(&self, x: Tensor) -> Result<Tensor> {
+        if cpu::use_cpu_kernels(&x) {
+            NormActOp { norm: NormParams::Identity, act: self.kernel() }.apply_inplace(x)
+        } else {
+            self.forward(&x)
+        }
+    }
+}
+
 /// A normalisation layer followed by the activation (`Sequential(norm, act, ...)` indices 0 and 1).
-/// Statistics are computed in f32 whatever the compute dtype.
+/// Statistics are computed in f32 whatever the compute dtype. f32 on the CPU runs the fused
+/// kernel ([`crate::kernels::norm`]).
 pub struct NormAct {
     norm: Norm,
     act: Act,
+    /// The same layer for the CPU kernel, parameters on the host (built for CPU weights only).
+    cpu: Option<NormActOp>,
 }
 
 enum Norm {
@@ -105,12 +133,38 @@ impl NormAct {
                 Norm::Affine { scale: scale.reshape((1, c, 1, 1))?, shift: shift.reshape((1, c, 1, 1))? }
             }
         };
-        Ok(NormAct { norm, act: Act(act) })
+        let host = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let cpu = match &norm {
+            Norm::Identity => Some(NormParams::Identity),
+            Norm::Stats { groups, weight, bias } if weight.device().is_cpu() => {
+                Some(NormParams::Stats { groups: *groups, eps: EPS, weight: host(weight)?, bias: host(bias)? })
+            }
+            Norm::Affine { scale, shift } if scale.device().is_cpu() => {
+                Some(NormParams::Affine { scale: host(scale)?, shift: host(shift)? })
+            }
+            _ => None,
+        };
+        let act = Act(act);
+        Ok(NormAct { norm, act, cpu: cpu.map(|norm| NormActOp { norm, act: act.kernel() }) })
+    }
+
+    /// [`Module::forward`] on an `x` that nothing else refers to: on the CPU kernel's path the
+    /// result is written over `x` (no new buffer).
+    pub fn forward_owned(&self, x: Tensor) -> Result<Tensor> {
+        match &self.cpu {
+            Some(op) if cpu::use_cpu_kernels(&x) => op.apply_inplace(x),
+            _ => self.forward(&x),
+        }
     }
 }
 
 impl Module for NormAct {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(op) = &self.cpu
+            && cpu::use_cpu_kernels(x)
+        {
+            return op.apply(x);
+        }
         let dtype = x.dtype();
         let y = match &self.norm {
             Norm::Identity => x.clone(),
@@ -168,6 +222,9 @@ impl Conv3x3 {
 
 impl Module for Conv3x3 {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if cpu::use_cpu_kernels(x) {
+            return cpu::conv3x3(x, &self.w);
+        }
         if x.dtype() == DType::BF16 && x.device().is_cpu() {
             // No bf16 GEMM on candle's CPU backend: see `mm`.
             let w = self.w.to_dtype(DType::F32)?;
@@ -194,6 +251,20 @@ impl Module for Linear {
         let (b, c, t, f) = x.dims4()?;
         let fout = self.wt.dim(1)?;
         mm(&x.reshape((b * c * t, f))?, &self.wt)?.reshape((b, c, t, fout))
+    }
+}
+
+impl Linear {
+    /// `acc + self(x)`; on the CPU kernels' path the product is accumulated straight into
+    /// `acc` (one GEMM, no temporary), which nothing else may refer to.
+    fn forward_acc(&self, acc: Tensor, x: &Tensor) -> Result<Tensor> {
+        if !cpu::use_cpu_kernels(&acc) {
+            return acc + self.forward(x)?;
+        }
+        let (b, c, t, f) = x.dims4()?;
+        let fout = self.wt.dim(1)?;
+        let acc = acc.reshape((b * c * t, fout))?;
+        cpu::matmul_acc(acc, &x.reshape((b * c * t, f))?, &self.wt)?.reshape((b, c, t, fout))
     }
 }
 
@@ -228,15 +299,38 @@ impl TfcTdfBlock {
     }
 }
 
+impl TfcTdfBlock {
+    /// [B, in_c, T, F] -> [B, c, T, F]. With `owned`, `x` is a tensor nothing else refers to and
+    /// its buffer may be overwritten (the CPU kernels normalise it in place). Intermediates are
+    /// dropped as soon as they are used, and the residual sums reuse their left operand.
+    fn forward_impl(&self, x: Tensor, owned: bool) -> Result<Tensor> {
+        let s = self.shortcut.forward(&x)?;
+        let a = if owned { self.tfc1_norm.forward_owned(x)? } else { self.tfc1_norm.forward(&x)? };
+        let x = self.tfc1_conv.forward(&a)?;
+        drop(a);
+        let t = self.tdf_lin1.forward(&self.tdf_norm1.forward(&x)?)?;
+        let t = self.tdf_norm2.forward_owned(t)?;
+        let x = self.tdf_lin2.forward_acc(x, &t)?; // x + tdf(x)
+        drop(t);
+        let x = self.tfc2_conv.forward(&self.tfc2_norm.forward_owned(x)?)?;
+        add_owned(x, &s)
+    }
+}
+
+/// `a + b`; on the CPU kernels' path written over `a`, which nothing else may refer to.
+fn add_owned(a: Tensor, b: &Tensor) -> Result<Tensor> {
+    if cpu::use_cpu_kernels(&a) { cpu::add_assign(a, b) } else { a + b }
+}
+
+/// `a * b`, as [`add_owned`].
+fn mul_owned(a: Tensor, b: &Tensor) -> Result<Tensor> {
+    if cpu::use_cpu_kernels(&a) { cpu::mul_assign(a, b) } else { a * b }
+}
+
 impl Module for TfcTdfBlock {
     /// [B, in_c, T, F] -> [B, c, T, F]
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let s = self.shortcut.forward(x)?;
-        let x = x.apply(&self.tfc1_norm)?.apply(&self.tfc1_conv)?;
-        let tdf = x.apply(&self.tdf_norm1)?.apply(&self.tdf_lin1)?.apply(&self.tdf_norm2)?.apply(&self.tdf_lin2)?;
-        let x = (x + tdf)?;
-        let x = x.apply(&self.tfc2_norm)?.apply(&self.tfc2_conv)?;
-        x + s
+        self.forward_impl(x.clone(), false)
     }
 }
 
@@ -252,13 +346,25 @@ impl TfcTdf {
             .collect::<Result<_>>()?;
         Ok(TfcTdf { blocks })
     }
+
+    /// [`Module::forward`] on an `x` that nothing else refers to (no clone, view or reshape of it
+    /// in use): its buffer may be overwritten, which saves one activation of memory per block.
+    pub fn forward_owned(&self, x: Tensor) -> Result<Tensor> {
+        let mut x = x;
+        for b in &self.blocks {
+            x = b.forward_impl(x, true)?;
+        }
+        Ok(x)
+    }
 }
 
 impl Module for TfcTdf {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = x.clone();
-        for b in &self.blocks {
-            x = b.forward(&x)?;
+        let mut blocks = self.blocks.iter();
+        let Some(first) = blocks.next() else { return Ok(x.clone()) };
+        let mut x = first.forward_impl(x.clone(), false)?;
+        for b in blocks {
+            x = b.forward_impl(x, true)?;
         }
         Ok(x)
     }
@@ -420,27 +526,38 @@ impl TfcTdfNet {
     pub fn forward_spec(&self, spec: &Tensor) -> Result<Tensor> {
         let (b, c4, dim_f, t) = spec.dims4()?;
         let k = self.num_subbands;
-        // Subband fold: [B, C, F, T] -> [B, C*k, F/k, T] is a pure reshape.
-        let mix = spec.reshape((b, c4 * k, dim_f / k, t))?;
-        let first = self.first_conv.forward(&mix)?;
-        let mut x = first.transpose(2, 3)?.contiguous()?; // [B, c, T, F]
+        // Subband fold: [B, C, F, T] -> [B, C*k, F/k, T] is a pure reshape. The body runs on
+        // [B, c, T, F]: the folded input (dim_c channels) is transposed once, and everything up
+        // to the last 1x1 conv stays in that layout (1x1 convs and the product with `first` are
+        // per pixel), so no c-channel activation is ever transposed.
+        let mix = spec.reshape((b, c4 * k, dim_f / k, t))?.transpose(2, 3)?.contiguous()?; // [B, dim_c, T, F]
+        let mut x = self.first_conv.forward(&mix)?; // [B, c, T, F]
         let mut skips = Vec::with_capacity(self.encoder_blocks.len());
+        // Every `forward_owned` input below is a fresh tensor held by `x` alone.
         for blk in &self.encoder_blocks {
-            x = blk.tfc_tdf.forward(&x)?;
+            x = blk.tfc_tdf.forward_owned(x)?;
             skips.push(x.clone());
             x = blk.downscale.forward(&x)?;
         }
-        x = self.bottleneck_block.forward(&x)?;
+        x = self.bottleneck_block.forward_owned(x)?;
         for blk in &self.decoder_blocks {
             x = blk.upscale.forward(&x)?;
             let skip = skips.pop().expect("one skip per scale");
             x = Tensor::cat(&[&x, &skip], 1)?;
-            x = blk.tfc_tdf.forward(&x)?;
+            drop(skip);
+            x = blk.tfc_tdf.forward_owned(x)?;
         }
-        let x = x.transpose(2, 3)?.mul(&first)?; // [B, c, F, T]
-        let x = Tensor::cat(&[&mix, &x], 1)?;
-        let x = self.final_conv2.forward(&self.final_act.forward(&self.final_conv0.forward(&x)?)?)?;
-        // Unfold subbands ([B, S*4*k, F/k, T] -> [B, S, 4, F, T]) is again a pure reshape.
+        // `first` (the first conv's output) is recomputed here rather than kept alive through
+        // the whole body: a 1x1 conv of dim_c channels costs less than a full activation of memory.
+        let x = mul_owned(x, &self.first_conv.forward(&mix)?)?;
+        let cat = Tensor::cat(&[&mix, &x], 1)?;
+        drop((mix, x));
+        let x = self.final_conv0.forward(&cat)?;
+        drop(cat);
+        let x = self.final_conv2.forward(&self.final_act.forward_owned(x)?)?; // [B, S*dim_c, T, F/k]
+        // Back to [B, S*dim_c, F/k, T]; unfold subbands ([B, S*4*k, F/k, T] -> [B, S, 4, F, T]) is
+        // again a pure reshape.
+        let x = x.transpose(2, 3)?.contiguous()?;
         let s = x.dim(1)? / (c4 * k);
         x.reshape((b, s, c4, dim_f, t))
     }

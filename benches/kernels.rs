@@ -1,0 +1,193 @@
+//! Micro-benchmark of the CPU kernels against candle's own CPU ops, on the layer shapes of the
+//! full-size InstVoc HQ network. A benchmark, not a test: it prints GFLOP/s and ms per call.
+//!
+//! ```text
+//! cargo run --release --bin kernel-bench -- [--threads N] [--repeats N] [--only conv|norm|mm] [--candle]
+//! ```
+
+use candle_core::{DType, Device, Tensor};
+use clap::Parser;
+use mdx_stems::kernels::{self, Conv3x3Kernel, norm, pool};
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Only this group: conv, norm, mm.
+    #[arg(long)]
+    only: Option<String>,
+    /// Also time candle's conv2d / unfused norm (slow).
+    #[arg(long)]
+    candle: bool,
+    /// Only the conv shapes whose index is listed (comma separated).
+    #[arg(long)]
+    shapes: Option<String>,
+    /// Compare Winograd work-unit sizes (tiles, comma separated), interleaved run by run.
+    #[arg(long)]
+    wino_nt: Option<String>,
+}
+
+/// CPU time of this process (all threads), in ms: steadier than wall time on a shared machine.
+fn cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
+/// Best wall time of `repeats` calls after one untimed call, in ms. With `MDX_BENCH_CPU=1` the
+/// process CPU time divided by the thread count instead (what wall time would be on an idle
+/// machine, when the work is evenly spread).
+fn best_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let cpu = std::env::var("MDX_BENCH_CPU").is_ok_and(|v| v == "1");
+    let threads = rayon::current_num_threads() as f64;
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let (t, c) = (Instant::now(), cpu_ms());
+        f();
+        let ms = if cpu { (cpu_ms() - c) / threads } else { t.elapsed().as_secs_f64() * 1e3 };
+        best = best.min(ms);
+    }
+    best
+}
+
+fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let p = pool::build(args.threads)?;
+    eprintln!("threads: {}, conv kernel at 256x1024: {:?}", p.current_num_threads(), kernels::conv3x3_kernel(256, 1024));
+    p.install(|| run(&args))
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let want = |g: &str| args.only.as_deref().is_none_or(|o| o == g);
+    // (cin, cout, T, F): every distinct 3x3 conv of the full-size network.
+    let convs = [
+        (128, 128, 256, 1024),
+        (256, 128, 256, 1024),
+        (256, 256, 128, 512),
+        (512, 256, 128, 512),
+        (384, 384, 64, 256),
+        (512, 512, 32, 128),
+        (640, 640, 16, 64),
+        (768, 768, 8, 32),
+        (1280, 640, 16, 64),
+    ];
+    let only_shapes: Option<Vec<usize>> = args.shapes.as_ref().map(|s| s.split(',').map(|v| v.parse().unwrap()).collect());
+    if let Some(list) = &args.wino_nt {
+        let nts: Vec<usize> = list.split(',').map(|v| v.parse().unwrap()).collect();
+        for (i, &(cin, cout, h, w)) in convs.iter().enumerate() {
+            if let Some(o) = &only_shapes
+                && !o.contains(&i)
+            {
+                continue;
+            }
+            let x = rand_vec(cin * h * w, 1);
+            let k = rand_vec(cout * cin * 9, 2);
+            let mut out = vec![0f32; cout * h * w];
+            let gflop = 2.0 * (cin * cout * 9 * h * w) as f64 / 1e9;
+            let mut best = vec![f64::INFINITY; nts.len()];
+            for _ in 0..args.repeats.max(1) {
+                for (j, &nt) in nts.iter().enumerate() {
+                    let ms = best_ms(1, || kernels::winograd::conv3x3_nt(&x, &k, &mut out, 1, cin, cout, h, w, nt));
+                    best[j] = best[j].min(ms);
+                }
+            }
+            let cells: Vec<String> = nts.iter().zip(&best).map(|(nt, ms)| format!("nt {nt}: {ms:.1} ms ({:.0})", gflop / ms * 1e3)).collect();
+            println!("{cin}->{cout} on {h}x{w}: {}", cells.join(", "));
+        }
+        return Ok(());
+    }
+    if want("conv") {
+        println!("| conv 3x3 | GFLOP | winograd ms | GFLOP/s (direct-equivalent) | gemm ms | GFLOP/s | candle ms | GFLOP/s |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+        for (i, &(cin, cout, h, w)) in convs.iter().enumerate() {
+            if let Some(o) = &only_shapes
+                && !o.contains(&i)
+            {
+                continue;
+            }
+            let x = rand_vec(cin * h * w, 1);
+            let k = rand_vec(cout * cin * 9, 2);
+            let mut out = vec![0f32; cout * h * w];
+            let gflop = 2.0 * (cin * cout * 9 * h * w) as f64 / 1e9;
+            let wino = best_ms(args.repeats, || kernels::conv3x3_f32_with(Conv3x3Kernel::Winograd, &x, &k, &mut out, 1, cin, cout, h, w));
+            let gm = best_ms(args.repeats.min(1), || kernels::conv3x3_f32_with(Conv3x3Kernel::Gemm, &x, &k, &mut out, 1, cin, cout, h, w));
+            let cand = if args.candle {
+                let xt = Tensor::from_slice(&x, (1, cin, h, w), &Device::Cpu)?;
+                let kt = Tensor::from_slice(&k, (cout, cin, 3, 3), &Device::Cpu)?;
+                Some(best_ms(1, || {
+                    xt.conv2d(&kt, 1, 1, 1, 1).unwrap();
+                }))
+            } else {
+                None
+            };
+            println!(
+                "| {cin}->{cout} on {h}x{w} | {gflop:.1} | {wino:.1} | {:.1} | {gm:.1} | {:.1} | {} | {} |",
+                gflop / wino * 1e3,
+                gflop / gm * 1e3,
+                cand.map_or("-".into(), |c| format!("{c:.1}")),
+                cand.map_or("-".into(), |c| format!("{:.1}", gflop / c * 1e3)),
+            );
+        }
+    }
+    if want("norm") {
+        let (c, h, w) = (128, 256, 1024);
+        let x = rand_vec(c * h * w, 3);
+        let wt = rand_vec(c, 4);
+        let bs = rand_vec(c, 5);
+        let mut out = vec![0f32; x.len()];
+        let n = norm::Norm::Stats { groups: c, eps: 1e-5, weight: &wt, bias: &bs };
+        let ms = best_ms(args.repeats, || norm::norm_act_f32(&x, &mut out, 1, c, h * w, &n, norm::Activation::Gelu));
+        println!("instance norm + gelu on [1, {c}, {h}, {w}]: {ms:.1} ms ({:.1} GB/s of input+output)", 8.0 * x.len() as f64 / ms / 1e6);
+        let mut y = x.clone();
+        let ms = best_ms(args.repeats, || norm::norm_act_inplace_f32(&mut y, 1, c, h * w, &n, norm::Activation::Gelu));
+        println!("  in place: {ms:.1} ms");
+        if args.candle {
+            let xt = Tensor::from_slice(&x, (1, c, h * w), &Device::Cpu)?;
+            let ms = best_ms(1, || {
+                let mean = xt.mean_keepdim(2).unwrap();
+                let xc = xt.broadcast_sub(&mean).unwrap();
+                let var = xc.sqr().unwrap().mean_keepdim(2).unwrap();
+                let xn = xc.broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap()).unwrap();
+                xn.gelu_erf().unwrap();
+            });
+            println!("  candle ops (no affine): {ms:.1} ms");
+        }
+    }
+    if want("mm") {
+        // TDF linears and 1x1 convs at scale 0 through candle's matmul (the gemm crate).
+        let cases: [(&str, usize, usize, usize); 4] = [
+            ("tdf lin1 [128*256, 1024] x [1024, 256]", 128 * 256, 1024, 256),
+            ("tdf lin2 [128*256, 256] x [256, 1024]", 128 * 256, 256, 1024),
+            ("1x1 [128, 128] x [128, 256*1024]", 128, 128, 256 * 1024),
+            ("1x1 [128, 256] x [256, 256*1024]", 128, 256, 256 * 1024),
+        ];
+        for (name, m, k, n) in cases {
+            let a = Tensor::from_vec(rand_vec(m * k, 6), (m, k), &Device::Cpu)?;
+            let b = Tensor::from_vec(rand_vec(k * n, 7), (k, n), &Device::Cpu)?;
+            let ms = best_ms(args.repeats, || {
+                a.matmul(&b).unwrap();
+            });
+            println!("{name}: {ms:.1} ms, {:.1} GFLOP/s", 2.0 * (m * k * n) as f64 / ms / 1e6);
+        }
+    }
+    let _ = DType::F32;
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! CPU kernels for the f32 network: what candle's CPU backend does slowly.
+//!
+//! - [`conv3x3_f32`]: 3x3 convolution, stride 1, padding 1. On x86-64 with AVX2 + FMA it is
+//!   Winograd F(4x4, 3x3) (`winograd.rs`, 4x fewer multiply-adds than direct convolution);
+//!   elsewhere an implicit GEMM on the `gemm` crate (`conv_gemm.rs`, no im2col buffer).
+//! - [`norm::norm_act_f32`]: normalisation (instance / group / folded batch norm) fused with the
+//!   activation (exact-erf GELU, ReLU, ELU): two passes over memory, statistics in f64.
+//! - [`ops`]: the candle glue (custom ops) that [`crate::model::network`] calls on the CPU for
+//!   f32 tensors; CUDA, Metal and half precision keep candle's own ops.
+//!
+//! Threads: every kernel runs on the *current* rayon pool (`rayon::current_num_threads`), like
+//! candle's CPU matmul. [`pool::build`] makes a pool of a chosen size and the engine runs the
+//! network inside it (`ThreadPool::install`), which limits kernels and candle's matmuls alike.
+
+pub mod conv_gemm;
+pub mod elementwise;
+pub mod norm;
+pub mod ops;
+pub mod pool;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+pub mod winograd;
+
+/// A zeroed buffer of `n` floats for a kernel's output. Large buffers come straight from the
+/// OS untouched (calloc of a fresh mapping); on Linux they are marked for transparent huge
+/// pages before the kernel's first write, so that filling 128 MiB takes 64 page faults
+/// instead of 32768 (the network allocates a few hundred such buffers per chunk).
+pub fn alloc_output(n: usize) -> Vec<f32> {
+    let v = vec![0f32; n];
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = n * std::mem::size_of::<f32>();
+        if bytes >= 2 * HUGE {
+            let start = (v.as_ptr() as usize).next_multiple_of(HUGE);
+            let end = (v.as_ptr() as usize + bytes) / HUGE * HUGE;
+            if end > start {
+                // SAFETY: advice only, on whole pages inside this allocation; failure is harmless.
+                unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+            }
+        }
+    }
+    v
+}
+
+/// Whether the AVX2 + FMA code paths may run (checked once).
+#[inline]
+pub(crate) fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Which 3x3 convolution kernel [`conv3x3_f32`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conv3x3Kernel {
+    /// Winograd F(4x4, 3x3) with AVX2 + FMA (x86-64 only).
+    Winograd,
+    /// Implicit GEMM on the `gemm` crate (every target).
+    Gemm,
+}
+
+/// The kernel [`conv3x3_f32`] picks on this machine for an `h` x `w` image. Winograd pays a
+/// weight transform of 36 x cin x cout values per call, which small images do not amortise:
+/// on the full-size network's deep layers (16 x 64 and smaller) the GEMM kernel is faster.
+pub fn conv3x3_kernel(h: usize, w: usize) -> Conv3x3Kernel {
+    if avx2() && h * w >= WINOGRAD_MIN_PIXELS { Conv3x3Kernel::Winograd } else { Conv3x3Kernel::Gemm }
+}
+
+/// Smallest image (pixels) that [`conv3x3_f32`] runs with Winograd.
+pub const WINOGRAD_MIN_PIXELS: usize = 2048;
+
+/// `out[b, co, y, x] = Σ_ci Σ_dy Σ_dx w[co, ci, dy, dx] · x[b, ci, y + dy - 1, x + dx - 1]`
+/// (zero padding), all contiguous NCHW / OIHW f32. Runs on the current rayon pool.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_f32(x: &[f32], w: &[f32], out: &mut [f32], b: usize, cin: usize, cout: usize, h: usize, wd: usize) {
+    conv3x3_f32_with(conv3x3_kernel(h, wd), x, w, out, b, cin, cout, h, wd)
+}
+
+/// [`conv3x3_f32`] with a chosen kernel (tests and benchmarks compare them). Asking for
+/// [`Conv3x3Kernel::Winograd`] where it cannot run falls back to the GEMM kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_f32_with(
+    kernel: Conv3x3Kernel,
+    x: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+    b: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    wd: usize,
+) {
+    assert_eq!(x.len(), b * cin * h * wd, "conv3x3: input length");
+    assert_eq!(w.len(), cout * cin * 9, "conv3x3: weight length");
+    assert_eq!(out.len(), b * cout * h * wd, "conv3x3: output length");
+    if out.is_empty() {
+        return;
+    }
+    if cin == 0 {
+        out.fill(0.0);
+        return;
+    }
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Conv3x3Kernel::Winograd if avx2() => winograd::conv3x3(x, w, out, b, cin, cout, h, wd),
+        _ => conv_gemm::conv3x3(x, w, out, b, cin, cout, h, wd),
+    }
+}

@@ -1,0 +1,334 @@
+//! candle glue: the CPU kernels as candle custom ops, for f32 tensors on the CPU device.
+//!
+//! [`use_cpu_kernels`] says whether a tensor takes this path; the network falls back to
+//! candle's own ops otherwise (CUDA, Metal, f16/bf16). Inputs that are not contiguous are made
+//! contiguous first. In-place ops ([`NormActOp::apply_inplace`], [`add_assign`]) write into the
+//! tensor's storage: use them only on tensors nothing else refers to (no clones, views or
+//! reshapes of it still in use).
+
+use super::norm::{self, Activation, Norm};
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, DType, InplaceOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor, bail,
+};
+
+/// Whether `x` runs through the CPU kernels: f32 on the CPU device.
+pub fn use_cpu_kernels(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// The contiguous f32 values a layout covers.
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { bail!("{op}: expected f32, got {:?}", s.dtype()) };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => bail!("{op}: input is not contiguous"),
+    }
+}
+
+fn f32_slice_mut<'a>(s: &'a mut CpuStorage, l: &Layout, op: &str) -> Result<&'a mut [f32]> {
+    let dtype = s.dtype();
+    let CpuStorage::F32(v) = s else { bail!("{op}: expected f32, got {dtype:?}") };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&mut v[a..b]),
+        None => bail!("{op}: output is not contiguous"),
+    }
+}
+
+fn contiguous(x: &Tensor) -> Result<Tensor> {
+    if x.is_contiguous() { Ok(x.clone()) } else { x.contiguous() }
+}
+
+/// 3x3 convolution, stride 1, padding 1, no bias: x [B, Cin, H, W], w [Cout, Cin, 3, 3] ->
+/// [B, Cout, H, W] with [`super::conv3x3_f32`].
+pub fn conv3x3(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    contiguous(x)?.apply_op2_no_bwd(&contiguous(w)?, &Conv3x3Op)
+}
+
+struct Conv3x3Op;
+
+impl CustomOp2 for Conv3x3Op {
+    fn name(&self) -> &'static str {
+        "mdx-conv3x3"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let &[b, cin, h, w] = l1.dims() else { bail!("mdx-conv3x3: input {:?} is not [B, C, H, W]", l1.dims()) };
+        let &[cout, cin2, 3, 3] = l2.dims() else { bail!("mdx-conv3x3: weight {:?} is not [O, I, 3, 3]", l2.dims()) };
+        if cin != cin2 {
+            bail!("mdx-conv3x3: input has {cin} channels, weight {cin2}");
+        }
+        let x = f32_slice(s1, l1, self.name())?;
+        let k = f32_slice(s2, l2, self.name())?;
+        let mut out = super::alloc_output(b * cout * h * w);
+        super::conv3x3_f32(x, k, &mut out, b, cin, cout, h, w);
+        Ok((CpuStorage::F32(out), Shape::from((b, cout, h, w))))
+    }
+}
+
+/// The normalisation of a [`NormActOp`], with its parameters on the host.
+#[derive(Clone, Debug)]
+pub enum NormParams {
+    Identity,
+    /// Folded BatchNorm: `x * scale[c] + shift[c]`.
+    Affine { scale: Vec<f32>, shift: Vec<f32> },
+    /// GroupNorm (`groups` groups) or InstanceNorm (`groups` = channels), then `* weight + bias`.
+    Stats { groups: Option<usize>, eps: f64, weight: Vec<f32>, bias: Vec<f32> },
+}
+
+/// Fused normalisation + activation over [B, C, H, W] (or any [B, C, ...]).
+#[derive(Clone, Debug)]
+pub struct NormActOp {
+    pub norm: NormParams,
+    pub act: Activation,
+}
+
+impl NormActOp {
+    /// `act(norm(x))` into a new tensor.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        contiguous(x)?.apply_op1_no_bwd(self)
+    }
+
+    /// `x = act(norm(x))` in place; returns `x`. Only for tensors nothing else refers to (see the
+    /// module docs); a non-contiguous `x` is copied first.
+    pub fn apply_inplace(&self, x: Tensor) -> Result<Tensor> {
+        let x = if x.is_contiguous() { x } else { x.contiguous()? };
+        x.inplace_op1(self)?;
+        Ok(x)
+    }
+
+    /// The kernel's view of the parameters, and (B, C, H*W) of `dims`.
+    fn norm_for(&self, dims: &[usize]) -> Result<(Norm<'_>, usize, usize, usize)> {
+        let &[b, c, ..] = dims else { bail!("mdx-norm-act: input {dims:?} has no [B, C] axes") };
+        let hw: usize = dims[2..].iter().product();
+        let norm = match &self.norm {
+            NormParams::Identity => Norm::Identity,
+            NormParams::Affine { scale, shift } => Norm::Affine { scale, shift },
+            NormParams::Stats { groups, eps, weight, bias } => {
+                Norm::Stats { groups: groups.unwrap_or(c), eps: *eps, weight, bias }
+            }
+        };
+        Ok((norm, b, c, hw))
+    }
+}
+
+impl CustomOp1 for NormActOp {
+    fn name(&self) -> &'static str {
+        "mdx-norm-act"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "mdx-norm-act")?;
+        let (norm, b, c, hw) = self.norm_for(l.dims())?;
+        let mut out = super::alloc_output(x.len());
+        norm::norm_act_f32(x, &mut out, b, c, hw, &norm, self.act);
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+}
+
+impl InplaceOp1 for NormActOp {
+    fn name(&self) -> &'static str {
+        "mdx-norm-act-inplace"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
+        let (norm, b, c, hw) = self.norm_for(l.dims())?;
+        let x = f32_slice_mut(s, l, "mdx-norm-act-inplace")?;
+        norm::norm_act_inplace_f32(x, b, c, hw, &norm, self.act);
+        Ok(())
+    }
+}
+
+/// `dst += src` in place (same shape, f32, CPU); returns `dst`. Only for a `dst` nothing else
+/// refers to (see the module docs).
+pub fn add_assign(dst: Tensor, src: &Tensor) -> Result<Tensor> {
+    assign_op(dst, src, AssignOp::Add)
+}
+
+/// `dst *= src` in place, as [`add_assign`].
+pub fn mul_assign(dst: Tensor, src: &Tensor) -> Result<Tensor> {
+    assign_op(dst, src, AssignOp::Mul)
+}
+
+fn assign_op(dst: Tensor, src: &Tensor, op: AssignOp) -> Result<Tensor> {
+    if dst.shape() != src.shape() {
+        bail!("{}: shapes {:?} and {:?} differ", InplaceOp2::name(&op), dst.shape(), src.shape());
+    }
+    let dst = if dst.is_contiguous() { dst } else { dst.contiguous()? };
+    dst.inplace_op2(&contiguous(src)?, &op)?;
+    Ok(dst)
+}
+
+#[derive(Clone, Copy)]
+enum AssignOp {
+    Add,
+    Mul,
+}
+
+impl InplaceOp2 for AssignOp {
+    fn name(&self) -> &'static str {
+        match self {
+            AssignOp::Add => "mdx-add-assign",
+            AssignOp::Mul => "mdx-mul-assign",
+        }
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
+        let name = InplaceOp2::name(self);
+        let a = f32_slice_mut(s1, l1, name)?;
+        let b = f32_slice(s2, l2, name)?;
+        match self {
+            AssignOp::Add => super::elementwise::add_assign_f32(a, b),
+            AssignOp::Mul => super::elementwise::mul_assign_f32(a, b),
+        }
+        Ok(())
+    }
+}
+
+/// `a @ b` for f32 CPU tensors: [M, K] x [K, N], or batches [B, M, K] x [B, K, N] where either
+/// side may be a single matrix or a stride-0 broadcast. Any strides within a matrix. The
+/// `gemm` crate does the work on the current rayon pool; the output is an [`super::alloc_output`]
+/// buffer.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.apply_op2_no_bwd(b, &MatMul)
+}
+
+/// `dst += a @ b` in place (shapes as [`matmul`], `dst` contiguous [.., M, N]); returns `dst`.
+/// Only for a `dst` nothing else refers to (see the module docs).
+pub fn matmul_acc(dst: Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let dst = if dst.is_contiguous() { dst } else { dst.contiguous()? };
+    dst.inplace_op3(a, b, &MatMul)?;
+    Ok(dst)
+}
+
+struct MatMul;
+
+/// One operand: `batch` matrices of `rows` x `cols` at `offset + i * bstride`, element (r, c) at
+/// `r * rs + c * cs` from there.
+#[derive(Clone, Copy, Debug)]
+struct Operand {
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    offset: usize,
+    bstride: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl Operand {
+    fn of(l: &Layout, what: &str) -> Result<Self> {
+        let (d, st) = (l.dims(), l.stride());
+        let (batch, bstride, r) = match d.len() {
+            2 => (1, 0, 0),
+            3 => (d[0], if d[0] == 1 { 0 } else { st[0] }, 1),
+            _ => bail!("mdx-matmul: {what} has shape {d:?}, not [M, K] or [B, M, K]"),
+        };
+        Ok(Operand { batch, rows: d[r], cols: d[r + 1], offset: l.start_offset(), bstride, rs: st[r], cs: st[r + 1] })
+    }
+
+    /// One past the largest index this operand reads or writes.
+    fn extent(&self) -> usize {
+        if self.batch == 0 || self.rows == 0 || self.cols == 0 {
+            return self.offset;
+        }
+        self.offset + (self.batch - 1) * self.bstride + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs + 1
+    }
+}
+
+impl MatMul {
+    /// (batch, m, k, n) after checking the shapes agree.
+    fn shapes(a: &Operand, b: &Operand) -> Result<(usize, usize, usize, usize)> {
+        if a.cols != b.rows {
+            bail!("mdx-matmul: [{}, {}] x [{}, {}]", a.rows, a.cols, b.rows, b.cols);
+        }
+        let batch = match (a.batch, b.batch) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            (x, y) => bail!("mdx-matmul: batches {x} and {y}"),
+        };
+        Ok((batch, a.rows, a.cols, b.cols))
+    }
+
+    /// `dst[i] (+)= a[i] @ b[i]` for every batch item; `dst` contiguous [batch, m, n].
+    #[allow(clippy::too_many_arguments)]
+    fn run(dst: &mut [f32], acc: bool, a: &[f32], ao: Operand, b: &[f32], bo: Operand, batch: usize, m: usize, k: usize, n: usize) {
+        assert!(ao.extent() <= a.len() && bo.extent() <= b.len() && dst.len() == batch * m * n, "mdx-matmul: operand bounds");
+        let par = if rayon::current_num_threads() > 1 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+        let a_step = if ao.batch == 1 { 0 } else { ao.bstride };
+        let b_step = if bo.batch == 1 { 0 } else { bo.bstride };
+        for i in 0..batch {
+            // SAFETY: the assert above bounds every index gemm touches: lhs (r, c) at
+            // offset + i * step + r * rs + c * cs < extent, likewise rhs; dst is batch * m * n.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    dst.as_mut_ptr().add(i * m * n),
+                    1,
+                    n as isize,
+                    acc,
+                    a.as_ptr().add(ao.offset + i * a_step),
+                    ao.cs as isize,
+                    ao.rs as isize,
+                    b.as_ptr().add(bo.offset + i * b_step),
+                    bo.cs as isize,
+                    bo.rs as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            }
+        }
+    }
+}
+
+fn f32_all<'a>(s: &'a CpuStorage, op: &str) -> Result<&'a [f32]> {
+    match s {
+        CpuStorage::F32(v) => Ok(v),
+        _ => bail!("{op}: expected f32, got {:?}", s.dtype()),
+    }
+}
+
+impl CustomOp2 for MatMul {
+    fn name(&self) -> &'static str {
+        "mdx-matmul"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (ao, bo) = (Operand::of(l1, "lhs")?, Operand::of(l2, "rhs")?);
+        let (batch, m, k, n) = MatMul::shapes(&ao, &bo)?;
+        let mut out = super::alloc_output(batch * m * n);
+        MatMul::run(&mut out, false, f32_all(s1, "mdx-matmul")?, ao, f32_all(s2, "mdx-matmul")?, bo, batch, m, k, n);
+        let shape = if l1.dims().len() == 2 && l2.dims().len() == 2 { Shape::from((m, n)) } else { Shape::from((batch, m, n)) };
+        Ok((CpuStorage::F32(out), shape))
+    }
+}
+
+impl InplaceOp3 for MatMul {
+    fn name(&self) -> &'static str {
+        "mdx-matmul-acc"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<()> {
+        let (ao, bo) = (Operand::of(l2, "lhs")?, Operand::of(l3, "rhs")?);
+        let (batch, m, k, n) = MatMul::shapes(&ao, &bo)?;
+        let d = l1.dims();
+        let ok = match d.len() {
+            2 => batch == 1 && d == [m, n],
+            3 => d == [batch, m, n],
+            _ => false,
+        };
+        if !ok {
+            bail!("mdx-matmul-acc: destination {d:?} for a [{batch}, {m}, {n}] product");
+        }
+        let dst = f32_slice_mut(s1, l1, "mdx-matmul-acc")?;
+        MatMul::run(dst, true, f32_all(s2, "mdx-matmul-acc")?, ao, f32_all(s3, "mdx-matmul-acc")?, bo, batch, m, k, n);
+        Ok(())
+    }
+}
