@@ -43,6 +43,8 @@ fn norm_act_kernel_matches_reference() {
     let dev = gpu();
     let cases: &[(NormKind, ActKind, [usize; 4])] = &[
         (NormKind::Instance, ActKind::Gelu, [1, 64, 96, 128]),
+        (NormKind::Instance, ActKind::Gelu, [2, 160, 128, 128]),
+        (NormKind::Instance, ActKind::Relu, [1, 256, 96, 256]),
         (NormKind::Instance, ActKind::Gelu, [2, 16, 40, 12]),
         (NormKind::Instance, ActKind::Relu, [1, 8, 16, 640]),
         (NormKind::Instance, ActKind::Gelu, [3, 5, 7, 1280]),

@@ -14,7 +14,7 @@ for b in cuda fixtures nhwc; do
 done
 for b in bench mdx-stems; do [ -f "$T/$b" ] && strip -o "$DEST/bin/$b" "$T/$b"; done
 xz -9 -T2 -f "$DEST"/bin/*
-cp "$REPO"/.ci/device/run.sh "$REPO"/.ci/device/env.sh "$DEST/"
+cp "$REPO"/.ci/device/run.sh "$REPO"/.ci/device/env.sh "$REPO"/.ci/device/ncu_summary.py "$DEST/"
 mkdir -p "$DEST/shared/fixtures"
 [ -d "$DEST/shared/fixtures/mdx23c" ] || cp -r "$REPO/../shared/fixtures/mdx23c" "$DEST/shared/fixtures/"
 du -sh "$DEST" "$DEST"/bin/* >&2

@@ -42,11 +42,26 @@ for step in $STEPS; do
       IFS=- read -r _ p b tor <<< "$step"
       extra=""; [ "$p" = tf32 ] && { p=f32; extra="--tf32"; }
       [ "$tor" = torch ] && extra="$extra --torch"
-      run "$step" 240 $D/bin/bench --device cuda --precision $p --batch $b --repeats ${REPEATS:-10} --warmup 2 --profile $extra ;;
+      [ "${PROFILE:-}" = 1 ] && extra="$extra --profile"   # per-stage syncs: slower, for diagnosis only
+      run "$step" 240 $D/bin/bench --device cuda --precision $p --batch $b --repeats ${REPEATS:-10} --warmup 2 $extra ;;
     cudnn919-*) # one of our benchmarks again with PyTorch's newer cuDNN
       IFS=- read -r _ p b <<< "$step"
       LD_LIBRARY_PATH="$TORCH_CUDNN:$LD_LIBRARY_PATH" run "$step" 120 $D/bin/bench --device cuda --precision $p --batch $b --repeats ${REPEATS:-10} --warmup 2 ;;
     torchstrict) LD_LIBRARY_PATH="$MDX_BENCH_TORCH_LD_LIBRARY_PATH" NVIDIA_TF32_OVERRIDE=0 run torch-f32-strict 120 python3 benches/torch/bench_torch.py --full --device cuda --dtype f32 --batch 1 --repeats 10 --warmup 3 ;;
+    ncu) NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      run ncu 240 $NCU --profile-from-start off --clock-control none --metrics gpu__time_duration.sum --csv --print-units base --log-file $OUT/ncu.csv $D/bin/cuda-tests --ignored --exact one_forward_for_profiler --test-threads=1
+      python3 $D/ncu_summary.py $OUT/ncu.csv >> "$LOG" 2>&1 ;;
+    torchsnr) # PyTorch's own f16 (autocast) vs f32 on the same random weights and input
+      for dt in f32 f16 bf16; do
+        LD_LIBRARY_PATH="$MDX_BENCH_TORCH_LD_LIBRARY_PATH" run torch-out-$dt 120 python3 benches/torch/bench_torch.py --full --device cuda --dtype $dt --batch 1 --repeats 1 --warmup 1 --output-npy /tmp/torch_$dt.npy
+      done
+      python3 -c "
+import numpy as np
+r=np.load('/tmp/torch_f32.npy').astype(np.float64)
+for d in ('f16','bf16'):
+    e=np.load(f'/tmp/torch_{d}.npy').astype(np.float64)
+    print(f'PyTorch {d} (autocast) vs f32 output: SNR {10*np.log10((r**2).sum()/((e-r)**2).sum()):.1f} dB')
+" >> "$LOG" 2>&1 ;;
     speed) MDX_BENCH_CASES=${MDX_BENCH_CASES:-f16:1,f16:4,f32:1} run full-size-speed 300 $D/bin/cuda-tests --ignored --nocapture --test-threads=1 full_size_speed ;;
   esac
 done

@@ -16,7 +16,9 @@
 
 use super::config::{ActKind, ModelConfig, NormKind};
 use super::network::{Conv3x3 as RefConv3x3, NormAct, Weights, mm};
-use candle_core::{DType, Device, Module, Result, Tensor};
+#[cfg(feature = "cuda")]
+use candle_core::DType;
+use candle_core::{Device, Module, Result, Tensor};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -71,10 +73,12 @@ pub fn inject_fault_once() {
 struct Ctx {
     device: Device,
     /// Our CUDA kernels for norm + activation.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     kernels: bool,
     #[cfg(feature = "cudnn")]
     convs: Option<crate::cuda::cudnn::Convs>,
     /// f32 convolutions and matmuls may use TF32 tensor cores.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     tf32: bool,
     /// Add the block's shortcut inside the last convolution (cuDNN beta = 1).
     #[cfg_attr(not(feature = "cudnn"), allow(dead_code))]
