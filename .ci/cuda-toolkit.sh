@@ -64,7 +64,8 @@ ln -sfn libcudart.so.13 "$CUDA_HOME/lib/libcudart.so"
 
 # ---- 4. link-time stubs -----------------------------------------------------------------------
 # candle-core 0.11.1 builds cudarc with `dynamic-linking`, so the linker needs libcuda,
-# libnvrtc, libcurand, libcublas, libcublasLt (and libcudnn with our `cudnn` feature).
+# libnvrtc, libcurand, libcublas, libcublasLt, libcufft (our GPU STFT) and libcudnn (with our
+# `cudnn` feature).
 # We build tiny stand-ins whose SONAME is that of the real library, exporting every function
 # name that cudarc's bindings can call. The binary then records NEEDED libcuda.so.1 etc. and
 # binds to the real libraries at load time (LD_LIBRARY_PATH on the GPU machine).
@@ -86,9 +87,10 @@ curand    libcurand.so.10     curand
 cublas    libcublas.so.13     cublas
 cublasLt  libcublasLt.so.13   cublaslt
 cudnn     libcudnn.so.9       cudnn
+cufft     libcufft.so.12      cufft
 "
 mkdir -p "$STUBS"
-stamp_want="cudarc-$CUDARC_VER v1"
+stamp_want="cudarc-$CUDARC_VER v2"
 if [ "$(cat "$STUBS/.stamp" 2>/dev/null)" != "$stamp_want" ]; then
   echo "$STUB_LIBS" | while read -r lib soname mod; do
     [ -n "$lib" ] || continue

@@ -57,6 +57,10 @@ struct Args {
     /// Print per-stage timings of the timed runs.
     #[arg(long)]
     profile: bool,
+    /// With `--precision f32` on CUDA: let convolutions and matmuls use TF32 tensor cores
+    /// (as PyTorch does for convolutions by default). Reported as precision `tf32`.
+    #[arg(long)]
+    tf32: bool,
 }
 
 struct Row {
@@ -95,6 +99,10 @@ fn run() -> anyhow::Result<()> {
         2.0 * macs as f64 / 1e12
     );
 
+    if args.tf32 {
+        // Read by the CUDA network when it is built (model::nhwc::NhwcOptions).
+        unsafe { std::env::set_var("MDX_STEMS_TF32", "1") };
+    }
     let t = Instant::now();
     let ckpt = Checkpoint::random(&cfg, 0);
     let opts = LoadOptions {
@@ -122,6 +130,7 @@ fn run() -> anyhow::Result<()> {
     if args.profile {
         sep.profile = Some(StageTimes::default());
     }
+    device::reset_gpu_peak_memory(sep.device());
     let mut times = vec![];
     let mut cpu_times = vec![];
     for i in 0..args.repeats.max(1) {
@@ -144,12 +153,12 @@ fn run() -> anyhow::Result<()> {
             "mdx-stems (candle)".into()
         },
         device: sep.device_name().to_string(),
-        precision: sep.precision().name().into(),
+        precision: if args.tf32 && sep.precision() == Precision::F32 { "tf32".into() } else { sep.precision().name().into() },
         batch: b,
         ms_median: times[times.len() / 2],
         ms_best: times[0],
         peak_rss_mb: device::peak_rss_bytes().map(|v| v as f64 / 1e6),
-        gpu_mb: device::gpu_memory_used(sep.device()).map(|v| v as f64 / 1e6),
+        gpu_mb: device::gpu_peak_memory(sep.device()).or_else(|| device::gpu_memory_used(sep.device())).map(|v| v as f64 / 1e6),
         cpu_ms_median: Some(cpu_times[cpu_times.len() / 2]),
     }];
     if let Some(p) = sep.profile {
@@ -161,7 +170,7 @@ fn run() -> anyhow::Result<()> {
         rows.push(run_torch(&args, b)?);
     }
 
-    println!("| engine | device | precision | batch | ms per chunk (median) | best | x real time at overlap 2 / 4 / 8 | peak RSS | GPU memory |");
+    println!("| engine | device | precision | batch | ms per chunk (median) | best | x real time at overlap 2 / 4 / 8 | peak RSS | GPU memory (peak) |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in &rows {
         let rt = |k: f64| chunk_secs / (r.ms_median / 1e3 * k);
@@ -196,7 +205,10 @@ fn run() -> anyhow::Result<()> {
 
 /// The PyTorch baseline, same config/batch/threads/precision, in a child process.
 fn run_torch(args: &Args, batch: usize) -> anyhow::Result<Row> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/torch/bench_torch.py");
+    // The source tree this was built from, else the working directory (a binary copied to
+    // another machine runs from a checkout there).
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/torch/bench_torch.py");
+    let script = if built.exists() { built } else { PathBuf::from("benches/torch/bench_torch.py") };
     let device = match args.device {
         DeviceRequest::Cuda => "cuda",
         _ => "cpu",
@@ -214,6 +226,11 @@ fn run_torch(args: &Args, batch: usize) -> anyhow::Result<Row> {
         .args(["--repeats", &args.repeats.max(1).to_string(), "--warmup", &(args.warmup + 1).to_string()]);
     if let Some(c) = &args.config {
         cmd.arg("--config").arg(c);
+    }
+    // PyTorch wheels bring their own CUDA libraries; a library path set up for our binary (an
+    // older system cuDNN, say) must not replace them.
+    if let Some(v) = std::env::var_os("MDX_BENCH_TORCH_LD_LIBRARY_PATH") {
+        cmd.env("LD_LIBRARY_PATH", v);
     }
     eprintln!("running the PyTorch baseline: {cmd:?}");
     let out = cmd.stderr(std::process::Stdio::inherit()).output()?;

@@ -171,6 +171,27 @@ pub fn current_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Peak bytes of GPU memory held by tensors and workspaces since the last
+/// [`reset_gpu_peak_memory`] (CUDA: the high-water mark of the allocation pool), where the
+/// backend can tell. Comparable to PyTorch's `torch.cuda.max_memory_allocated`.
+#[allow(unused_variables)]
+pub fn gpu_peak_memory(device: &Device) -> Option<u64> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        return crate::cuda::pool_memory(d).map(|(_, high)| high);
+    }
+    None
+}
+
+/// Restart [`gpu_peak_memory`] from the memory in use now.
+#[allow(unused_variables)]
+pub fn reset_gpu_peak_memory(device: &Device) {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        crate::cuda::reset_pool_peak(d);
+    }
+}
+
 /// GPU memory in use on the device in bytes, where the backend can tell.
 #[allow(unused_variables)]
 pub fn gpu_memory_used(device: &Device) -> Option<u64> {

@@ -128,6 +128,11 @@ pub struct Separator {
     /// The network runs inside this pool: the CPU kernels and candle's CPU matmuls use at most
     /// its threads. Built at load with [`LoadOptions::threads`].
     pool: Arc<rayon::ThreadPool>,
+    /// Largest batch the GPU ran without running out of memory, once it has (see `process_chunks`).
+    gpu_batch_limit: Option<usize>,
+    /// STFT/iSTFT on the GPU (CUDA; `MDX_STEMS_CPU_STFT=1` keeps them on the CPU).
+    #[cfg(feature = "cuda")]
+    gpu_stft: Option<crate::cuda::stft::GpuStft>,
     /// When `Some`, per-stage timings are collected (costs a device sync per stage).
     pub profile: Option<StageTimes>,
     /// Messages for the user (fallbacks, retries); drained by the caller.
@@ -182,6 +187,19 @@ impl Separator {
         drop(ckpt);
         let stft = Stft::new(cfg.audio.n_fft, cfg.audio.hop_length, cfg.audio.dim_f, chunk);
         let pool = build_pool(opts.threads)?;
+        #[cfg(feature = "cuda")]
+        let gpu_stft = match (&selected.device, std::env::var("MDX_STEMS_CPU_STFT").as_deref()) {
+            (Device::Cuda(d), Err(_) | Ok("0")) => {
+                match crate::cuda::stft::GpuStft::new(d, cfg.audio.n_fft, cfg.audio.hop_length, cfg.audio.dim_f, chunk) {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        warnings.push(format!("GPU STFT unavailable ({e}); the STFT runs on the CPU"));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let mut sep = Separator {
             cfg,
             model_path: opts.model.clone(),
@@ -193,6 +211,9 @@ impl Separator {
             spec: vec![],
             cpu_fallback: None,
             pool,
+            gpu_batch_limit: None,
+            #[cfg(feature = "cuda")]
+            gpu_stft,
             profile: None,
             warnings,
         };
@@ -243,90 +264,71 @@ impl Separator {
         Ok(())
     }
 
-    fn lap(&self, t: &mut Instant, slot: impl FnOnce(&mut StageTimes) -> &mut Duration, profile: &mut Option<StageTimes>) {
-        if let Some(p) = profile.as_mut() {
-            device::synchronize(&self.selected.device);
-            let now = Instant::now();
-            *slot(p) += now - *t;
-            *t = now;
-        }
-    }
-
     /// Separate `n` stereo chunks: `input` is [n][2][chunk], `out` receives [n][stems][2][chunk].
+    ///
+    /// Chunks run in batches of up to `n` (fewer once the GPU has run out of memory): an
+    /// out-of-memory error halves the batch, again and again down to 1, and the smaller batch is
+    /// kept for later calls; any other GPU error (or out-of-memory at batch 1) computes those
+    /// chunks on the CPU and says so in [`Separator::warnings`].
     pub fn process_chunks(&mut self, input: &[f32], n: usize, out: &mut [f32]) -> Result<(), EngineError> {
         let c = self.chunk;
         let s = self.num_stems();
         assert_eq!(input.len(), n * 2 * c, "input must be [n][2][chunk]");
         assert_eq!(out.len(), n * s * 2 * c, "output must be [n][stems][2][chunk]");
-        let per_ch = self.stft.spec_len();
         let mut profile = self.profile.take();
         let mut t = Instant::now();
-        self.spec.resize(n * 2 * per_ch, 0.0);
-        for (i, x) in input.chunks_exact(c).enumerate() {
-            self.stft.forward(x, &mut self.spec[i * per_ch..(i + 1) * per_ch]);
+        let mut first = 0;
+        let mut result = Ok(());
+        while first < n {
+            let m = (n - first).min(self.gpu_batch_limit.unwrap_or(usize::MAX)).max(1);
+            let inp = &input[first * 2 * c..(first + m) * 2 * c];
+            let o = &mut out[first * s * 2 * c..(first + m) * s * 2 * c];
+            match self.chunks_on_device(inp, m, o, &mut t, &mut profile) {
+                Ok(()) => first += m,
+                Err(e) if self.selected.is_gpu() && m > 1 && is_oom(&e) => {
+                    let half = m / 2;
+                    self.warnings.push(format!("{}: out of memory with batch {m}; halving the batch to {half}", self.selected.name));
+                    self.gpu_batch_limit = Some(half);
+                }
+                Err(e) if self.selected.is_gpu() => {
+                    self.warnings.push(format!("{} error ({e}); this chunk was computed on the CPU", self.selected.name));
+                    if let Err(e) = self.chunks_on_cpu_fallback(inp, m, o, &mut t, &mut profile) {
+                        result = Err(e);
+                        break;
+                    }
+                    first += m;
+                }
+                Err(e) => {
+                    result = Err(EngineError::Candle { context: "running the network".into(), source: e });
+                    break;
+                }
+            }
         }
-        self.lap(&mut t, |p| &mut p.stft, &mut profile);
-        let spec_out = self.run_network(n, &mut t, &mut profile)?;
-        for (i, y) in out.chunks_exact_mut(c).enumerate() {
-            self.stft.inverse(&spec_out[i * per_ch..(i + 1) * per_ch], y);
-        }
-        self.lap(&mut t, |p| &mut p.istft, &mut profile);
         if let Some(p) = profile.as_mut() {
             p.chunks += n;
         }
         self.profile = profile;
-        Ok(())
+        result
     }
 
-    /// Network on `self.spec` (n chunks); returns the host output [n][stems][4][dim_f][T].
-    /// Out-of-memory halves the batch; any other GPU error retries on the CPU.
-    fn run_network(&mut self, n: usize, t: &mut Instant, profile: &mut Option<StageTimes>) -> Result<Vec<f32>, EngineError> {
-        let (dim_f, frames) = (self.cfg.audio.dim_f, self.stft.frames());
-        match self.try_network(&self.net, 0, n, dim_f, frames, t, profile) {
-            Ok(v) => Ok(v),
-            Err(e) if self.selected.is_gpu() && n > 1 && is_oom(&e) => {
-                self.warnings.push(format!("{}: out of memory with batch {n}; halving the batch", self.selected.name));
-                let half = n / 2;
-                let mut a = self.try_network(&self.net, 0, half, dim_f, frames, t, profile).ctx(|| "GPU batch".into())?;
-                let b = self.try_network(&self.net, half, n - half, dim_f, frames, t, profile).ctx(|| "GPU batch".into())?;
-                a.extend_from_slice(&b);
-                Ok(a)
-            }
-            Err(e) if self.selected.is_gpu() => {
-                self.warnings.push(format!("{} error ({e}); this chunk was computed on the CPU", self.selected.name));
-                if self.cpu_fallback.is_none() {
-                    let ckpt = Checkpoint::read(&self.model_path)?;
-                    self.cpu_fallback = Some(build_net(&self.cfg, &ckpt, DType::F32, &Device::Cpu)?);
-                }
-                let net = self.cpu_fallback.as_ref().expect("built above");
-                self.try_network(net, 0, n, dim_f, frames, t, profile).ctx(|| "CPU fallback".into())
-            }
-            Err(e) => Err(EngineError::Candle { context: "running the network".into(), source: e }),
+    /// `m` chunks on the selected device: STFT and iSTFT on the GPU when it is a CUDA GPU,
+    /// else on the CPU around the network.
+    fn chunks_on_device(&mut self, inp: &[f32], m: usize, o: &mut [f32], t: &mut Instant, profile: &mut Option<StageTimes>) -> candle_core::Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &self.gpu_stft {
+            return gpu_chunks(&self.net, g, self.chunk, inp, m, o, t, profile);
         }
+        let net = &self.net;
+        cpu_stft_chunks(net, &self.pool, &mut self.stft, &mut self.spec, self.chunk, inp, m, o, t, profile)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn try_network(
-        &self,
-        net: &TfcTdfNet,
-        first: usize,
-        n: usize,
-        dim_f: usize,
-        frames: usize,
-        t: &mut Instant,
-        profile: &mut Option<StageTimes>,
-    ) -> candle_core::Result<Vec<f32>> {
-        let per = 4 * dim_f * frames;
-        let host = &self.spec[first * per..(first + n) * per];
-        let x = Tensor::from_slice(host, (n, 4, dim_f, frames), &Device::Cpu)?
-            .to_device(net.device())?
-            .to_dtype(net.dtype())?;
-        self.lap(t, |p| &mut p.upload, profile);
-        let y = self.pool.install(|| net.forward_spec(&x))?;
-        self.lap(t, |p| &mut p.network, profile);
-        let v = y.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-        self.lap(t, |p| &mut p.download, profile);
-        Ok(v)
+    fn chunks_on_cpu_fallback(&mut self, inp: &[f32], m: usize, o: &mut [f32], t: &mut Instant, profile: &mut Option<StageTimes>) -> Result<(), EngineError> {
+        if self.cpu_fallback.is_none() {
+            let ckpt = Checkpoint::read(&self.model_path)?;
+            self.cpu_fallback = Some(build_net(&self.cfg, &ckpt, DType::F32, &Device::Cpu)?);
+        }
+        let net = self.cpu_fallback.as_ref().expect("built above");
+        cpu_stft_chunks(net, &self.pool, &mut self.stft, &mut self.spec, self.chunk, inp, m, o, t, profile).ctx(|| "CPU fallback".into())
     }
 
     /// Separate a whole stereo signal ([2][n] at the model's rate) into [stems][2][n].
@@ -354,7 +356,83 @@ fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, EngineError> {
     crate::kernels::pool::build(threads).map_err(|e| EngineError::Threads { threads, reason: e.to_string() })
 }
 
+/// With profiling on, synchronise `device` and add the time since `t` to one stage.
+fn lap(device: &Device, t: &mut Instant, slot: impl FnOnce(&mut StageTimes) -> &mut Duration, profile: &mut Option<StageTimes>) {
+    if let Some(p) = profile.as_mut() {
+        device::synchronize(device);
+        let now = Instant::now();
+        *slot(p) += now - *t;
+        *t = now;
+    }
+}
+
+/// `m` chunks through `net` with the STFT/iSTFT on the CPU: STFT -> one upload -> network (inside
+/// `pool`, which bounds the CPU threads) -> one download -> iSTFT.
+#[allow(clippy::too_many_arguments)]
+fn cpu_stft_chunks(
+    net: &TfcTdfNet,
+    pool: &rayon::ThreadPool,
+    stft: &mut Stft,
+    spec: &mut Vec<f32>,
+    chunk: usize,
+    inp: &[f32],
+    m: usize,
+    o: &mut [f32],
+    t: &mut Instant,
+    profile: &mut Option<StageTimes>,
+) -> candle_core::Result<()> {
+    let dev = net.device().clone();
+    let per_ch = stft.spec_len();
+    let (dim_f, frames) = (stft.dim_f(), stft.frames());
+    spec.resize(m * 2 * per_ch, 0.0);
+    for (i, x) in inp.chunks_exact(chunk).enumerate() {
+        stft.forward(x, &mut spec[i * per_ch..(i + 1) * per_ch]);
+    }
+    lap(&dev, t, |p| &mut p.stft, profile);
+    let x = Tensor::from_slice(&spec[..m * 2 * per_ch], (m, 4, dim_f, frames), &Device::Cpu)?.to_device(&dev)?.to_dtype(net.dtype())?;
+    lap(&dev, t, |p| &mut p.upload, profile);
+    let y = pool.install(|| net.forward_spec(&x))?;
+    lap(&dev, t, |p| &mut p.network, profile);
+    let spec_out = y.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+    lap(&dev, t, |p| &mut p.download, profile);
+    for (i, y) in o.chunks_exact_mut(chunk).enumerate() {
+        stft.inverse(&spec_out[i * per_ch..(i + 1) * per_ch], y);
+    }
+    lap(&dev, t, |p| &mut p.istft, profile);
+    Ok(())
+}
+
+/// `m` chunks with STFT, network and iSTFT all on the CUDA GPU: upload audio, download audio.
+#[cfg(feature = "cuda")]
+#[allow(clippy::too_many_arguments)]
+fn gpu_chunks(
+    net: &TfcTdfNet,
+    g: &crate::cuda::stft::GpuStft,
+    chunk: usize,
+    inp: &[f32],
+    m: usize,
+    o: &mut [f32],
+    t: &mut Instant,
+    profile: &mut Option<StageTimes>,
+) -> candle_core::Result<()> {
+    let dev = net.device().clone();
+    let audio = match &dev {
+        Device::Cuda(d) => crate::cuda::upload_f32(inp, &[m, 2, chunk], d)?,
+        _ => Tensor::from_slice(inp, (m, 2, chunk), &Device::Cpu)?.to_device(&dev)?,
+    };
+    lap(&dev, t, |p| &mut p.upload, profile);
+    let spec = g.forward(&audio, net.dtype())?;
+    lap(&dev, t, |p| &mut p.stft, profile);
+    let y = net.forward_spec(&spec)?;
+    lap(&dev, t, |p| &mut p.network, profile);
+    let a = g.inverse(&y)?;
+    lap(&dev, t, |p| &mut p.istft, profile);
+    crate::cuda::copy_to_host(&a, o)?;
+    lap(&dev, t, |p| &mut p.download, profile);
+    Ok(())
+}
+
 fn is_oom(e: &candle_core::Error) -> bool {
     let s = e.to_string().to_lowercase();
-    s.contains("out of memory") || s.contains("out_of_memory")
+    s.contains("out of memory") || s.contains("out_of_memory") || s.contains("alloc_failed")
 }

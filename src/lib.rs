@@ -12,6 +12,8 @@
 
 pub mod audio;
 pub mod cli;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod device;
 pub mod dsp;
 pub mod engine;

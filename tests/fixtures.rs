@@ -4,7 +4,7 @@ mod common;
 use common::*;
 
 use candle_core::{DType, Device};
-use mdx_stems::device::{DeviceRequest, Precision};
+use mdx_stems::device::Precision;
 use mdx_stems::dsp::overlap::Scheme;
 use mdx_stems::dsp::stft::Stft;
 use mdx_stems::engine::{LoadOptions, Separator};
@@ -15,7 +15,7 @@ fn opts(name: &str, file: &str, precision: Precision) -> LoadOptions {
     LoadOptions {
         model: dir.join(file),
         config: Some(dir.join("config.yaml")),
-        device: DeviceRequest::Cpu,
+        device: test_device(),
         precision: Some(precision),
         dim_t: None,
         warmup: false,

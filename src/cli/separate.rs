@@ -63,6 +63,11 @@ pub fn run(args: &SeparateArgs) -> Result<()> {
     if let Some(p) = sep.profile {
         print_profile(&p);
     }
+    if !args.quiet {
+        if let Some(peak) = crate::device::gpu_peak_memory(sep.device()) {
+            eprintln!("GPU memory: peak {:.0} MB (model, activations and workspaces)", peak as f64 / 1e6);
+        }
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod network;
+pub mod nhwc;
 pub mod weights;
 
 pub use config::{ActKind, ModelConfig, NormKind};

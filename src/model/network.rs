@@ -48,7 +48,7 @@ impl<'a> Weights<'a> {
 
 /// `a @ b`. candle's CPU backend has no bf16 matmul: there the product runs in f32 and is
 /// rounded back to bf16, which keeps bf16's storage precision at every layer boundary.
-fn mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub(crate) fn mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if cpu::use_cpu_kernels(a) {
         return cpu::matmul(a, b);
     }
@@ -457,8 +457,8 @@ struct DecoderBlock {
     tfc_tdf: TfcTdf,
 }
 
-/// The whole network, from the folded spectrogram to the stems' folded spectrograms.
-pub struct TfcTdfNet {
+/// The whole network, from the folded spectrogram to the stems' folded spectrograms (NCHW).
+pub struct NchwNet {
     first_conv: Conv1x1,
     encoder_blocks: Vec<EncoderBlock>,
     bottleneck_block: TfcTdf,
@@ -471,7 +471,50 @@ pub struct TfcTdfNet {
     device: Device,
 }
 
+/// The network as built for its device: the NCHW reference below (CPU, Metal), or the
+/// channels-last formulation in [`super::nhwc`] (CUDA; `MDX_STEMS_NCHW=1` keeps the reference).
+pub enum TfcTdfNet {
+    Nchw(NchwNet),
+    Nhwc { net: super::nhwc::NhwcNet, dtype: DType, device: Device },
+}
+
 impl TfcTdfNet {
+    /// Build from a checkpoint's tensors (already cast to the compute dtype and on `device`).
+    pub fn new(cfg: &ModelConfig, w: &Weights, dtype: DType, device: &Device) -> Result<Self> {
+        let keep_nchw = std::env::var("MDX_STEMS_NCHW").is_ok_and(|v| v == "1");
+        if device.is_cuda() && !keep_nchw {
+            let opts = super::nhwc::NhwcOptions::for_device(device);
+            let net = super::nhwc::NhwcNet::new(cfg, w, device, opts)?;
+            return Ok(TfcTdfNet::Nhwc { net, dtype, device: device.clone() });
+        }
+        NchwNet::new(cfg, w, dtype, device).map(TfcTdfNet::Nchw)
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            TfcTdfNet::Nchw(n) => n.dtype,
+            TfcTdfNet::Nhwc { dtype, .. } => *dtype,
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        match self {
+            TfcTdfNet::Nchw(n) => &n.device,
+            TfcTdfNet::Nhwc { device, .. } => device,
+        }
+    }
+
+    /// `spec`: [B, 4, dim_f, T] (ch0.re, ch0.im, ch1.re, ch1.im) in the compute dtype on the device.
+    /// Returns [B, stems, 4, dim_f, T].
+    pub fn forward_spec(&self, spec: &Tensor) -> Result<Tensor> {
+        match self {
+            TfcTdfNet::Nchw(n) => n.forward_spec(spec),
+            TfcTdfNet::Nhwc { net, .. } => net.forward_spec(spec),
+        }
+    }
+}
+
+impl NchwNet {
     /// Build from a checkpoint's tensors (already cast to the compute dtype and on `device`).
     pub fn new(cfg: &ModelConfig, w: &Weights, dtype: DType, device: &Device) -> Result<Self> {
         let m = &cfg.model;
@@ -499,7 +542,7 @@ impl TfcTdfNet {
             c -= g;
             decoder_blocks.push(DecoderBlock { upscale, tfc_tdf: TfcTdf::new(cfg, 2 * c, c, f, &wb.pp("tfc_tdf"))? });
         }
-        Ok(TfcTdfNet {
+        Ok(NchwNet {
             first_conv,
             encoder_blocks,
             bottleneck_block,
@@ -513,16 +556,7 @@ impl TfcTdfNet {
         })
     }
 
-    pub fn dtype(&self) -> DType {
-        self.dtype
-    }
-
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    /// `spec`: [B, 4, dim_f, T] (ch0.re, ch0.im, ch1.re, ch1.im) in the compute dtype on the device.
-    /// Returns [B, stems, 4, dim_f, T].
+    /// See [`TfcTdfNet::forward_spec`].
     pub fn forward_spec(&self, spec: &Tensor) -> Result<Tensor> {
         let (b, c4, dim_f, t) = spec.dims4()?;
         let k = self.num_subbands;

@@ -235,7 +235,7 @@ impl EditorApp {
 
     fn settings_ui(&mut self, ui: &mut egui::Ui) {
         let info = self.shared.info();
-        ui.label("These change the latency; the host restarts processing to apply them.");
+        ui.label("Overlap and segment change the latency; all of these apply when the host next restarts processing.");
         egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
             ui.label("Overlap");
             let ov = self.params.overlap.get();
@@ -267,6 +267,19 @@ impl EditorApp {
                 for p in ["auto", "f32", "f16", "bf16"] {
                     if ui.selectable_label(pr == p, p).clicked() {
                         self.params.precision.put(p.to_string());
+                    }
+                }
+            });
+            ui.end_row();
+
+            ui.label("CPU threads");
+            let th = self.params.cpu_threads.get();
+            let cores = crate::kernels::pool::resolve_threads(0) as u32;
+            let th_text = |n: u32| if n == 0 { format!("auto ({})", cores.saturating_sub(1).max(1)) } else { format!("{n}") };
+            egui::ComboBox::from_id_salt("cpu_threads").selected_text(th_text(th)).show_ui(ui, |ui| {
+                for n in std::iter::once(0).chain(1..=cores) {
+                    if ui.selectable_label(th == n, th_text(n)).clicked() {
+                        self.params.cpu_threads.put(n);
                     }
                 }
             });

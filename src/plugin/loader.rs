@@ -29,6 +29,8 @@ pub struct LoadKey {
     pub model: PathBuf,
     pub dim_t: Option<usize>,
     pub precision: Option<Precision>,
+    /// CPU threads of the engine (resolved, never 0).
+    pub threads: usize,
 }
 
 #[derive(Default)]

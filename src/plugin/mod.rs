@@ -304,8 +304,9 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
         };
         let plan = StreamPlan::new(host_rate, cfg.audio.sample_rate, chunk, overlap, stems.len(), max_block)
             .map_err(|e| err(e.to_string()))?;
-        let key = LoadKey { model: path.clone(), dim_t, precision };
-        let options = LoadOptions { model: path, config: None, device: DeviceRequest::Auto, precision, dim_t, warmup: true };
+        let threads = plugin_threads(self.params.cpu_threads.get());
+        let key = LoadKey { model: path.clone(), dim_t, precision, threads };
+        let options = LoadOptions { model: path, config: None, device: DeviceRequest::Auto, precision, dim_t, warmup: true, threads };
         let info = ActiveInfo {
             model: name.clone(),
             chunk,
@@ -336,6 +337,14 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
             }
             Err(e) => self.shared.set(EngineState::Error, format!("cannot start the inference thread: {e}")),
         }
+    }
+}
+
+/// CPU threads for the engine: the setting, or (0) every core but one, at least one.
+fn plugin_threads(setting: u32) -> usize {
+    match setting {
+        0 => crate::kernels::pool::resolve_threads(0).saturating_sub(1).max(1),
+        n => n as usize,
     }
 }
 

@@ -92,7 +92,11 @@ pub struct MdxParams {
     /// Segment size in STFT frames (dim_t); 0: the model's default. Smaller = less latency.
     #[persist = "segment"]
     pub segment: Setting<u32>,
-    /// Bumped by every change of the four settings above.
+    /// CPU threads for the network when it runs on the CPU; 0: every core but one (the host's
+    /// audio thread and other plugins keep a core).
+    #[persist = "cpu_threads"]
+    pub cpu_threads: Setting<u32>,
+    /// Bumped by every change of the five settings above.
     pub settings_generation: Arc<AtomicU32>,
 
     /// What the main output carries (see [`Preset`]).
@@ -200,6 +204,7 @@ impl MdxParams {
             overlap: Setting::new(0, generation.clone()),
             precision: Setting::new("auto".to_string(), generation.clone()),
             segment: Setting::new(0, generation.clone()),
+            cpu_threads: Setting::new(0, generation.clone()),
             settings_generation: generation,
             preset: IntParam::new("Preset", 0, IntRange::Linear { min: 0, max: PRESET_COUNT - 1 })
                 .with_value_to_string(Arc::new(move |v| {

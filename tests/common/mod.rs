@@ -7,9 +7,31 @@ use std::path::PathBuf;
 
 pub const FIXTURES: [&str; 3] = ["tiny_instnorm_gelu", "small_groupnorm_relu_4stem", "small_batchnorm_elu_target"];
 
-/// `../shared/fixtures/mdx23c/<name>` beside the project root.
+/// The shared folder: `$MDX_STEMS_SHARED` if set (test executables run on another machine),
+/// else `../shared` beside the project root.
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("MDX_STEMS_SHARED") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+    }
+}
+
+/// `<shared>/fixtures/mdx23c/<name>`.
 pub fn fixture_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mdx23c").join(name)
+    shared_dir().join("fixtures/mdx23c").join(name)
+}
+
+/// The device the engine tests run on: `$MDX_STEMS_TEST_DEVICE` (`cpu`, `cuda`, `metal`,
+/// `auto`), default `cpu`.
+pub fn test_device() -> mdx_stems::device::DeviceRequest {
+    use mdx_stems::device::DeviceRequest;
+    match std::env::var("MDX_STEMS_TEST_DEVICE").as_deref() {
+        Ok("cuda") => DeviceRequest::Cuda,
+        Ok("metal") => DeviceRequest::Metal,
+        Ok("auto") => DeviceRequest::Auto,
+        Ok("cpu") | Err(_) => DeviceRequest::Cpu,
+        Ok(other) => panic!("MDX_STEMS_TEST_DEVICE={other}: expected cpu, cuda, metal or auto"),
+    }
 }
 
 pub fn load_st(name: &str, file: &str) -> HashMap<String, Tensor> {

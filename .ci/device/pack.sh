@@ -1,0 +1,20 @@
+#!/bin/bash
+# Copy the newest CUDA test executables and binaries, stripped and xz-compressed, plus the
+# scripts and fixtures, into <checkout>/.device (default /work/main/.device) for the device tool.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+DEST="${1:-/work/main/.device}"
+T="${CARGO_TARGET_DIR:-$REPO/target-cuda}/release"
+mkdir -p "$DEST/bin"
+rm -f "$DEST"/bin/*
+for b in cuda fixtures nhwc; do
+  f=$(ls -t "$T"/deps/$b-* | grep -v '\.d$' | head -1)
+  echo "$b-tests <- $f" >&2
+  strip -o "$DEST/bin/$b-tests" "$f"
+done
+for b in bench mdx-stems; do [ -f "$T/$b" ] && strip -o "$DEST/bin/$b" "$T/$b"; done
+xz -9 -T2 -f "$DEST"/bin/*
+cp "$REPO"/.ci/device/run.sh "$REPO"/.ci/device/env.sh "$REPO"/.ci/device/ncu_summary.py "$DEST/"
+mkdir -p "$DEST/shared/fixtures"
+[ -d "$DEST/shared/fixtures/mdx23c" ] || cp -r "$REPO/../shared/fixtures/mdx23c" "$DEST/shared/fixtures/"
+du -sh "$DEST" "$DEST"/bin/* >&2

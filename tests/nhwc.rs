@@ -1,0 +1,32 @@
+//! The channels-last formulation (`model::nhwc`, the CUDA path) against the NCHW reference
+//! network on the CPU, where every op of the former falls back to candle's own ops. This checks
+//! the layouts (subband fold, space-to-depth, depth-to-space, TDF along F, concatenations)
+//! without a GPU; `tests/cuda.rs` checks the GPU kernels themselves.
+
+mod common;
+use common::*;
+
+use candle_core::{DType, Device};
+use mdx_stems::model::network::{NchwNet, Weights};
+use mdx_stems::model::nhwc::{NhwcNet, NhwcOptions};
+use mdx_stems::model::{Checkpoint, ModelConfig};
+
+#[test]
+fn nhwc_formulation_matches_nchw_reference_on_cpu() {
+    for name in FIXTURES {
+        let cfg = ModelConfig::from_yaml_file(&fixture_dir(name).join("config.yaml")).unwrap();
+        let ckpt = Checkpoint::read(&fixture_dir(name).join("model.ckpt")).unwrap();
+        let map = mdx_stems::model::weights::to_device(&ckpt.tensors, DType::F32, &Device::Cpu).unwrap();
+        let w = Weights::new(&map);
+        let reference = NchwNet::new(&cfg, &w, DType::F32, &Device::Cpu).unwrap();
+        let opts = NhwcOptions { kernels: false, cudnn: false, tf32: false };
+        let nhwc = NhwcNet::new(&cfg, &w, &Device::Cpu, opts).unwrap();
+        let spec = load_st(name, "forward.safetensors")["spec"].to_dtype(DType::F32).unwrap();
+        let a = to_f32(&reference.forward_spec(&spec).unwrap());
+        let b = to_f32(&nhwc.forward_spec(&spec).unwrap());
+        let scale = a.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let d = max_abs_diff(&a, &b);
+        eprintln!("{name}: NHWC vs NCHW max abs diff {d:.3e} (max |out| {scale:.1})");
+        assert!(d <= 1e-5 * scale, "{name}: NHWC formulation differs by {d}");
+    }
+}
