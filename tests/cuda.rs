@@ -155,7 +155,8 @@ fn gpu_stft_matches_cpu_stft() {
 }
 
 /// The network alone (spectrogram in, spectrogram out) on the GPU against the NCHW reference
-/// on the CPU: f32 within 1e-4 (max abs), f16/bf16 by SNR.
+/// in float64 on the CPU: f32 within 3e-6 of the output's range (max abs; the f32 CPU path is
+/// at 1.05e-6 on the BatchNorm/ELU fixture, see `tests/nhwc.rs`), f16/bf16 by SNR.
 #[test]
 fn gpu_network_matches_cpu_reference() {
     let dev = gpu();
@@ -163,10 +164,13 @@ fn gpu_network_matches_cpu_reference() {
         let cfg = ModelConfig::from_yaml_file(&fixture_dir(name).join("config.yaml")).unwrap();
         let ckpt = Checkpoint::read(&fixture_dir(name).join("model.ckpt")).unwrap();
         let spec = load_st(name, "forward.safetensors")["spec"].to_dtype(DType::F32).unwrap();
-        let map = mdx_stems::model::weights::to_device(&ckpt.tensors, DType::F32, &Device::Cpu).unwrap();
-        let reference = mdx_stems::model::network::NchwNet::new(&cfg, &Weights::new(&map), DType::F32, &Device::Cpu).unwrap();
-        let want = reference.forward_spec(&spec).unwrap();
+        // The reference in float64 with candle's own CPU ops (the f32 CPU path runs Winograd
+        // convolutions, whose rounding differs from a direct convolution's by ~1e-6 relative).
+        let map = mdx_stems::model::weights::to_device(&ckpt.tensors, DType::F64, &Device::Cpu).unwrap();
+        let reference = mdx_stems::model::network::NchwNet::new(&cfg, &Weights::new(&map), DType::F64, &Device::Cpu).unwrap();
+        let want = reference.forward_spec(&spec.to_dtype(DType::F64).unwrap()).unwrap();
         let want64 = to_f64(&want);
+        let want = want.to_dtype(DType::F32).unwrap();
         for dt in [DType::F32, DType::F16, DType::BF16] {
             let map = mdx_stems::model::weights::to_device(&ckpt.tensors, dt, &dev).unwrap();
             let net = mdx_stems::model::network::TfcTdfNet::new(&cfg, &Weights::new(&map), dt, &dev).unwrap();
@@ -175,10 +179,10 @@ fn gpu_network_matches_cpu_reference() {
             let d = max_abs_diff(&got, &to_f32(&want));
             let snr = snr_db(&got, &want64);
             eprintln!("{name} {dt:?}: network max abs diff {d:.3e}, SNR {snr:.1} dB");
-            // Spectrogram-domain outputs reach ~4000: f32 must agree to ~1e-7 relative.
+            // Spectrogram-domain outputs reach ~4000.
             let scale = to_f32(&want).iter().fold(1f32, |m, v| m.max(v.abs()));
             match dt {
-                DType::F32 => assert!(d <= 1e-6 * scale, "{name}: f32 network differs by {d} (max {scale})"),
+                DType::F32 => assert!(d <= 3e-6 * scale, "{name}: f32 network differs by {d} (max {scale})"),
                 DType::F16 => assert!(snr >= 50.0, "{name}: f16 SNR {snr:.1}"),
                 _ => assert!(snr >= 30.0, "{name}: bf16 SNR {snr:.1}"),
             }
@@ -203,6 +207,7 @@ fn fixture_opts(name: &str, precision: Precision) -> LoadOptions {
         precision: Some(precision),
         dim_t: None,
         warmup: false,
+        threads: 0,
     }
 }
 
@@ -250,6 +255,7 @@ fn full_opts(precision: Precision, warmup: bool) -> LoadOptions {
         precision: Some(precision),
         dim_t: None,
         warmup,
+        threads: 0,
     }
 }
 
