@@ -215,6 +215,7 @@ fn state_round_trip_restores_model_settings_and_parameters() {
         ("overlap", json!(3)),
         ("segment", json!(32)),
         ("precision", json!("f32")),
+        ("cpu_threads", json!(1)),
     ]);
     a.activate(48000.0, 480);
     let gain = a.param_id("Stem 3 gain");
@@ -231,6 +232,7 @@ fn state_round_trip_restores_model_settings_and_parameters() {
     assert_eq!(json_a["fields"]["overlap"], json!("3"));
     assert_eq!(json_a["fields"]["segment"], json!("32"));
     assert_eq!(json_a["fields"]["precision"], json!("\"f32\""));
+    assert_eq!(json_a["fields"]["cpu_threads"], json!("1"));
     drop(a);
 
     let mut b = Plug::load(&release_clap());

@@ -159,6 +159,29 @@ pub struct Plug {
     events: EventBuffer,
     /// Restart cycles the host has performed on request.
     pub restarts_done: u32,
+    /// Time spent inside the plugin's `process` (not the host's copies), summed since load.
+    pub process_times: ProcessTimes,
+}
+
+/// What the plugin's `process` calls cost the calling (audio) thread.
+#[derive(Debug, Default, Clone)]
+pub struct ProcessTimes {
+    pub calls: u64,
+    /// CPU time of the calling thread inside `process` (CLOCK_THREAD_CPUTIME_ID).
+    pub cpu: std::time::Duration,
+    /// Wall time inside `process`, in total and for the slowest call.
+    pub wall: std::time::Duration,
+    pub worst_wall: std::time::Duration,
+    /// Wall time of every call, in order (only when [`Plug::record_calls`] is set).
+    pub per_call: Vec<std::time::Duration>,
+}
+
+/// CPU time of the calling thread.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 impl Plug {
@@ -193,6 +216,7 @@ impl Plug {
             out_bufs: (0..OUT_PORTS).map(|_| [vec![], vec![]]).collect(),
             events: EventBuffer::new(),
             restarts_done: 0,
+            process_times: ProcessTimes::default(),
         }
     }
 
@@ -383,6 +407,11 @@ impl Plug {
         self.pump();
     }
 
+    /// Reset [`Plug::process_times`] and keep the wall time of up to `calls` calls.
+    pub fn record_calls(&mut self, calls: usize) {
+        self.process_times = ProcessTimes { per_call: Vec::with_capacity(calls), ..Default::default() };
+    }
+
     /// One `process` call of `input[ch].len()` frames; returns the outputs [port][ch][frames]
     /// (port 0 = main).
     pub fn process(&mut self, input: [&[f32]; 2], out: &mut [[Vec<f32>; 2]]) {
@@ -400,9 +429,18 @@ impl Plug {
             channels: AudioPortBufferType::f32_output_only(port.iter_mut().map(|c| &mut c[..n])),
         }));
         let events = InputEvents::from_buffer(&self.events);
-        started
-            .process(&inputs, &mut outputs, &events, &mut OutputEvents::void(), None, None)
-            .expect("process");
+        let (wall0, cpu0) = (std::time::Instant::now(), thread_cpu_time());
+        let status = started.process(&inputs, &mut outputs, &events, &mut OutputEvents::void(), None, None);
+        let (wall, cpu) = (wall0.elapsed(), thread_cpu_time() - cpu0);
+        status.expect("process");
+        let t = &mut self.process_times;
+        t.calls += 1;
+        t.cpu += cpu;
+        t.wall += wall;
+        t.worst_wall = t.worst_wall.max(wall);
+        if t.per_call.capacity() > t.per_call.len() {
+            t.per_call.push(wall);
+        }
         self.events.clear();
         for (dst, src) in out.iter_mut().zip(&self.out_bufs) {
             for ch in 0..2 {
