@@ -8,7 +8,7 @@ T="${CARGO_TARGET_DIR:-$REPO/target-cuda}/release"
 mkdir -p "$DEST/bin"
 rm -f "$DEST"/bin/*
 for b in cuda fixtures nhwc; do
-  f=$(ls -t "$T"/deps/$b-* | grep -v '\.d$' | head -1)
+  f=$(ls -t "$T"/deps/$b-* | grep -v '\.d$' | head -1 || true)   # head closes the pipe early
   echo "$b-tests <- $f" >&2
   strip -o "$DEST/bin/$b-tests" "$f"
 done
