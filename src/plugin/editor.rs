@@ -174,6 +174,18 @@ impl EditorApp {
             ui.add(bar);
             ui.label(format!("dropouts: {}", self.shared.dropouts.load(Ordering::Relaxed)));
         });
+        let rss = self.shared.peak_rss_mb.load(Ordering::Relaxed);
+        let gpu = self.shared.gpu_mb.load(Ordering::Relaxed);
+        if rss >= 0.0 || gpu >= 0.0 {
+            let mut text = String::from("Memory:");
+            if rss >= 0.0 {
+                text += &format!(" host process peak {rss:.0} MB");
+            }
+            if gpu >= 0.0 {
+                text += &format!(", GPU (this model) peak {gpu:.0} MB");
+            }
+            ui.label(text);
+        }
         if load > 1.0 && state == EngineState::Ready {
             ui.colored_label(
                 egui::Color32::from_rgb(220, 80, 80),

@@ -65,6 +65,10 @@ pub struct Shared {
     pub load: AtomicF32,
     /// Times playback fell back to the dry signal because results were late. Audio thread.
     pub dropouts: AtomicU32,
+    /// Peak resident memory of the host process and peak GPU memory of the engine, in MB
+    /// (negative: unknown). Worker, about once a second.
+    pub peak_rss_mb: AtomicF32,
+    pub gpu_mb: AtomicF32,
     /// The output block the audio thread needs by the end of its current buffer, tagged with
     /// the stream epoch in the top 16 bits; the worker skips work that would come too late.
     pub play_position: AtomicU64,
@@ -87,6 +91,8 @@ impl Shared {
             latency_ms: AtomicF32::new(0.0),
             load: AtomicF32::new(0.0),
             dropouts: AtomicU32::new(0),
+            peak_rss_mb: AtomicF32::new(-1.0),
+            gpu_mb: AtomicF32::new(-1.0),
             play_position: AtomicU64::new(0),
             info: Mutex::new(ActiveInfo::default()),
             restart_asked: AtomicU32::new(u32::MAX),

@@ -75,6 +75,10 @@ pub trait ChunkEngine: Send {
     fn num_stems(&self) -> usize;
     /// One line for the status display ("CPU, f32").
     fn describe(&self) -> String;
+    /// Peak GPU memory of the engine in bytes, where there is a GPU that can tell.
+    fn gpu_memory(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl ChunkEngine for Separator {
@@ -91,6 +95,9 @@ impl ChunkEngine for Separator {
     }
     fn describe(&self) -> String {
         format!("{}, {}", self.device_name(), self.precision().name())
+    }
+    fn gpu_memory(&self) -> Option<u64> {
+        crate::device::gpu_peak_memory(self.device())
     }
 }
 
@@ -295,6 +302,7 @@ impl Worker {
         let hop_secs = self.plan.hop as f64 / self.plan.model_rate as f64;
         let mut load = 0f64;
         let mut chunks_run = 0u64;
+        let mut last_memory = Instant::now() - Duration::from_secs(1);
         while let Next::Item(msg) = self.recv(&self.ends.from_audio) {
             let (play_epoch, needed) = Shared::unpack_position(self.shared.play_position.load(Ordering::Acquire));
             if epoch_tag(msg.epoch) != play_epoch {
@@ -337,6 +345,12 @@ impl Worker {
             if let Some(err) = failure {
                 self.shared.set(EngineState::Error, format!("the model failed: {err} (playing the dry signal)"));
                 usable = false;
+            }
+            if last_memory.elapsed() >= Duration::from_secs(1) {
+                last_memory = Instant::now();
+                let mb = |b: Option<u64>| b.map_or(-1.0, |b| (b as f64 / 1e6) as f32);
+                self.shared.peak_rss_mb.store(mb(crate::device::peak_rss_bytes()), Ordering::Relaxed);
+                self.shared.gpu_mb.store(mb(engine.as_ref().and_then(|e| e.gpu_memory())), Ordering::Relaxed);
             }
             if !late && usable && result.chunks > 0 {
                 // Inference time per hop of audio (1.0 = just real time).
