@@ -199,24 +199,7 @@ fn auto_device_picks_cuda() {
 }
 
 fn fixture_opts(name: &str, precision: Precision) -> LoadOptions {
-    let dir = fixture_dir(name);
-    LoadOptions {
-        model: dir.join("model.ckpt"),
-        config: Some(dir.join("config.yaml")),
-        device: DeviceRequest::Cuda,
-        precision: Some(precision),
-        dim_t: None,
-        warmup: false,
-        threads: 0,
-    }
-}
-
-fn fixture_forward(sep: &mut Separator, name: &str) -> Vec<f32> {
-    let f = load_st(name, "forward.safetensors");
-    let mix = to_f32(&f["mix"]);
-    let mut out = vec![0f32; 2 * sep.num_stems() * 2 * sep.chunk_len()];
-    sep.process_chunks(&mix, 2, &mut out).unwrap();
-    out
+    fixture_load_options(name, "model.ckpt", DeviceRequest::Cuda, precision)
 }
 
 #[test]

@@ -11,25 +11,7 @@ use mdx_stems::engine::{LoadOptions, Separator};
 use mdx_stems::model::{Checkpoint, ModelConfig};
 
 fn opts(name: &str, file: &str, precision: Precision) -> LoadOptions {
-    let dir = fixture_dir(name);
-    LoadOptions {
-        model: dir.join(file),
-        config: Some(dir.join("config.yaml")),
-        device: test_device(),
-        precision: Some(precision),
-        dim_t: None,
-        warmup: false,
-        threads: 0,
-    }
-}
-
-/// The fixture's `mix` [2, 2, C] through the engine -> [2, stems, 2, C] flattened.
-fn forward(sep: &mut Separator, name: &str) -> Vec<f32> {
-    let f = load_st(name, "forward.safetensors");
-    let mix = to_f32(&f["mix"]);
-    let mut out = vec![0f32; 2 * sep.num_stems() * 2 * sep.chunk_len()];
-    sep.process_chunks(&mix, 2, &mut out).unwrap();
-    out
+    fixture_load_options(name, file, test_device(), precision)
 }
 
 #[test]
@@ -59,7 +41,7 @@ fn forward_matches_reference_from_ckpt_and_safetensors() {
         let out_ref = to_f32(&load_st(name, "forward.safetensors")["out"]);
         for file in ["model.ckpt", "model.safetensors"] {
             let mut sep = Separator::load(&opts(name, file, Precision::F32)).unwrap();
-            let out = forward(&mut sep, name);
+            let out = fixture_forward(&mut sep, name);
             let d = max_abs_diff(&out, &out_ref);
             eprintln!("{name}/{file}: forward max abs diff {d:.3e}");
             assert!(d <= 1e-4, "{name}/{file}: forward differs from reference by {d}");
@@ -132,10 +114,10 @@ fn half_precision_snr_against_f64_reference() {
     for name in FIXTURES {
         let reference = to_f64(&load_st(name, "forward.safetensors")["out_f64"]);
         let mut f32_sep = Separator::load(&opts(name, "model.ckpt", Precision::F32)).unwrap();
-        let snr32 = snr_db(&forward(&mut f32_sep, name), &reference);
+        let snr32 = snr_db(&fixture_forward(&mut f32_sep, name), &reference);
         for (p, floor) in [(Precision::F16, 50.0), (Precision::Bf16, 30.0)] {
             let mut sep = Separator::load(&opts(name, "model.ckpt", p)).unwrap();
-            let snr = snr_db(&forward(&mut sep, name), &reference);
+            let snr = snr_db(&fixture_forward(&mut sep, name), &reference);
             eprintln!("{name}: {} SNR vs out_f64 = {snr:.1} dB (f32: {snr32:.1} dB)", p.name());
             assert!(snr >= floor, "{name}: {} SNR {snr:.1} dB below floor {floor} dB", p.name());
         }
@@ -153,10 +135,10 @@ fn thread_count_changes_nothing_but_the_threads() {
         o.threads = 1;
         let mut sep = Separator::load(&o).unwrap();
         assert_eq!(sep.threads(), 1);
-        let one = forward(&mut sep, name);
+        let one = fixture_forward(&mut sep, name);
         sep.set_threads(3).unwrap();
         assert_eq!(sep.threads(), 3);
-        let three = forward(&mut sep, name);
+        let three = fixture_forward(&mut sep, name);
         assert!(one == three, "{name}: 1 and 3 threads differ by {}", max_abs_diff(&one, &three));
     }
 }

@@ -34,6 +34,34 @@ pub fn test_device() -> mdx_stems::device::DeviceRequest {
     }
 }
 
+/// Options that load fixture `name` from `file` (`model.ckpt` or `model.safetensors`) with its
+/// `config.yaml`, on `device`, in `precision`, without warm-up.
+pub fn fixture_load_options(
+    name: &str,
+    file: &str,
+    device: mdx_stems::device::DeviceRequest,
+    precision: mdx_stems::device::Precision,
+) -> mdx_stems::engine::LoadOptions {
+    let dir = fixture_dir(name);
+    mdx_stems::engine::LoadOptions {
+        model: dir.join(file),
+        config: Some(dir.join("config.yaml")),
+        device,
+        precision: Some(precision),
+        dim_t: None,
+        warmup: false,
+        threads: 0,
+    }
+}
+
+/// The fixture's `mix` [2, 2, C] through the engine -> [2, stems, 2, C] flattened.
+pub fn fixture_forward(sep: &mut mdx_stems::engine::Separator, name: &str) -> Vec<f32> {
+    let mix = to_f32(&load_st(name, "forward.safetensors")["mix"]);
+    let mut out = vec![0f32; 2 * sep.num_stems() * 2 * sep.chunk_len()];
+    sep.process_chunks(&mix, 2, &mut out).unwrap();
+    out
+}
+
 pub fn load_st(name: &str, file: &str) -> HashMap<String, Tensor> {
     let p = fixture_dir(name).join(file);
     candle_core::safetensors::load(&p, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
