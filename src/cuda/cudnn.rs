@@ -438,7 +438,8 @@ fn autotune_graph(
     };
     let handle = inner.handle;
     let alpha: f32 = 1.0;
-    let legacy = time(&mut || {
+    // The legacy algorithm into the output at `out`.
+    let legacy_into = |out: u64| -> Result<()> {
         unsafe {
             cr::convolution_forward(
                 handle,
@@ -453,11 +454,12 @@ fn autotune_graph(
                 plan.ws,
                 &beta as *const f32 as *const c_void,
                 plan.y,
-                yp as *mut c_void,
+                out as *mut c_void,
             )
         }
         .map_err(|e| err("convolution forward", e))
-    })?;
+    };
+    let legacy = time(&mut || legacy_into(yp))?;
     let log = std::env::var_os("MDX_CUDNN_LOG").is_some();
     // Reference output of the legacy algorithm (from zeros, so beta = 1 adds nothing) to check
     // each candidate's numerics against: an engine that rounds more (reduced-precision
@@ -466,25 +468,7 @@ fn autotune_graph(
     let (ho, wo) = shape.out_hw();
     let oshape = (key.n, ho, wo, key.k);
     let reference = candle_core::Tensor::zeros(oshape, key.dtype, &dev)?;
-    let rp = super::dev_ptr(&reference)?;
-    unsafe {
-        cr::convolution_forward(
-            handle,
-            &alpha as *const f32 as *const c_void,
-            plan.x,
-            xp as *const c_void,
-            plan.f,
-            wp as *const c_void,
-            plan.conv,
-            plan.algo,
-            if plan.ws > 0 { wsp as *mut c_void } else { std::ptr::null_mut() },
-            plan.ws,
-            &beta as *const f32 as *const c_void,
-            plan.y,
-            rp as *mut c_void,
-        )
-    }
-    .map_err(|e| err("convolution forward", e))?;
+    legacy_into(super::dev_ptr(&reference)?)?;
     let ref_max = reference.to_dtype(candle_core::DType::F32)?.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-30);
     let tol = match key.dtype {
         DType::BF16 => 3e-2,
