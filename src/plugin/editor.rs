@@ -176,15 +176,15 @@ impl EditorApp {
         });
         let rss = self.shared.peak_rss_mb.load(Ordering::Relaxed);
         let gpu = self.shared.gpu_mb.load(Ordering::Relaxed);
-        if rss >= 0.0 || gpu >= 0.0 {
-            let mut text = String::from("Memory:");
-            if rss >= 0.0 {
-                text += &format!(" host process peak {rss:.0} MB");
-            }
-            if gpu >= 0.0 {
-                text += &format!(", GPU (this model) peak {gpu:.0} MB");
-            }
-            ui.label(text);
+        let mut memory = Vec::new();
+        if rss >= 0.0 {
+            memory.push(format!("host process peak {rss:.0} MB"));
+        }
+        if gpu >= 0.0 {
+            memory.push(format!("GPU (this model) peak {gpu:.0} MB"));
+        }
+        if !memory.is_empty() {
+            ui.label(format!("Memory: {}", memory.join(", ")));
         }
         if load > 1.0 && state == EngineState::Ready {
             ui.colored_label(
@@ -287,7 +287,7 @@ impl EditorApp {
             ui.label("CPU threads");
             let th = self.params.cpu_threads.get();
             let cores = crate::kernels::pool::resolve_threads(0) as u32;
-            let th_text = |n: u32| if n == 0 { format!("auto ({})", cores.saturating_sub(1).max(1)) } else { format!("{n}") };
+            let th_text = |n: u32| if n == 0 { format!("auto ({})", super::plugin_threads(0)) } else { format!("{n}") };
             egui::ComboBox::from_id_salt("cpu_threads").selected_text(th_text(th)).show_ui(ui, |ui| {
                 for n in std::iter::once(0).chain(1..=cores) {
                     if ui.selectable_label(th == n, th_text(n)).clicked() {

@@ -341,7 +341,7 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
 }
 
 /// CPU threads for the engine: the setting, or (0) every core but one, at least one.
-fn plugin_threads(setting: u32) -> usize {
+pub(crate) fn plugin_threads(setting: u32) -> usize {
     match setting {
         0 => crate::kernels::pool::resolve_threads(0).saturating_sub(1).max(1),
         n => n as usize,
