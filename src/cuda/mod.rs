@@ -222,44 +222,43 @@ fn norm_act_t<T: CudaDType + DeviceRepr>(x: &Tensor, norm: &NormParams, act: Act
             let gv = view::<f32>(&gg, gl, c)?;
             let bv = view::<f32>(&bg, bl, c)?;
             let (cpgi, epsf) = ((c / g) as i32, *eps);
-            if vec {
+            // Partial statistics of row blocks [b][p][2][c], then per-(image, channel) scale and
+            // shift from them.
+            let (part, p, rpp) = if vec {
                 // Up to SUM_ROWS_PER_THREAD rows per thread, fewer when that would leave the GPU
                 // with under ~2 blocks per multiprocessor (small activations are latency-bound).
                 let rows = (b * r).div_ceil(lanes * MIN_BLOCKS).clamp(1, SUM_ROWS_PER_THREAD);
                 let rpp = (lanes * rows).min(r).max(1);
                 let p = r.div_ceil(rpp);
                 let mut part = unsafe { dev.alloc::<f32>(2 * b * p * c)? };
-                let (rppi, pi) = (rpp as i32, p as i32);
+                let rppi = rpp as i32;
                 let f = dev.get_or_load_custom_func(&format!("norm_stats_v_{s}"), MODULE, PTX)?;
                 let mut lb = f.builder();
                 lb.arg(&xs).arg(&mut part).arg(&ri).arg(&ci).arg(&rppi);
                 let cfg = LaunchConfig { grid_dim: (p as u32, 1, b as u32), block_dim: (STATS_THREADS as u32, 1, 1), shared_mem_bytes: 0 };
                 unsafe { lb.launch(cfg) }.w()?;
-                let f = dev.get_or_load_custom_func("norm_finalize", MODULE, PTX)?;
-                let mut lb = f.builder();
-                lb.arg(&part).arg(&gv).arg(&bv).arg(&mut scale).arg(&mut shift);
-                lb.arg(&ri).arg(&ci).arg(&pi).arg(&rppi).arg(&cpgi).arg(&epsf);
-                let cfg = LaunchConfig { grid_dim: (g as u32, b as u32, 1), block_dim: (FIN_THREADS, 1, 1), shared_mem_bytes: 0 };
-                unsafe { lb.launch(cfg) }.w()?;
+                (part, p, rpp)
             } else {
                 let ct = c.min(STATS_THREADS);
                 let lanes_s = STATS_THREADS / ct;
                 let rpp = (lanes_s * STATS_PER_THREAD).min(r).max(1);
                 let p = r.div_ceil(rpp);
                 let mut part = unsafe { dev.alloc::<f32>(2 * b * p * c)? };
-                let (rppi, cti, pi) = (rpp as i32, ct as i32, p as i32);
+                let (rppi, cti) = (rpp as i32, ct as i32);
                 let f = dev.get_or_load_custom_func(&format!("norm_stats_{s}"), MODULE, PTX)?;
                 let mut lb = f.builder();
                 lb.arg(&xs).arg(&mut part).arg(&ri).arg(&ci).arg(&rppi).arg(&cti);
                 let cfg = LaunchConfig { grid_dim: (p as u32, c.div_ceil(ct) as u32, b as u32), block_dim: (STATS_THREADS as u32, 1, 1), shared_mem_bytes: 0 };
                 unsafe { lb.launch(cfg) }.w()?;
-                let f = dev.get_or_load_custom_func("norm_finalize", MODULE, PTX)?;
-                let mut lb = f.builder();
-                lb.arg(&part).arg(&gv).arg(&bv).arg(&mut scale).arg(&mut shift);
-                lb.arg(&ri).arg(&ci).arg(&pi).arg(&rppi).arg(&cpgi).arg(&epsf);
-                let cfg = LaunchConfig { grid_dim: (g as u32, b as u32, 1), block_dim: (FIN_THREADS, 1, 1), shared_mem_bytes: 0 };
-                unsafe { lb.launch(cfg) }.w()?;
-            }
+                (part, p, rpp)
+            };
+            let (pi, rppi) = (p as i32, rpp as i32);
+            let f = dev.get_or_load_custom_func("norm_finalize", MODULE, PTX)?;
+            let mut lb = f.builder();
+            lb.arg(&part).arg(&gv).arg(&bv).arg(&mut scale).arg(&mut shift);
+            lb.arg(&ri).arg(&ci).arg(&pi).arg(&rppi).arg(&cpgi).arg(&epsf);
+            let cfg = LaunchConfig { grid_dim: (g as u32, b as u32, 1), block_dim: (FIN_THREADS, 1, 1), shared_mem_bytes: 0 };
+            unsafe { lb.launch(cfg) }.w()?;
             Some((scale, shift))
         }
         NormParams::Affine { .. } => None,
