@@ -1,6 +1,6 @@
 // CUDA kernels for the channels-last (NHWC) network path (src/cuda/).
 //
-// Compiled to PTX by build.rs (nvcc --ptx) when the `cuda` feature is on and loaded at run time
+// Compiled to PTX by src/cuda/build.rs (nvcc --ptx) when the `cuda` feature is on and loaded at run time
 // through candle's `CudaDevice::get_or_load_custom_func`. Every kernel takes an activation
 // [B, R, C] with R = H*W rows of C contiguous channels (NHWC flattened), element type float,
 // __half or __nv_bfloat16 (suffixes _f32, _f16, _bf16). Arithmetic and statistics are f32.

@@ -1,7 +1,7 @@
 //! CUDA-only building blocks of the channels-last network ([`crate::model::nhwc`]).
 //!
 //! - [`norm_act`]: InstanceNorm / GroupNorm / BatchNorm / identity + activation as our own
-//!   kernels (`kernels.cu`, PTX built by `build.rs`): statistics in f32, two passes over the
+//!   kernels (`kernels.cu`, PTX built by `src/cuda/build.rs`): statistics in f32, two passes over the
 //!   activation (one read for the statistics, one read + write for the normalised output).
 //! - [`stft`]: STFT/iSTFT with cuFFT, so audio (not spectrograms) crosses the PCIe bus.
 //! - [`cudnn`] (feature `cudnn`): convolutions through cuDNN in channels-last layout with
@@ -26,7 +26,7 @@ use candle_core::cuda::{CudaDType, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, DType, Device, Layout, Result, Shape, Storage, Tensor, bail};
 
-/// PTX of `kernels.cu`, compiled by build.rs.
+/// PTX of `kernels.cu`, compiled by src/cuda/build.rs.
 pub const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/mdx_kernels.ptx"));
 pub(crate) const MODULE: &str = "mdx_stems_nhwc";
 

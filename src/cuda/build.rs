@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=src/cuda/build.rs");
     if env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
