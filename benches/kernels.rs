@@ -90,18 +90,20 @@ fn run(args: &Args) -> anyhow::Result<()> {
         (1280, 640, 16, 64),
     ];
     let only_shapes: Option<Vec<usize>> = args.shapes.as_ref().map(|s| s.split(',').map(|v| v.parse().unwrap()).collect());
-    if let Some(list) = &args.wino_nt {
-        let nts: Vec<usize> = list.split(',').map(|v| v.parse().unwrap()).collect();
-        for (i, &(cin, cout, h, w)) in convs.iter().enumerate() {
-            if let Some(o) = &only_shapes
-                && !o.contains(&i)
-            {
-                continue;
-            }
+    // The conv shapes asked for (`--shapes`, else all), with their inputs and the GFLOP of one
+    // direct-equivalent convolution.
+    let selected = || {
+        convs.iter().enumerate().filter(|(i, _)| only_shapes.as_ref().is_none_or(|o| o.contains(i))).map(|(_, &(cin, cout, h, w))| {
             let x = rand_vec(cin * h * w, 1);
             let k = rand_vec(cout * cin * 9, 2);
-            let mut out = vec![0f32; cout * h * w];
+            let out = vec![0f32; cout * h * w];
             let gflop = 2.0 * (cin * cout * 9 * h * w) as f64 / 1e9;
+            ((cin, cout, h, w), x, k, out, gflop)
+        })
+    };
+    if let Some(list) = &args.wino_nt {
+        let nts: Vec<usize> = list.split(',').map(|v| v.parse().unwrap()).collect();
+        for ((cin, cout, h, w), x, k, mut out, gflop) in selected() {
             let mut best = vec![f64::INFINITY; nts.len()];
             for _ in 0..args.repeats.max(1) {
                 for (j, &nt) in nts.iter().enumerate() {
@@ -117,16 +119,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if want("conv") {
         println!("| conv 3x3 | GFLOP | winograd ms | GFLOP/s (direct-equivalent) | gemm ms | GFLOP/s | candle ms | GFLOP/s |");
         println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-        for (i, &(cin, cout, h, w)) in convs.iter().enumerate() {
-            if let Some(o) = &only_shapes
-                && !o.contains(&i)
-            {
-                continue;
-            }
-            let x = rand_vec(cin * h * w, 1);
-            let k = rand_vec(cout * cin * 9, 2);
-            let mut out = vec![0f32; cout * h * w];
-            let gflop = 2.0 * (cin * cout * 9 * h * w) as f64 / 1e9;
+        for ((cin, cout, h, w), x, k, mut out, gflop) in selected() {
             let wino = best_ms(args.repeats, || kernels::conv3x3_f32_with(Conv3x3Kernel::Winograd, &x, &k, &mut out, 1, cin, cout, h, w));
             let gm = best_ms(args.repeats.min(1), || kernels::conv3x3_f32_with(Conv3x3Kernel::Gemm, &x, &k, &mut out, 1, cin, cout, h, w));
             let cand = if args.candle {
