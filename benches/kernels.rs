@@ -7,7 +7,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use clap::Parser;
-use mdx_stems::kernels::{self, Conv3x3Kernel, norm, pool};
+use mdx_stems::kernels::{self, Conv3x3Kernel, norm, pool, rand_vec};
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -56,17 +56,6 @@ fn best_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
     best
 }
 
-fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();

@@ -67,6 +67,34 @@ impl Drop for Plan {
     }
 }
 
+impl Plan {
+    /// y = conv(x, w) + beta * y with the legacy API's algorithm (device addresses; `ws` of
+    /// `ws_len` bytes, null when the algorithm needs none).
+    fn legacy_forward(&self, handle: sys::cudnnHandle_t, x: u64, w: u64, y: u64, ws: *mut c_void, ws_len: usize, beta: f32) -> Result<()> {
+        let alpha: f32 = 1.0;
+        // SAFETY: the descriptors describe x, w and y as the caller allocated them; cuDNN only
+        // enqueues work on the handle's stream.
+        unsafe {
+            cr::convolution_forward(
+                handle,
+                &alpha as *const f32 as *const c_void,
+                self.x,
+                x as *const c_void,
+                self.f,
+                w as *const c_void,
+                self.conv,
+                self.algo,
+                ws,
+                ws_len,
+                &beta as *const f32 as *const c_void,
+                self.y,
+                y as *mut c_void,
+            )
+        }
+        .map_err(|e| err("convolution forward", e))
+    }
+}
+
 struct Inner {
     dev: CudaDevice,
     handle: sys::cudnnHandle_t,
@@ -225,7 +253,6 @@ impl Convs {
                 bail!("cuDNN conv: accumulator {:?} {:?} does not match the output [{n}, {ho}, {wo}, {k}]", a.dims(), a.dtype());
             }
         }
-        let alpha: f32 = 1.0;
         let beta: f32 = if acc.is_some() { 1.0 } else { 0.0 };
         let acc_guard = acc.map(|a| a.storage_and_layout());
         let acc_view = match &acc_guard {
@@ -249,24 +276,9 @@ impl Convs {
             };
             if let Some((_, gp)) = &plan.graph {
                 super::cudnn_graph::execute(inner.handle, gp, xp, wp, yp, wsp as u64)?;
-            } else { unsafe {
-                cr::convolution_forward(
-                    inner.handle,
-                    &alpha as *const f32 as *const c_void,
-                    plan.x,
-                    xp as *const c_void,
-                    plan.f,
-                    wp as *const c_void,
-                    plan.conv,
-                    plan.algo,
-                    wsp,
-                    wss,
-                    &beta as *const f32 as *const c_void,
-                    plan.y,
-                    yp as *mut c_void,
-                )
+            } else {
+                plan.legacy_forward(inner.handle, xp, wp, yp, wsp, wss, beta)?;
             }
-            .map_err(|e| err("convolution forward", e))?; }
         }
         drop(xv);
         drop(wv);
@@ -437,28 +449,9 @@ fn autotune_graph(
         Ok(t.elapsed().as_secs_f64() / 3.0)
     };
     let handle = inner.handle;
-    let alpha: f32 = 1.0;
     // The legacy algorithm into the output at `out`.
-    let legacy_into = |out: u64| -> Result<()> {
-        unsafe {
-            cr::convolution_forward(
-                handle,
-                &alpha as *const f32 as *const c_void,
-                plan.x,
-                xp as *const c_void,
-                plan.f,
-                wp as *const c_void,
-                plan.conv,
-                plan.algo,
-                if plan.ws > 0 { wsp as *mut c_void } else { std::ptr::null_mut() },
-                plan.ws,
-                &beta as *const f32 as *const c_void,
-                plan.y,
-                out as *mut c_void,
-            )
-        }
-        .map_err(|e| err("convolution forward", e))
-    };
+    let legacy_ws = if plan.ws > 0 { wsp as *mut c_void } else { std::ptr::null_mut() };
+    let legacy_into = |out: u64| plan.legacy_forward(handle, xp, wp, out, legacy_ws, plan.ws, beta);
     let legacy = time(&mut || legacy_into(yp))?;
     let log = std::env::var_os("MDX_CUDNN_LOG").is_some();
     // Reference output of the legacy algorithm (from zeros, so beta = 1 adds nothing) to check

@@ -22,6 +22,21 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 pub mod winograd;
 
+/// Deterministic pseudo-random values in [-1, 1) (xorshift), for the kernels' tests and
+/// benchmarks (`kernel-bench`).
+#[doc(hidden)]
+pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
 /// A zeroed buffer of `n` floats for a kernel's output. Large buffers come straight from the
 /// OS untouched (calloc of a fresh mapping); on Linux they are marked for transparent huge
 /// pages before the kernel's first write, so that filling 128 MiB takes 64 page faults

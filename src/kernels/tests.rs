@@ -4,18 +4,6 @@
 use super::norm::{Activation, Norm, norm_act_f32};
 use super::*;
 
-/// Deterministic values in [-1, 1).
-fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// Direct 3x3 convolution (padding 1) in f64; also returns Σ|w x| per output (the scale its
 /// rounding error is judged against).
