@@ -78,11 +78,29 @@ fn cpu(warning: Option<String>) -> Selected {
     Selected { device: Device::Cpu, name: "CPU".into(), warning }
 }
 
+/// Held while a GPU is being set up (device, weights, library handles) and while a chunk pass
+/// runs or is recorded as a CUDA graph (`crate::cuda::graph`): set-up calls synchronise the
+/// whole context and first launches load kernels, neither of which is allowed while another
+/// thread records, so GPU work of several separators in one process (two plugin instances,
+/// tests running in parallel) takes turns. Not reentrant.
+pub(crate) fn gpu_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[allow(unused_variables)]
 fn try_cuda(ordinal: usize) -> Result<Device, String> {
     #[cfg(feature = "cuda")]
     {
-        return Device::new_cuda(ordinal).map_err(|e| e.to_string());
+        // A stream of our own (non-blocking), not candle's default per-thread stream: the
+        // model's work stays on one stream whichever thread loads or runs it, never waits for
+        // other libraries' work on the legacy default stream, and recording it as a CUDA graph
+        // (src/cuda/graph.rs) is not broken by another thread creating a cuBLAS or cuDNN
+        // handle meanwhile (the per-thread stream synchronises with the legacy one, which those
+        // use; the fixture tests, four threads at once, showed it).
+        // Creating the stream synchronises the context: not while another thread records.
+        let _setup = gpu_lock();
+        return candle_core::CudaDevice::new_with_stream(ordinal).map(Device::Cuda).map_err(|e| e.to_string());
     }
     #[allow(unreachable_code)]
     Err("not built with cuda".into())
@@ -178,7 +196,9 @@ pub fn current_rss_bytes() -> Option<u64> {
 pub fn gpu_peak_memory(device: &Device) -> Option<u64> {
     #[cfg(feature = "cuda")]
     if let Device::Cuda(d) = device {
-        return crate::cuda::pool_memory(d).map(|(_, high)| high);
+        // Stream-ordered allocations outside and inside CUDA graphs come from separate pools.
+        let graph = crate::cuda::graph::graph_mem_peak(d).unwrap_or(0);
+        return crate::cuda::pool_memory(d).map(|(_, high)| high + graph);
     }
     None
 }
@@ -189,6 +209,7 @@ pub fn reset_gpu_peak_memory(device: &Device) {
     #[cfg(feature = "cuda")]
     if let Device::Cuda(d) = device {
         crate::cuda::reset_pool_peak(d);
+        crate::cuda::graph::reset_graph_mem_peak(d);
     }
 }
 

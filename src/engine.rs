@@ -133,6 +133,10 @@ pub struct Separator {
     /// STFT/iSTFT on the GPU (CUDA; `MDX_STEMS_CPU_STFT=1` keeps them on the CPU).
     #[cfg(feature = "cuda")]
     gpu_stft: Option<crate::cuda::stft::GpuStft>,
+    /// The GPU chunk pass recorded as CUDA graphs (None: launched op by op; see
+    /// [`crate::cuda::graph`]). Dropped, for good, if recording ever fails.
+    #[cfg(feature = "cuda")]
+    graphs: Option<crate::cuda::graph::ChunkGraphs>,
     /// When `Some`, per-stage timings are collected (costs a device sync per stage).
     pub profile: Option<StageTimes>,
     /// Messages for the user (fallbacks, retries); drained by the caller.
@@ -173,6 +177,8 @@ impl Separator {
             });
         }
         let mut selected = device::select(opts.device)?;
+        // GPU set-up must not overlap another thread's CUDA graph recording (see the lock).
+        let setup = selected.is_gpu().then(device::gpu_lock);
         let precision = opts.precision.unwrap_or_else(|| selected.default_precision());
         let mut warnings: Vec<String> = selected.warning.take().into_iter().collect();
         let net = match build_net(&cfg, &ckpt, precision.dtype(), &selected.device) {
@@ -200,6 +206,11 @@ impl Separator {
             }
             _ => None,
         };
+        #[cfg(feature = "cuda")]
+        let graphs = match (&selected.device, &gpu_stft) {
+            (Device::Cuda(d), Some(_)) => crate::cuda::graph::ChunkGraphs::new(d),
+            _ => None,
+        };
         let mut sep = Separator {
             cfg,
             model_path: opts.model.clone(),
@@ -214,9 +225,12 @@ impl Separator {
             gpu_batch_limit: None,
             #[cfg(feature = "cuda")]
             gpu_stft,
+            #[cfg(feature = "cuda")]
+            graphs,
             profile: None,
             warnings,
         };
+        drop(setup);
         if opts.warmup {
             let input = vec![0f32; 2 * chunk];
             let mut out = vec![0f32; sep.stems().len() * 2 * chunk];
@@ -249,6 +263,15 @@ impl Separator {
     }
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// Batch sizes whose GPU chunk pass has been recorded as a CUDA graph (empty elsewhere).
+    pub fn cuda_graph_batches(&self) -> Vec<usize> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &self.graphs {
+            return g.batches();
+        }
+        vec![]
     }
 
     /// CPU threads the network uses (the resolved count, never 0).
@@ -314,8 +337,27 @@ impl Separator {
     /// `m` chunks on the selected device: STFT and iSTFT on the GPU when it is a CUDA GPU,
     /// else on the CPU around the network.
     fn chunks_on_device(&mut self, inp: &[f32], m: usize, o: &mut [f32], t: &mut Instant, profile: &mut Option<StageTimes>) -> candle_core::Result<()> {
+        // One GPU chunk pass at a time in the process (see `device::gpu_lock`).
+        let _turn = self.selected.device.is_cuda().then(device::gpu_lock);
         #[cfg(feature = "cuda")]
         if let Some(g) = &self.gpu_stft {
+            if crate::model::nhwc::take_injected_fault() {
+                candle_core::bail!("injected GPU fault (test)");
+            }
+            // Per-stage timings need a sync between stages: only launch by launch.
+            if let (Some(graphs), None) = (self.graphs.as_mut(), profile.as_ref()) {
+                let (net, chunk) = (&self.net, self.chunk);
+                let pass = |audio: &Tensor| -> candle_core::Result<Tensor> { g.inverse(&net.forward_spec(&g.forward(audio, net.dtype())?)?) };
+                match graphs.run(m, chunk, inp, o, &pass) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if graphs.batches().contains(&m) => return Err(e),
+                    Err(e) if is_oom(&e) => return Err(e),
+                    Err(e) => {
+                        self.warnings.push(format!("{}: recording the chunk pass as a CUDA graph failed ({e}); launching op by op", self.selected.name));
+                        self.graphs = None;
+                    }
+                }
+            }
             return gpu_chunks(&self.net, g, self.chunk, inp, m, o, t, profile);
         }
         let net = &self.net;

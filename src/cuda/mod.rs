@@ -4,6 +4,7 @@
 //!   kernels (`kernels.cu`, PTX built by `src/cuda/build.rs`): statistics in f32, two passes over the
 //!   activation (one read for the statistics, one read + write for the normalised output).
 //! - [`stft`]: STFT/iSTFT with cuFFT, so audio (not spectrograms) crosses the PCIe bus.
+//! - [`graph`]: the whole chunk pass recorded once per batch size and replayed as a CUDA graph.
 //! - [`cudnn`] (feature `cudnn`): convolutions through cuDNN in channels-last layout with
 //!   tensor-core algorithms, a reused workspace and per-shape algorithm choice.
 //!
@@ -16,6 +17,7 @@
 pub mod cudnn;
 #[cfg(feature = "cudnn")]
 mod cudnn_graph;
+pub mod graph;
 pub mod stft;
 
 use crate::model::config::{ActKind, NormKind};

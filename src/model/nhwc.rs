@@ -60,11 +60,16 @@ fn timed<T>(dev: &Device, what: &'static str, x: &Tensor, f: impl FnOnce() -> Re
 
 static FAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Make the next [`NhwcNet::forward_spec`] fail as a GPU error would (tests of the engine's
-/// CPU retry).
+/// Make the next [`NhwcNet::forward_spec`] (or the next GPU chunk pass, which may replay a
+/// CUDA graph instead of calling it) fail as a GPU error would (tests of the engine's CPU retry).
 #[doc(hidden)]
 pub fn inject_fault_once() {
     FAULT.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether a fault was injected, clearing it.
+pub(crate) fn take_injected_fault() -> bool {
+    FAULT.swap(false, std::sync::atomic::Ordering::SeqCst)
 }
 
 // ---------------------------------------------------------------- execution context
@@ -536,7 +541,7 @@ impl NhwcNet {
     /// Batches whose largest activation would exceed 2^31 elements (cuDNN's and our kernels'
     /// 32-bit indexing) run in several passes.
     pub fn forward_spec(&self, spec: &Tensor) -> Result<Tensor> {
-        if FAULT.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        if take_injected_fault() {
             candle_core::bail!("injected GPU fault (test)");
         }
         let (b, _, dim_f, t) = spec.dims4()?;
