@@ -467,7 +467,7 @@ fn full_size_speed() {
     }
 }
 
-/// One f16 batch-1 forward pass of the full-size network between cuProfilerStart/Stop, for
+/// One f16 forward pass (batch 1, or `MDX_PROFILE_BATCH`) of the full-size network between cuProfilerStart/Stop, for
 /// `ncu --profile-from-start off` (kernel durations without host overhead).
 #[test]
 #[ignore]
@@ -477,7 +477,9 @@ fn one_forward_for_profiler() {
     let dev = gpu();
     let m = mdx_stems::model::weights::to_device(&ckpt.tensors, DType::F16, &dev).unwrap();
     let net = mdx_stems::model::network::TfcTdfNet::new(&cfg, &Weights::new(&m), DType::F16, &dev).unwrap();
-    let spec = Tensor::randn(0f32, 1f32, (1, 4, cfg.audio.dim_f, cfg.audio.dim_t), &dev).unwrap().to_dtype(DType::F16).unwrap();
+    // MDX_PROFILE_BATCH=4 profiles a batch of four chunks.
+    let b: usize = std::env::var("MDX_PROFILE_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let spec = Tensor::randn(0f32, 1f32, (b, 4, cfg.audio.dim_f, cfg.audio.dim_t), &dev).unwrap().to_dtype(DType::F16).unwrap();
     for _ in 0..2 {
         net.forward_spec(&spec).unwrap();
     }
