@@ -92,13 +92,10 @@ pub(crate) fn gpu_lock() -> std::sync::MutexGuard<'static, ()> {
 fn try_cuda(ordinal: usize) -> Result<Device, String> {
     #[cfg(feature = "cuda")]
     {
-        // A stream of our own (non-blocking), not candle's default per-thread stream: the
-        // model's work stays on one stream whichever thread loads or runs it, never waits for
-        // other libraries' work on the legacy default stream, and recording it as a CUDA graph
-        // (src/cuda/graph.rs) is not broken by another thread creating a cuBLAS or cuDNN
-        // handle meanwhile (the per-thread stream synchronises with the legacy one, which those
-        // use; the fixture tests, four threads at once, showed it).
-        // Creating the stream synchronises the context: not while another thread records.
+        // A non-blocking stream of our own, not candle's default per-thread stream (which
+        // synchronises with the legacy default stream): the model's work stays on one stream
+        // whichever thread loads or runs it, and never waits for other libraries' work.
+        // Creating it synchronises the context, so not while another thread records a graph.
         let _setup = gpu_lock();
         return candle_core::CudaDevice::new_with_stream(ordinal).map(Device::Cuda).map_err(|e| e.to_string());
     }
