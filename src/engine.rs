@@ -394,8 +394,9 @@ impl Separator {
     }
 }
 
+/// The network's pool: shared with every engine of the process that uses as many threads.
 fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, EngineError> {
-    crate::kernels::pool::build(threads).map_err(|e| EngineError::Threads { threads, reason: e.to_string() })
+    crate::kernels::pool::shared(threads).map_err(|e| EngineError::Threads { threads, reason: e.to_string() })
 }
 
 /// With profiling on, synchronise `device` and add the time since `t` to one stage.
