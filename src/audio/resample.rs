@@ -331,10 +331,21 @@ impl StreamResampler {
 
     /// Forget all pending input and filter state (e.g. on transport jumps). Does not allocate.
     pub fn reset(&mut self) {
+        self.restart_at(0);
+    }
+
+    /// The state a fresh resampler reaches after `fed` frames of silence: zero filter state and
+    /// `fed % chunk_in` frames of (silent) pending input. Feeding it then gives exactly what the
+    /// fresh resampler fed `fed` zeros and then the same input would give after those zeros.
+    /// Does not allocate.
+    pub fn restart_at(&mut self, fed: u64) {
         if let Some(inner) = self.inner.as_mut() {
             inner.reset();
+            self.fifo_len = (fed % self.chunk_in as u64) as usize;
+            for f in &mut self.fifo {
+                f[..self.fifo_len].fill(0.0);
+            }
         }
-        self.fifo_len = 0;
     }
 }
 

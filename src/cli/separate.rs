@@ -104,13 +104,23 @@ fn separate_file(sep: &mut Separator, args: &SeparateArgs, input: &Path, overlap
         eprintln!("warning: {w}");
     }
     let names = sep.stems();
+    let mut written = Vec::with_capacity(names.len() + 1);
     for (name, stem) in names.iter().zip(stems) {
         let mut out = audio::resample(&stem, model_rate, sample_rate)?;
         for ch in &mut out {
             ch.resize(n, 0.0); // same length as the input
         }
+        written.push((name.clone(), out));
+    }
+    // A single-target model: its complement is the input minus the target (as UVR writes it).
+    if let Some(name) = sep.config().complement_stem() {
+        let target = &written[0].1;
+        let rest: Vec<Vec<f32>> = channels.iter().zip(target).map(|(x, t)| x.iter().zip(t).map(|(a, b)| a - b).collect()).collect();
+        written.push((name, rest));
+    }
+    for (name, out) in &written {
         let path = stem_path(&args.out_dir, input, name);
-        audio::write_wav_f32(&path, sample_rate, &out)?;
+        audio::write_wav_f32(&path, sample_rate, out)?;
         if !args.quiet {
             eprintln!("wrote {}", path.display());
         }

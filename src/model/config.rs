@@ -213,6 +213,23 @@ pub struct ModelConfig {
     pub inference: InferenceConfig,
 }
 
+/// The name of "the mix minus `target`", UVR's pairs (vocals <-> instrumental, drums -> no
+/// drums, ...), keeping the target's capitalisation style (UVR writes `Vocals`, MSST `vocals`).
+pub fn complement_name(target: &str) -> String {
+    let lower = target.to_lowercase();
+    let base = match lower.as_str() {
+        "vocals" | "vocal" => "instrumental".to_string(),
+        "instrumental" | "inst" => "vocals".to_string(),
+        other => format!("no {other}"),
+    };
+    if target.chars().next().is_some_and(char::is_uppercase) {
+        let mut c = base.chars();
+        c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+    } else {
+        base
+    }
+}
+
 fn need<T>(v: Option<T>, key: &str) -> Result<T, ConfigError> {
     v.ok_or_else(|| ConfigError::invalid(format!("missing required key `{key}`")))
 }
@@ -395,6 +412,19 @@ impl ModelConfig {
         if self.target_instrument.is_some() { 1 } else { self.instruments.len() }
     }
 
+    /// For a single-target model, the name of its complement (the mix minus the target), which
+    /// the CLI writes and the plugin outputs after the target, as UVR does.
+    pub fn complement_stem(&self) -> Option<String> {
+        self.target_instrument.as_deref().map(complement_name)
+    }
+
+    /// What the CLI and the plugin deliver: [`ModelConfig::stems`], then the complement if any.
+    pub fn output_stems(&self) -> Vec<String> {
+        let mut v = self.stems();
+        v.extend(self.complement_stem());
+        v
+    }
+
     /// Network input channels after the subband fold: subbands * 2 audio channels * (re, im).
     pub fn dim_c(&self) -> usize {
         self.model.num_subbands * self.audio.num_channels * 2
@@ -418,6 +448,16 @@ impl ModelConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn complement_names_follow_uvr_and_keep_the_case() {
+        use super::complement_name;
+        assert_eq!(complement_name("Vocals"), "Instrumental");
+        assert_eq!(complement_name("vocals"), "instrumental");
+        assert_eq!(complement_name("Instrumental"), "Vocals");
+        assert_eq!(complement_name("drums"), "no drums");
+        assert_eq!(complement_name("Bass"), "No bass");
+    }
+
     use super::*;
 
     const TINY: &str = "audio:\n  chunk_size: 1984\n  dim_f: 128\n  dim_t: 32\n  hop_length: 64\n  n_fft: 256\n  num_channels: 2\n  sample_rate: 44100\nmodel:\n  act: gelu\n  bottleneck_factor: 2\n  growth: 4\n  norm: InstanceNorm\n  num_blocks_per_scale: 1\n  num_channels: 8\n  num_scales: 2\n  num_subbands: 2\n  scale: [2, 2]\n  extra_key: 5\ntraining:\n  instruments: [Vocals, Instrumental]\n  target_instrument: null\n  lr: 1.0e-5\ninference:\n  num_overlap: 4\n";
