@@ -21,6 +21,13 @@ use std::time::{Duration, Instant};
 
 use plugin_common::*;
 
+/// Every test here takes this lock: several of them measure real time or race a render, and
+/// the plugin's inference threads of parallel tests would compete for the CPU.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Feed `x` then silence, `total` frames in all, in random block sizes from 1 to `max_block`.
 fn render(plug: &mut Plug, x: &[Vec<f32>; 2], total: usize, max_block: usize, seed: u64) -> Vec<[Vec<f32>; 2]> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -41,6 +48,7 @@ fn render(plug: &mut Plug, x: &[Vec<f32>; 2], total: usize, max_block: usize, se
 
 #[test]
 fn ports_are_stereo_in_main_out_and_six_named_stem_outputs() {
+    let _serial = serial();
     let mut plug = Plug::load(&release_clap());
     let (ins, outs) = plug.ports();
     assert_eq!(ins, vec![("Input".to_string(), 2, true)]);
@@ -56,6 +64,7 @@ fn ports_are_stereo_in_main_out_and_six_named_stem_outputs() {
 
 #[test]
 fn latency_is_chunk_plus_hop_plus_buffer_and_follows_settings_through_the_restart_cycle() {
+    let _serial = serial();
     let m = TempModel::new(TINY, "latency");
     let mut plug = Plug::load(&release_clap());
     plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(4))]);
@@ -95,6 +104,7 @@ fn latency_is_chunk_plus_hop_plus_buffer_and_follows_settings_through_the_restar
 
 #[test]
 fn without_a_model_the_plugin_passes_audio_through_with_no_latency() {
+    let _serial = serial();
     let mut plug = Plug::load(&release_clap());
     plug.set_fields(&[("model_path", json!("/nonexistent/model.ckpt"))]);
     plug.activate(48000.0, 256);
@@ -111,11 +121,13 @@ fn without_a_model_the_plugin_passes_audio_through_with_no_latency() {
 
 /// Offline bounce vs the CLI: after removing the reported latency the main output is the sum
 /// of the CLI's stems and each stem output is the CLI's stem (UVR scheme, same overlap).
-fn bounce_equals_cli(fixture: &str, stems: &[&str], rate: u32, overlap: usize, max_block: usize, secs: f32) {
-    let m = TempModel::new(fixture, &format!("bounce{rate}"));
+/// `declared`: the host says it renders offline; else it says "real time" and calls as fast as
+/// it can (a render that does not say so, as Ardour's export).
+fn bounce_equals_cli(fixture: &str, stems: &[&str], rate: u32, overlap: usize, max_block: usize, secs: f32, declared: bool) {
+    let m = TempModel::new(fixture, &format!("bounce{rate}{declared}"));
     let mut plug = Plug::load(&release_clap());
     plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(overlap))]);
-    plug.set_offline(true);
+    plug.set_offline(declared);
     plug.activate(rate as f64, max_block as u32);
     let lat = plug.latency() as usize;
     let x = song(rate, secs, rate as u64);
@@ -135,7 +147,8 @@ fn bounce_equals_cli(fixture: &str, stems: &[&str], rate: u32, overlap: usize, m
             let want = &cli[s][ch];
             assert_eq!(want.len(), n);
             let d = max_diff(&got[..cmp], &want[..cmp]);
-            eprintln!("  stem {name} ch {ch}: max |plugin - cli| = {d:.2e} (peak {:.3})", peak(want));
+            let first = got[..cmp].iter().zip(&want[..cmp]).position(|(a, b)| (a - b).abs() > 1e-4);
+            eprintln!("  stem {name} ch {ch}: max |plugin - cli| = {d:.2e} (peak {:.3}), first difference at {first:?} of {cmp}", peak(want));
             assert!(peak(want) > 0.01, "the CLI's {name} is silent; the comparison would prove nothing");
             assert!(d <= 1e-4, "stem output {} ({name}) ch {ch} differs from the CLI by {d}", s + 1);
             for (a, v) in sum[ch].iter_mut().zip(want) {
@@ -157,13 +170,30 @@ fn bounce_equals_cli(fixture: &str, stems: &[&str], rate: u32, overlap: usize, m
 
 #[test]
 fn offline_bounce_at_44k_equals_the_cli_after_removing_the_latency() {
-    bounce_equals_cli(TINY, &["vocals", "instrumental"], 44100, 4, 512, 4.0);
+    let _serial = serial();
+    bounce_equals_cli(TINY, &["vocals", "instrumental"], 44100, 4, 512, 4.0, true);
 }
 
 #[test]
 fn offline_bounce_at_48k_with_blocks_up_to_8192_equals_the_cli_after_removing_the_latency() {
+    let _serial = serial();
     // 48 kHz host, 44.1 kHz model: both directions resampled on the inference thread.
-    bounce_equals_cli(FOUR, &["vocals", "bass", "drums", "other"], 48000, 2, 8192, 3.0);
+    bounce_equals_cli(FOUR, &["vocals", "bass", "drums", "other"], 48000, 2, 8192, 3.0, true);
+}
+
+#[test]
+fn a_host_rendering_as_fast_as_it_can_without_saying_so_gets_the_offline_bounce() {
+    let _serial = serial();
+    // "Real time" per the host, blocks fed back to back: the plugin sees a render and waits.
+    bounce_equals_cli(TINY, &["vocals", "instrumental"], 44100, 4, 1024, 4.0, false);
+    bounce_equals_cli(FOUR, &["vocals", "bass", "drums", "other"], 48000, 2, 512, 3.0, false);
+}
+
+#[test]
+fn a_single_target_model_also_gives_the_complement_as_the_cli_does() {
+    let _serial = serial();
+    // target vocals; the second output is the input minus the vocals, as the CLI writes it.
+    bounce_equals_cli(TARGET, &["vocals", "instrumental"], 48000, 2, 1024, 3.0, true);
 }
 
 /// Offline bounce of `x` with parameter changes queued before the first block; outputs with
@@ -186,6 +216,7 @@ fn bounce_with(m: &TempModel, x: &[Vec<f32>; 2], params: &[(&str, f64)]) -> Vec<
 
 #[test]
 fn preset_gain_and_solo_shape_the_main_and_stem_outputs() {
+    let _serial = serial();
     let m = TempModel::new(TINY, "mix");
     let x = song(44100, 1.5, 5);
     let reference = bounce_with(&m, &x, &[]);
@@ -208,6 +239,7 @@ fn preset_gain_and_solo_shape_the_main_and_stem_outputs() {
 
 #[test]
 fn state_round_trip_restores_model_settings_and_parameters() {
+    let _serial = serial();
     let m = TempModel::new(FOUR, "state");
     let mut a = Plug::load(&release_clap());
     a.set_fields(&[
@@ -252,6 +284,7 @@ fn state_round_trip_restores_model_settings_and_parameters() {
 #[test]
 #[ignore = "needs an X display (xvfb-run)"]
 fn editor_opens_renders_and_closes() {
+    let _serial = serial();
     if std::env::var_os("DISPLAY").is_none() {
         panic!("no DISPLAY: run under xvfb-run");
     }
@@ -303,12 +336,14 @@ fn run_child(kind: &str, env: &[(&str, &str)]) -> String {
 
 #[test]
 fn realtime_with_a_too_slow_engine_plays_the_delayed_dry_signal_without_blocking() {
+    let _serial = serial();
     let text = run_child("slow", &[("MDX_STEMS_TEST_SLOW_MS", "60")]);
     eprintln!("{text}");
 }
 
 #[test]
 fn realtime_fades_back_to_the_stems_when_the_engine_catches_up() {
+    let _serial = serial();
     // Overlap 1 (a chunk per 45 ms of audio): 150 ms per chunk is far too slow, for 8 chunks.
     let text = run_child("recover", &[("MDX_STEMS_TEST_SLOW_MS", "150"), ("MDX_STEMS_TEST_SLOW_CHUNKS", "8")]);
     eprintln!("{text}");
@@ -316,14 +351,96 @@ fn realtime_fades_back_to_the_stems_when_the_engine_catches_up() {
 
 #[test]
 fn debug_build_never_allocates_on_the_audio_thread() {
+    let _serial = serial();
     let text = run_child("alloc", &[]);
     eprintln!("{text}");
 }
 
 #[test]
 fn deactivation_never_waits_for_a_model_load_and_the_model_survives_restarts() {
+    let _serial = serial();
     let text = run_child("slowload", &[("MDX_STEMS_TEST_SLOW_LOAD_MS", "1500")]);
     eprintln!("{text}");
+}
+
+#[test]
+fn recovering_from_very_slow_chunks_never_plays_silence_where_the_input_plays() {
+    let _serial = serial();
+    // As measured before the fix: 600 ms for the first 4 chunks (44.1 kHz), 1500 ms for the
+    // first 3 (48 kHz). Every switch between stems and the dry signal must be a crossfade.
+    let text = run_child("stall", &[("MDX_STEMS_TEST_SLOW_MS", "600"), ("MDX_STEMS_TEST_SLOW_CHUNKS", "4"), ("STALL_RATE", "44100")]);
+    eprintln!("{text}");
+    let text = run_child("stall", &[("MDX_STEMS_TEST_SLOW_MS", "1500"), ("MDX_STEMS_TEST_SLOW_CHUNKS", "3"), ("STALL_RATE", "48000")]);
+    eprintln!("{text}");
+}
+
+#[test]
+fn real_time_runs_started_at_different_timeline_positions_agree_after_one_chunk() {
+    let _serial = serial();
+    let text = run_child("timeline", &[]);
+    eprintln!("{text}");
+}
+
+#[test]
+fn deactivate_returns_within_50_ms_while_the_engine_is_in_the_middle_of_a_chunk() {
+    let _serial = serial();
+    let text = run_child("deactivate", &[("MDX_STEMS_TEST_SLOW_MS", "3000")]);
+    eprintln!("{text}");
+}
+
+#[test]
+fn a_project_whose_model_moved_finds_it_again_by_hash_or_name() {
+    let _serial = serial();
+    let text = run_child("moved", &[]);
+    eprintln!("{text}");
+}
+
+/// A state as this plugin wrote it before states were versioned (no `state_version`, no model
+/// name or hash), and the current format: both load, with every setting.
+#[test]
+fn states_of_the_current_and_of_the_older_format_load() {
+    let _serial = serial();
+    let m = TempModel::new(FOUR, "oldstate");
+    let old = json!({
+        "version": "0.1.0",
+        "params": {"preset": {"i32": 2}, "gain_2": {"f32": 0.5}},
+        "fields": {
+            "model_path": json!(m.ckpt).to_string(),
+            "overlap": "3",
+            "precision": "\"f32\"",
+            "segment": "32",
+            "cpu_threads": "1"
+        }
+    });
+    let mut plug = Plug::load(&release_clap());
+    plug.load_state(&clap_host::json_to_state(&old));
+    plug.activate(48000.0, 480);
+    let now = plug.state_json();
+    for k in ["model_path", "overlap", "precision", "segment", "cpu_threads"] {
+        assert_eq!(now["fields"][k], old["fields"][k], "{k} did not survive the old state");
+    }
+    assert_eq!(now["params"]["preset"], json!({"i32": 2}));
+    assert_eq!(now["fields"]["state_version"], json!("2"));
+    // The model is found, so its name and UVR hash are now saved with the project.
+    assert_eq!(now["fields"]["model_name"], json!("\"small_groupnorm_relu_4stem\""));
+    assert_eq!(now["fields"]["model_hash"].as_str().unwrap().len(), 34, "a quoted 32-digit hash");
+    let latency = plug.latency();
+    assert!(latency > 3968, "the old state's model and segment are in use (latency {latency})");
+    // The current format round-trips.
+    let saved = plug.save_state();
+    drop(plug);
+    let mut again = Plug::load(&release_clap());
+    again.load_state(&saved);
+    again.activate(48000.0, 480);
+    assert_eq!(again.state_json()["fields"], now["fields"]);
+    assert_eq!(again.latency(), latency);
+    // A value this build does not know (a future precision) leaves the default, never a crash.
+    let mut odd = old.clone();
+    odd["fields"]["precision"] = json!("\"fp8\"");
+    let mut plug = Plug::load(&release_clap());
+    plug.load_state(&clap_host::json_to_state(&odd));
+    plug.activate(48000.0, 480);
+    assert_eq!(plug.state_json()["fields"]["precision"], json!("\"auto\""));
 }
 
 #[test]
@@ -333,6 +450,10 @@ fn child_process() {
     match kind.as_str() {
         "slow" => child_slow(),
         "recover" => child_recover(),
+        "stall" => child_stall(),
+        "timeline" => child_timeline(),
+        "deactivate" => child_deactivate(),
+        "moved" => child_moved(),
         "alloc" => child_alloc(),
         "slowload" => child_slow_load(),
         other => panic!("unknown child {other}"),
@@ -464,6 +585,133 @@ fn child_slow_load() {
     assert!(t.elapsed() < Duration::from_millis(1000), "the model was reloaded");
 }
 
+/// The first chunks take far longer than a hop plus a buffer (the slow-engine hook), then the
+/// engine keeps up: while the input plays, the main output is never exact silence, and every
+/// switch between the stems and the dry signal is a crossfade: the largest sample-to-sample step
+/// of the output stays within what the input and the separated mix make themselves, plus what a
+/// 10 ms crossfade between them can add.
+fn child_stall() {
+    let rate: u32 = std::env::var("STALL_RATE").unwrap().parse().unwrap();
+    let m = TempModel::new(TINY, &format!("stall{rate}"));
+    let mut plug = Plug::load(&release_clap());
+    plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(4))]);
+    plug.activate(rate as f64, 256);
+    let lat = plug.latency() as usize;
+    let x = song(rate, 6.0, 13);
+    let n = x[0].len();
+    let (out, worst) = play_realtime(&mut plug, &x, n + lat, 256, rate);
+    println!("{rate} Hz: latency {lat}, slowest process call {:.2} ms", worst.as_secs_f64() * 1e3);
+    assert!(worst < Duration::from_millis(30), "process blocked for {worst:?}");
+    let peak_in = x.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+    let fade = 0.010 * rate as f32;
+    for ch in 0..2 {
+        let main = &out[0][ch][lat..lat + n];
+        let runs = silent_runs(main, &x[ch], 16);
+        assert!(runs.is_empty(), "{rate} Hz ch {ch}: exact silence where the input plays at {runs:?}");
+        let wet: Vec<f32> = (lat..lat + n).map(|t| out[1][ch][t] + out[2][ch][t]).collect();
+        let bound = max_step(&x[ch]).max(max_step(&wet)) + 2.0 * 2.0 * peak_in / fade;
+        let step = max_step(main);
+        println!("{rate} Hz ch {ch}: largest step {step:.4} (bound {bound:.4}; input alone {:.4})", max_step(&x[ch]));
+        assert!(step <= bound, "{rate} Hz ch {ch}: a step of {step} is a click (bound {bound})");
+        // The stems came back after the slow chunks.
+        assert!(peak(&out[1][ch][lat + n - rate as usize..lat + n - rate as usize / 2]) > 0.01, "the stems never came back");
+    }
+}
+
+/// Real time with a transport: the song played from the start and from 1.7 s in (a position on
+/// no chunk boundary), at the model's rate and at 48 kHz. After one chunk (plus the resamplers'
+/// reach) both give the same output at the same project position.
+fn child_timeline() {
+    for rate in [44100u32, 48000] {
+        let m = TempModel::new(TINY, &format!("timeline{rate}"));
+        let x = song(rate, 4.0, 17);
+        let n = x[0].len();
+        let run = |from: usize| -> (Vec<[Vec<f32>; 2]>, usize) {
+            let mut plug = Plug::load(&release_clap());
+            plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(2)), ("safety", json!(2))]);
+            plug.activate(rate as f64, 256);
+            plug.transport = Some(from as i64);
+            let lat = plug.latency() as usize;
+            let part = [x[0][from..].to_vec(), x[1][from..].to_vec()];
+            let (out, _) = play_realtime(&mut plug, &part, n - from + lat, 256, rate);
+            (out, lat)
+        };
+        let (a, lat) = run(0);
+        let from = (1.7 * rate as f32) as usize;
+        let (b, _) = run(from);
+        let settle = from + 2 * 1984 * rate as usize / 44100 + 4096;
+        let mut compared = 0;
+        for port in 0..3 {
+            for ch in 0..2 {
+                let wa = &a[port][ch][settle + lat..n + lat];
+                let wb = &b[port][ch][settle + lat - from..n + lat - from];
+                let d = max_diff(wa, wb);
+                println!("{rate} Hz port {port} ch {ch}: max difference after one chunk {d:.2e} (peak {:.3})", peak(wa));
+                assert!(peak(wa) > 0.01, "nothing to compare");
+                assert!(d <= 1e-5, "{rate} Hz port {port} ch {ch}: runs from 0 and from {from} differ by {d}");
+                compared += wa.len();
+            }
+        }
+        println!("{rate} Hz: compared {compared} samples from {settle} on");
+    }
+}
+
+/// The engine sleeps 3 s before its chunk (the slow-engine hook); `deactivate` meanwhile must
+/// not wait for it.
+fn child_deactivate() {
+    let m = TempModel::new(TINY, "deactivate");
+    let mut plug = Plug::load(&release_clap());
+    plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(4))]);
+    plug.activate(44100.0, 512);
+    let x = song(44100, 0.2, 3);
+    let mut out = outputs();
+    for i in (0..4096).step_by(512) {
+        plug.process([&x[0][i..i + 512], &x[1][i..i + 512]], &mut out);
+    }
+    // The inference thread has had a block and is now inside its 3 s chunk.
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    plug.deactivate();
+    let took = t.elapsed();
+    println!("deactivate took {:.1} ms", took.as_secs_f64() * 1e3);
+    assert!(took < Duration::from_millis(50), "deactivate waited {took:?} for the chunk");
+    // A new activation right away works too (the old thread is still finishing its chunk).
+    let t = Instant::now();
+    plug.activate(44100.0, 512);
+    assert!(t.elapsed() < Duration::from_millis(200), "activate waited {:?}", t.elapsed());
+    plug.process([&x[0][..512], &x[1][..512]], &mut out);
+}
+
+/// A project saved on another machine: the model's path is gone; the same model sits, under
+/// another file name, in the models folder. Found by its UVR hash; with no hash saved, by name;
+/// otherwise the plugin passes the input through and says why.
+fn child_moved() {
+    let shipped = TempModel::new(TINY, "moved-src");
+    let folder = shipped.dir.join("models");
+    std::fs::create_dir_all(&folder).unwrap();
+    let renamed = folder.join("My vocal model.ckpt");
+    std::fs::copy(&shipped.ckpt, &renamed).unwrap();
+    std::fs::copy(&shipped.yaml, folder.join("My vocal model.yaml")).unwrap();
+    // SAFETY: this child process is single-threaded here (no plugin loaded yet).
+    unsafe { std::env::set_var("MDX_STEMS_MODELS", &folder) };
+    let hash = mdx_stems::models::uvr_hash(&shipped.ckpt).unwrap();
+    let gone = "/nonexistent/studio/models/tiny_instnorm_gelu.ckpt";
+    for (name, hash, found) in [("", hash.as_str(), true), ("My vocal model", "", true), ("Someone else's model", "0123", false)] {
+        let mut plug = Plug::load(&release_clap());
+        plug.set_fields(&[("model_path", json!(gone)), ("model_name", json!(name)), ("model_hash", json!(hash))]);
+        plug.activate(44100.0, 512);
+        let fields = plug.state_json()["fields"].clone();
+        println!("name {name:?}, hash {hash:?}: latency {}, model_path {}", plug.latency(), fields["model_path"]);
+        if found {
+            assert!(plug.latency() > 0, "the moved model was not found");
+            assert_eq!(fields["model_path"], json!(json!(renamed).to_string()));
+        } else {
+            assert_eq!(plug.latency(), 0, "an unknown model must not be replaced by another");
+            assert_eq!(fields["model_path"], json!(json!(gone).to_string()));
+        }
+    }
+}
+
 /// The debug cdylib (`assert_process_allocs`: any allocation or free inside `process` aborts)
 /// through real-time and offline streams, random block sizes, resets, parameter changes, a
 /// settings change that makes the audio thread request a restart, and late results.
@@ -475,6 +723,10 @@ fn child_alloc() {
         plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(2))]);
         plug.set_offline(offline);
         plug.activate(rate as f64, 1024);
+        // With a transport (anchored streams, and a jump below) in the slow case.
+        if slow_every {
+            plug.transport = Some(12345);
+        }
         let lat = plug.latency() as usize;
         let x = song(rate, 1.0, 21);
         let mut rng = rand::rngs::StdRng::seed_from_u64(rate as u64);
@@ -498,6 +750,9 @@ fn child_alloc() {
             if calls == 40 {
                 plug.reset();
             }
+            if calls == 60 && plug.transport.is_some() {
+                plug.transport = Some(777_777); // a locate: a new stream on the timeline grid
+            }
             calls += 1;
             pos += n;
         }
@@ -508,5 +763,51 @@ fn child_alloc() {
         assert!(plug.service(), "restart request expected");
         plug.process([&z, &z], &mut out);
         println!("{rate} Hz offline={offline}: {calls} process calls without allocating on the audio thread");
+    }
+}
+
+/// An export as Ardour runs one: the host says "real time", runs two seconds of stopped
+/// transport (silence) as fast as it can, then plays from before the song (a negative project
+/// position, the latency's worth of pre-roll) as fast as it can. The render is recognised during
+/// the silence, the stream anchors at the negative position, and the result is the CLI's.
+#[test]
+fn an_export_with_a_silent_stopped_pre_roll_and_a_negative_start_equals_the_cli() {
+    let _serial = serial();
+    // At the model's rate, and at 48 kHz where the resamplers' first samples would also see
+    // the stems of what comes before the project's start (they must not).
+    for (rate, pre) in [(44100u32, 4096usize), (48000, 348)] {
+        let m = TempModel::new(TINY, &format!("preroll{rate}"));
+        let mut plug = Plug::load(&release_clap());
+        plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(4))]);
+        plug.activate(rate as f64, 1024);
+        let lat = plug.latency() as usize;
+        let x = song(rate, 3.0, 41);
+        let n = x[0].len();
+        let mut out = outputs();
+        let z = vec![0f32; 1024];
+        for _ in 0..2 * rate as usize / 1024 {
+            plug.process([&z, &z], &mut out);
+        }
+        let mut out = outputs();
+        plug.transport = Some(-(pre as i64));
+        let total = pre + n + lat;
+        let get = |c: &Vec<f32>, i: usize| if i >= pre { c.get(i - pre).copied().unwrap_or(0.0) } else { 0.0 };
+        let mut pos = 0;
+        while pos < total {
+            let k = 1024.min(total - pos);
+            let l: Vec<f32> = (pos..pos + k).map(|i| get(&x[0], i)).collect();
+            let r: Vec<f32> = (pos..pos + k).map(|i| get(&x[1], i)).collect();
+            plug.process([&l, &r], &mut out);
+            pos += k;
+        }
+        let cli = cli_stems(&m, &x, rate, 4, &["vocals", "instrumental"]);
+        for ch in 0..2 {
+            let got = &out[0][ch][pre + lat..pre + lat + n];
+            let want: Vec<f32> = cli[0][ch].iter().zip(&cli[1][ch]).map(|(a, b)| a + b).collect();
+            let d = max_diff(got, &want);
+            let first = got.iter().zip(&want).position(|(a, b)| (a - b).abs() > 1e-4);
+            eprintln!("{rate} Hz ch {ch}: max |plugin - sum of cli stems| = {d:.2e}, first above 1e-4 at {first:?}");
+            assert!(d <= 1e-4, "{rate} Hz ch {ch}: differs from the CLI by {d}");
+        }
     }
 }

@@ -1,13 +1,18 @@
 //! The editor (nice-plug-egui), on the host's GUI thread.
 //!
-//! Shows the engine's status (loading, ready on which device, or the error), the latency, a
-//! real-time load meter and the dropout count, all read from [`Shared`]; lists the models found
-//! in the user's folders (scanned on a helper thread that the editor joins) and accepts a path;
-//! edits the persisted settings (model, overlap, segment, precision), which apply on the next
+//! Shows the engine's status (loading, ready on which device, or why not), the engine's and
+//! the plugin's notices (GPU fallbacks, a model found again after it moved, ...), the latency,
+//! whether the host is rendering, a real-time load meter and the dropout count, all read from
+//! [`Shared`]; lists the models found in the user's folders (scanned on a helper thread that
+//! the editor joins) and accepts a path; edits the persisted settings (model, overlap,
+//! segment, precision, CPU threads, safety, render watchdog), which apply on the next
 //! activation (the audio thread asks the host for it as soon as they change); and the stem
 //! parameters (preset, gain, mute, solo) through the host's parameter setter.
+//!
+//! It repaints only when something changed: user input, or [`Shared::changed`] (the worker,
+//! the audio thread or the main thread after an update of what is shown).
 
-use super::params::{MAX_STEMS, MdxParams, OVERLAP_RANGE, PRESET_COUNT, Preset};
+use super::params::{MAX_STEMS, MdxParams, OVERLAP_RANGE, PRESET_COUNT, PrecisionSetting, Preset, SAFETY_RANGE};
 use super::shared::{EngineState, Shared};
 use crate::models::{self, ModelEntry};
 use nice_plug::prelude::*;
@@ -27,15 +32,8 @@ pub fn default_state() -> Arc<EguiEditorState> {
 }
 
 pub fn create(params: Arc<MdxParams>, shared: Arc<Shared>, state: Arc<EguiEditorState>) -> Option<MdxEditor> {
-    let repaint = RepaintNotifier::new();
-    let app = EditorApp {
-        params,
-        shared,
-        gui: None,
-        scan: Scan::default(),
-        path_text: String::new(),
-        repaint: repaint.clone(),
-    };
+    let repaint = shared.repaint.clone();
+    let app = EditorApp { params, shared, gui: None, scan: Scan::default(), path_text: String::new() };
     create_egui_editor(state, repaint, EguiNiceSettings::new().with_tile("MDX Stems"), app)
 }
 
@@ -48,7 +46,8 @@ struct Scan {
 }
 
 impl Scan {
-    fn start(&mut self) {
+    /// Scan on a helper thread; `done` repaints the editor when the list is there.
+    fn start(&mut self, done: RepaintNotifier) {
         if self.thread.is_some() {
             return;
         }
@@ -60,6 +59,7 @@ impl Scan {
                 if let Ok(mut o) = out.lock() {
                     *o = Some(found);
                 }
+                done.request_repaint();
             })
             .ok();
     }
@@ -90,7 +90,6 @@ pub struct EditorApp {
     gui: Option<GuiContext>,
     scan: Scan,
     path_text: String,
-    repaint: RepaintNotifier,
 }
 
 use nice_plug::context::gui::GuiContext;
@@ -104,7 +103,7 @@ impl NiceEguiApp for EditorApp {
     ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
         self.gui = Some(gui);
         self.path_text = self.params.model_path.get();
-        self.scan.start();
+        self.scan.start(self.shared.repaint.clone());
         Ok(())
     }
 
@@ -114,8 +113,6 @@ impl NiceEguiApp for EditorApp {
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
         self.scan.poll();
-        // Status, load and dropouts change on their own: keep repainting while open.
-        self.repaint.request_repaint();
         let Some(gui) = self.gui.clone() else { return };
         let setter = gui.param_setter();
         let generation = self.params.generation();
@@ -153,8 +150,14 @@ impl EditorApp {
         };
         ui.horizontal(|ui| {
             ui.colored_label(color, label);
-            ui.label(self.shared.status());
+            ui.label(self.shared.status_line());
         });
+        for notice in self.shared.notices() {
+            ui.colored_label(egui::Color32::from_rgb(200, 160, 60), format!("Note: {notice}"));
+        }
+        if self.shared.rendering.load(Ordering::Relaxed) {
+            ui.label("Rendering: the host runs faster than real time, so every result is waited for.");
+        }
         let info = self.shared.info();
         if !info.model.is_empty() {
             ui.label(format!(
@@ -230,7 +233,7 @@ impl EditorApp {
                 }
             });
             if ui.button("Rescan").clicked() {
-                self.scan.start();
+                self.scan.start(self.shared.repaint.clone());
             }
         });
         ui.horizontal(|ui| {
@@ -275,13 +278,39 @@ impl EditorApp {
 
             ui.label("Precision");
             let pr = self.params.precision.get();
-            egui::ComboBox::from_id_salt("precision").selected_text(pr.clone()).show_ui(ui, |ui| {
-                for p in ["auto", "f32", "f16", "bf16"] {
-                    if ui.selectable_label(pr == p, p).clicked() {
-                        self.params.precision.put(p.to_string());
+            egui::ComboBox::from_id_salt("precision").selected_text(pr.name()).show_ui(ui, |ui| {
+                for p in PrecisionSetting::ALL {
+                    if ui.selectable_label(pr == p, p.name()).clicked() {
+                        self.params.precision.put(p);
                     }
                 }
             });
+            ui.end_row();
+
+            ui.label("Safety (extra hops of latency)");
+            let sf = self.params.safety.get();
+            egui::ComboBox::from_id_salt("safety").selected_text(format!("{sf}")).show_ui(ui, |ui| {
+                for k in SAFETY_RANGE {
+                    if ui.selectable_label(sf == k, format!("{k}")).clicked() {
+                        self.params.safety.put(k);
+                    }
+                }
+            })
+            .response
+            .on_hover_text("Each step gives the model one more hop of time per chunk, for machines that are only just fast enough; it adds a hop to the latency.");
+            ui.end_row();
+
+            ui.label("Render watchdog (s)");
+            let wd = self.params.watchdog_s.get();
+            egui::ComboBox::from_id_salt("watchdog").selected_text(format!("{wd}")).show_ui(ui, |ui| {
+                for k in [10u32, 30, 60, 120, 300, 900] {
+                    if ui.selectable_label(wd == k, format!("{k}")).clicked() {
+                        self.params.watchdog_s.put(k);
+                    }
+                }
+            })
+            .response
+            .on_hover_text("During a render, if the model makes no progress for this long the plugin says so and plays the dry signal, so the host never hangs.");
             ui.end_row();
 
             ui.label("CPU threads");

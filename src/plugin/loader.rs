@@ -9,7 +9,7 @@
 //!
 //! Test hook: `MDX_STEMS_TEST_SLOW_LOAD_MS=<ms>` makes every load take that much longer.
 
-use super::shared::{EngineState, Shared};
+use super::shared::{Problem, Shared};
 use super::worker::ChunkEngine;
 use crate::device::Precision;
 use crate::engine::{LoadOptions, Separator};
@@ -52,10 +52,12 @@ pub struct EngineCache {
     changed: Condvar,
 }
 
-/// What [`EngineCache::take`] found.
+/// What [`EngineCache::take`] / [`EngineCache::take_within`] found.
 pub enum Taken {
     Engine(Box<dyn ChunkEngine>),
     Failed(String),
+    /// Still loading, or still held by the previous activation's inference thread.
+    NotYet,
     Stopped,
 }
 
@@ -64,27 +66,57 @@ impl EngineCache {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Inference thread: wait until the engine for `key` is loaded and take it, or until its
-    /// load failed, or until `stop` is set.
+    /// Inference thread: wait until the engine for `key` is loaded (and given back by the
+    /// previous activation's inference thread, if it holds it) and take it, or until its load
+    /// failed, or until `stop` is set.
     pub fn take(&self, key: &LoadKey, stop: &AtomicBool) -> Taken {
         let mut st = self.lock();
         loop {
             if stop.load(Ordering::Acquire) {
                 return Taken::Stopped;
             }
-            if st.ready.as_ref().is_some_and(|(k, _)| k == key) {
-                let (k, e) = st.ready.take().expect("checked");
-                st.taken = Some(k);
-                return Taken::Engine(e);
-            }
-            if let Some((k, why)) = &st.failed
-                && k == key
-                && st.loading.as_ref() != Some(key)
-            {
-                return Taken::Failed(why.clone());
+            match Self::take_locked(&mut st, key) {
+                Taken::NotYet => {}
+                found => return found,
             }
             st = self.changed.wait_timeout(st, Duration::from_millis(50)).map(|r| r.0).unwrap_or_else(|p| p.into_inner().0);
         }
+    }
+
+    /// Inference thread: [`EngineCache::take`], waiting at most `wait`.
+    pub fn take_within(&self, key: &LoadKey, wait: Duration) -> Taken {
+        let mut st = self.lock();
+        match Self::take_locked(&mut st, key) {
+            Taken::NotYet => {}
+            found => return found,
+        }
+        st = self.changed.wait_timeout(st, wait).map(|r| r.0).unwrap_or_else(|p| p.into_inner().0);
+        Self::take_locked(&mut st, key)
+    }
+
+    fn take_locked(st: &mut CacheState, key: &LoadKey) -> Taken {
+        if st.ready.as_ref().is_some_and(|(k, _)| k == key) {
+            let (k, e) = st.ready.take().expect("checked");
+            st.taken = Some(k);
+            return Taken::Engine(e);
+        }
+        if let Some((k, why)) = &st.failed
+            && k == key
+            && st.loading.as_ref() != Some(key)
+        {
+            return Taken::Failed(why.clone());
+        }
+        Taken::NotYet
+    }
+
+    /// Inference thread: the engine it took for `key` failed and has been dropped; the next
+    /// activation loads the model afresh.
+    pub fn discard(&self, key: &LoadKey) {
+        let mut st = self.lock();
+        if st.taken.as_ref() == Some(key) {
+            st.taken = None;
+        }
+        self.changed.notify_all();
     }
 
     /// Inference thread, when it stops: give the engine back for the next activation (unless a
@@ -146,7 +178,7 @@ impl Loader {
             st.loading = Some(key.clone());
             st.failed = None;
         }
-        self.shared.set(EngineState::Loading, format!("Loading {name}... (playing the dry signal until it is ready)"));
+        self.shared.set_loading(name.clone());
         if self.tx.is_none() {
             let (tx, rx) = unbounded::<Request>();
             let cache = self.cache.clone();
@@ -185,7 +217,7 @@ fn load(cache: &EngineCache, shared: &Shared, req: Request) {
         // Free the previous model before reading the next one.
         st.ready = None;
     }
-    shared.set(EngineState::Loading, format!("Loading {}... (playing the dry signal until it is ready)", req.name));
+    shared.set_loading(req.name.clone());
     if let Some(ms) = std::env::var(SLOW_LOAD_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
         std::thread::sleep(Duration::from_millis(ms));
     }
@@ -202,9 +234,9 @@ fn load(cache: &EngineCache, shared: &Shared, req: Request) {
         Err(e) => {
             if current {
                 st.loading = None;
-                let why = format!("{}: {e}", req.name);
-                shared.set(EngineState::Error, format!("{why} (playing the dry signal)"));
-                st.failed = Some((req.key, why));
+                let problem = Problem::LoadFailed { model: req.name.clone(), message: e.to_string() };
+                st.failed = Some((req.key, problem.to_string()));
+                shared.set_problem(problem);
             }
         }
     }

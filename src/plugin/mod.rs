@@ -1,52 +1,60 @@
 //! The MDX Stems audio plugin (CLAP + VST3, nice-plug): streaming stem separation with
 //! reported latency. A thin layer over [`crate::engine::Separator`].
 //!
-//! Who owns what:
+//! Who owns what (audio-thread code in [`realtime`] and [`pace`]; everything else runs on the
+//! main, loader, inference or GUI threads):
 //! - [`plan`]: sizes and the exact latency of one activation (pure arithmetic).
 //! - [`realtime`]: the audio thread's state ([`realtime::AudioSide`]): input blocks, dry
-//!   delay line, playback and mixing of the stems. Built in `activate`, used in `process`.
-//! - [`worker`]: the inference thread (started in `activate`, joined in `deactivate`/drop),
-//!   the channels and buffer pools between it and the audio thread.
+//!   delay line, playback, crossfades and mixing of the stems. Built in `activate`, used in
+//!   `process`. [`pace`]: how fast the host delivers audio (real time, ahead, rendering).
+//! - [`worker`]: the inference thread (started in `activate`, asked to stop in `deactivate`,
+//!   joined once it has finished its chunk), the channels and buffer pools between it and the
+//!   audio thread.
 //! - [`loader`]: the model loader thread (one per instance, joined on drop) and the cache that
 //!   keeps the loaded model across activations.
 //! - [`stream`]: the worker's signal path (resample, UVR chunks, overlap-add, resample back).
 //! - [`params`]: parameters (per-stem gain/mute/solo, preset) and persisted settings.
-//! - [`shared`]: atomics and status text read by the editor.
+//! - [`shared`]: atomics, status and notices read by the editor.
 //! - [`editor`]: the egui editor.
+//! - [`host`]: the host's name and the one quirk the plugin adapts to (which position the
+//!   host's transport reports).
+//! - `vst3_guard`: the VST3 export: nice-plug's VST3 wrapper behind a guard that hands it every
+//!   output bus, connected by the host or not.
 //!
 //! Two plugins share this code and the bundles:
 //! - **MDX Stems** ([`MdxStemsMulti`]): stereo in; main stereo out = the kept stems mixed; one
-//!   stereo aux output per stem ("Stem 1" ... "Stem 6", in the model's stem order; unused ones
-//!   are silent).
-//! - **MDX Stems (Stereo)** ([`MdxStemsStereo`]): the same with the main output only, for hosts
-//!   that do not connect extra outputs. nice-plug 0.4.2's VST3 wrapper skips `process` entirely
-//!   when a host leaves an output bus unconnected (pedalboard does, and so may DAWs for insert
-//!   effects), so there the multi-output plugin would not run at all.
+//!   stereo aux output per stem ("Stem 1" ... "Stem 6", in the model's stem order, the
+//!   complement of a single-target model after its target; unused ones are silent).
+//! - **MDX Stems (Stereo)** ([`MdxStemsStereo`]): the same with the main output only.
 //!
 //! Until a model is ready, the main output plays the input delayed by the reported latency and
 //! the stem outputs are silent.
 
 pub mod editor;
+pub mod host;
 pub mod loader;
+pub mod pace;
 pub mod params;
 pub mod plan;
 pub mod realtime;
 pub mod shared;
 pub mod stream;
+mod vst3_guard;
 pub mod worker;
 
-use crate::device::{DeviceRequest, Precision};
+use crate::device::DeviceRequest;
 use crate::engine::LoadOptions;
 use crate::model::ModelConfig;
+use loader::{LoadKey, Loader};
 use nice_plug::prelude::*;
-use params::{MAX_STEMS, MdxParams, OVERLAP_RANGE};
+use params::{MAX_STEMS, MdxParams, OVERLAP_RANGE, SAFETY_RANGE};
 use plan::StreamPlan;
-use realtime::AudioSide;
-use shared::{ActiveInfo, EngineState, Shared};
-use std::path::PathBuf;
+use realtime::{AudioOptions, AudioSide, Position};
+use shared::{ActiveInfo, Problem, Shared};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use loader::{LoadKey, Loader};
+use std::time::Duration;
 use worker::{EngineSource, WorkerHandle, WorkerOptions};
 
 /// Names of the stem output ports, in the model's stem order.
@@ -99,8 +107,11 @@ pub struct MdxStems<const STEM_OUTPUTS: bool> {
     editor_state: Arc<nice_plug_egui::EguiEditorState>,
     /// Audio-thread state; built in `activate`, `None` when no model can run (pass-through).
     audio: Option<AudioSide>,
-    /// The inference thread; started in `activate`, joined in `deactivate` and on drop.
+    /// The inference thread; started in `activate`, asked to stop in `deactivate`.
     worker: Option<WorkerHandle>,
+    /// Inference threads of earlier activations that may still be finishing a chunk: joined
+    /// once finished (checked on every activation and deactivation), at the latest on drop.
+    retired: Vec<WorkerHandle>,
     /// Loads models in the background and keeps the last one across activations.
     loader: Loader,
     /// Settings generation this activation was planned with (audio thread compares).
@@ -121,6 +132,7 @@ impl<const STEM_OUTPUTS: bool> Default for MdxStems<STEM_OUTPUTS> {
             editor_state: editor::default_state(),
             audio: None,
             worker: None,
+            retired: Vec::new(),
             loader: Loader::new(shared.clone()),
             generation: 0,
             restart_requested: false,
@@ -135,7 +147,9 @@ struct Setup {
     key: LoadKey,
     options: LoadOptions,
     name: String,
-    stems: Vec<String>,
+    /// The model's outputs (its stems, then the complement of a single-target model).
+    outputs: Vec<String>,
+    complement: bool,
     info: ActiveInfo,
 }
 
@@ -162,6 +176,15 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
         editor::create(self.params.clone(), self.shared.clone(), self.editor_state.clone())
     }
 
+    /// States saved before `state_version` existed (version 1) need no change: every field
+    /// kept its name and JSON form. Later format changes migrate here.
+    fn filter_state(state: &mut PluginState) {
+        let version = state.fields.get("state_version").and_then(|v| v.parse::<u32>().ok()).unwrap_or(1);
+        if version < params::STATE_VERSION {
+            nice_log!("loading a version {version} state (this build writes version {})", params::STATE_VERSION);
+        }
+    }
+
     fn activate(
         &mut self,
         _layout: &AudioIOLayout,
@@ -173,13 +196,14 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
         self.restart_requested = false;
         let host_rate = buffer_config.sample_rate.round() as u32;
         let max_block = buffer_config.max_buffer_size.max(1) as usize;
-        let realtime = buffer_config.process_mode != ProcessMode::Offline;
+        let offline = buffer_config.process_mode == ProcessMode::Offline;
         self.latency = 0;
+        self.shared.dropouts.store(0, Ordering::Relaxed);
         match self.plan(host_rate, max_block) {
-            Ok(setup) => self.start(setup, realtime),
-            Err((state, message)) => {
-                self.shared.set(state, message);
+            Ok(setup) => self.start(setup, offline),
+            Err(problem) => {
                 self.shared.set_info(ActiveInfo::default());
+                self.shared.set_problem(problem);
             }
         }
         self.generation = self.params.generation();
@@ -187,17 +211,18 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
         if self.audio.is_some() {
             nice_log!(
                 "activate: {host_rate} Hz, max block {max_block}, {}: {} (chunk {}, overlap {}) -> latency {} samples",
-                if realtime { "real time" } else { "offline" },
+                if offline { "offline" } else { "real time" },
                 info.model,
                 info.chunk,
                 info.overlap,
                 self.latency
             );
         } else {
-            nice_log!("activate: {host_rate} Hz, pass-through: {}", self.shared.status());
+            nice_log!("activate: {host_rate} Hz, pass-through: {}", self.shared.status_line());
         }
         self.shared.latency_samples.store(self.latency, Ordering::Relaxed);
         self.shared.latency_ms.store(1000.0 * self.latency as f32 / host_rate.max(1) as f32, Ordering::Relaxed);
+        self.shared.changed();
         context.set_latency_samples(self.latency);
         true
     }
@@ -220,6 +245,8 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
         aux: &mut AuxiliaryBuffers,
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
+        // The host's thread: denormals flushed for this call only (decaying tails, smoothers).
+        let _denormals = crate::kernels::pool::DenormalsFlushed::new();
         let generation = self.params.generation();
         if !self.restart_requested && generation != self.generation {
             // A setting that fixes the latency changed: it applies on the next activation, which
@@ -230,11 +257,17 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
                 context.request_restart();
             }
         }
+        let t = context.transport();
+        let position = Position {
+            playing: t.playing,
+            // Only sample or second positions: a position from beats and tempo is not exact.
+            samples: t.pos_samples.or_else(|| t.pos_seconds.map(|s| (s * t.sample_rate as f64).round() as i64)),
+        };
         let main = buffer.as_slice();
         let mut outs = aux.outputs.iter_mut();
         let mut ports: [Option<&mut [&mut [f32]]>; MAX_STEMS] = std::array::from_fn(|_| outs.next().map(|b| b.as_slice()));
         match self.audio.as_mut() {
-            Some(a) => a.process(main, &mut ports, &self.params),
+            Some(a) => a.process(main, &mut ports, &self.params, position),
             None => {
                 // No model: the input passes through (already in `main`), stems are silent.
                 for port in ports.iter_mut().flatten() {
@@ -249,44 +282,70 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
 }
 
 impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
+    /// Ask the inference thread to stop and keep its handle until it has (never waits: a
+    /// thread in the middle of a chunk finishes it first; the engine then goes back to the
+    /// loader's cache, where the next activation's thread picks it up).
     fn stop_worker(&mut self) {
-        if let Some(w) = self.worker.take() {
-            // Quick: the worker never waits for a load; the engine goes back to the cache.
-            let _ = w.stop();
+        if let Some(mut w) = self.worker.take() {
+            w.request_stop();
+            self.retired.push(w);
         }
+        // Finished threads are joined here (instantly).
+        self.retired.retain(|w| !w.is_finished());
+    }
+
+    /// The model file this activation uses: the setting; else the first ready model found; and
+    /// when the setting's file is gone, the model with the same UVR hash, else the same name,
+    /// among those found (the project moved to another machine or the models to another folder).
+    fn resolve_model(&self) -> Result<PathBuf, Problem> {
+        let setting = self.params.model_path.get();
+        let setting = setting.trim();
+        if !setting.is_empty() && Path::new(setting).is_file() {
+            return Ok(PathBuf::from(setting));
+        }
+        let found = crate::models::discover();
+        let ready = || found.iter().filter(|m| m.is_ready());
+        let pick = if setting.is_empty() {
+            ready().next()
+        } else {
+            let (hash, name) = (self.params.model_hash.get(), self.params.model_name.get());
+            let file_name = Path::new(setting).file_name().map(|f| f.to_os_string());
+            let same_hash = |m: &&crate::models::ModelEntry| !hash.is_empty() && crate::models::uvr_hash(&m.path).is_ok_and(|h| h == hash);
+            let same_name = |m: &&crate::models::ModelEntry| (!name.is_empty() && m.name == name) || m.path.file_name().map(|f| f.to_os_string()) == file_name;
+            let found = ready().find(same_hash).or_else(|| ready().find(same_name));
+            if found.is_none() {
+                return Err(Problem::MissingModel(PathBuf::from(setting)));
+            }
+            found
+        };
+        let Some(m) = pick else {
+            return Err(Problem::NoModel { folder: crate::models::app_models_dir() });
+        };
+        if !setting.is_empty() {
+            self.shared.push_notice(format!("{setting} is gone: using the same model found at {}", m.path.display()));
+        }
+        self.params.model_path.put(m.path.to_string_lossy().into_owned());
+        Ok(m.path.clone())
     }
 
     /// Work out this activation from the persisted settings: model, config, sizes, latency.
-    fn plan(&mut self, host_rate: u32, max_block: usize) -> Result<Setup, (EngineState, String)> {
-        let mut model = self.params.model_path.get();
-        if model.trim().is_empty() {
-            let found = crate::models::discover();
-            match found.iter().find(|m| m.is_ready()) {
-                Some(m) => {
-                    model = m.path.to_string_lossy().into_owned();
-                    self.params.model_path.put(model.clone());
-                }
-                None => {
-                    return Err((
-                        EngineState::NoModel,
-                        format!(
-                            "No model chosen and none found: put a model (.ckpt with its .yaml) in {} or enter its path (playing the input unchanged)",
-                            crate::models::app_models_dir().display()
-                        ),
-                    ));
-                }
-            }
+    fn plan(&mut self, host_rate: u32, max_block: usize) -> Result<Setup, Problem> {
+        let path = self.resolve_model()?;
+        let table = crate::models::UvrTable::builtin();
+        let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = table
+            .display_name(&file_name)
+            .unwrap_or_else(|| path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned()));
+        let bad = |message: String| Problem::BadModel { model: name.clone(), message };
+        let cfg = crate::engine::resolve_config(&path, None).map_err(|e| bad(e.to_string()))?;
+        // What finds the model again if it moves.
+        self.params.model_name.put(name.clone());
+        if let Ok(h) = crate::models::uvr_hash(&path) {
+            self.params.model_hash.put(h);
         }
-        let path = PathBuf::from(model.trim());
-        let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
-        let err = |e: String| (EngineState::Error, format!("{name}: {e} (playing the input unchanged)"));
-        if !path.is_file() {
-            return Err(err(format!("model file {} does not exist", path.display())));
-        }
-        let cfg = crate::engine::resolve_config(&path, None).map_err(|e| err(e.to_string()))?;
-        let stems = cfg.stems();
-        if stems.len() > MAX_STEMS {
-            return Err(err(format!("the model has {} stems; the plugin has outputs for {MAX_STEMS}", stems.len())));
+        let outputs = cfg.output_stems();
+        if outputs.len() > MAX_STEMS {
+            return Err(Problem::TooManyStems { model: name, stems: outputs.len(), max: MAX_STEMS });
         }
         let hop_len = cfg.audio.hop_length;
         let default_dim_t = cfg.audio.chunk_size / hop_len + 1;
@@ -296,14 +355,10 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
         let dim_t = (usable && cfg.check_chunk(cfg.chunk_for_dim_t(segment)).is_ok()).then_some(segment);
         let chunk = dim_t.map_or(cfg.audio.chunk_size, |d| cfg.chunk_for_dim_t(d));
         let overlap = overlap_for(self.params.overlap.get(), &cfg);
-        let precision = match self.params.precision.get().as_str() {
-            "f32" => Some(Precision::F32),
-            "f16" => Some(Precision::F16),
-            "bf16" => Some(Precision::Bf16),
-            _ => None,
-        };
-        let plan = StreamPlan::new(host_rate, cfg.audio.sample_rate, chunk, overlap, stems.len(), max_block)
-            .map_err(|e| err(e.to_string()))?;
+        let precision = self.params.precision.get().precision();
+        let safety = self.params.safety.get().clamp(*SAFETY_RANGE.start(), *SAFETY_RANGE.end()) as usize;
+        let plan = StreamPlan::new(host_rate, cfg.audio.sample_rate, chunk, overlap, cfg.num_stems(), max_block, safety)
+            .map_err(|e| bad(e.to_string()))?;
         let threads = plugin_threads(self.params.cpu_threads.get());
         let key = LoadKey { model: path.clone(), dim_t, precision, threads };
         let options = LoadOptions { model: path, config: None, device: DeviceRequest::Auto, precision, dim_t, warmup: true, threads };
@@ -317,25 +372,29 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
             default_dim_t,
             segments: segment_choices(&cfg, default_dim_t),
         };
-        Ok(Setup { plan, key, options, name, stems, info })
+        let complement = cfg.complement_stem().is_some();
+        Ok(Setup { plan, key, options, name, outputs, complement, info })
     }
 
     /// Start the worker and build the audio side for `setup`.
-    fn start(&mut self, setup: Setup, realtime: bool) {
-        let Setup { plan, key, options, name, stems, info } = setup;
-        self.shared.set_stem_names(stems);
+    fn start(&mut self, setup: Setup, offline: bool) {
+        let Setup { plan, key, options, name, outputs, complement, info } = setup;
+        self.shared.set_stem_names(outputs);
         self.shared.set_info(info);
-        self.shared.set(EngineState::Loading, format!("Starting {name}"));
+        self.shared.set_loading(name.clone());
         self.loader.request(key.clone(), options, name);
         let source = EngineSource::Cache { cache: self.loader.cache(), key };
         let (audio_ends, worker_ends) = worker::link(&plan);
-        match WorkerHandle::spawn(plan.clone(), source, self.shared.clone(), worker_ends, WorkerOptions::from_env(realtime)) {
+        match WorkerHandle::spawn(plan.clone(), source, self.shared.clone(), worker_ends, WorkerOptions::from_env(!offline)) {
             Ok(w) => {
                 self.worker = Some(w);
                 self.latency = plan.latency_samples() as u32;
-                self.audio = Some(AudioSide::new(&plan, audio_ends, self.shared.clone(), realtime));
+                let watchdog = Duration::from_secs(self.params.watchdog_s.get().max(1) as u64);
+                let position_offset = host::position_offset(self.latency as usize);
+                let opts = AudioOptions { offline, complement, watchdog, position_offset };
+                self.audio = Some(AudioSide::new(&plan, audio_ends, self.shared.clone(), opts));
             }
-            Err(e) => self.shared.set(EngineState::Error, format!("cannot start the inference thread: {e}")),
+            Err(e) => self.shared.set_problem(Problem::Thread(e.to_string())),
         }
     }
 }
@@ -369,7 +428,7 @@ fn segment_choices(cfg: &ModelConfig, default_dim_t: usize) -> Vec<usize> {
 /// The plugin's reported latency for a model at `host_rate` (what `activate` reports), for
 /// documentation and the CLI's `info`.
 pub fn latency_for(model_rate: u32, chunk: usize, overlap: usize, stems: usize, host_rate: u32, max_block: usize) -> Option<usize> {
-    StreamPlan::new(host_rate, model_rate, chunk, overlap, stems, max_block).ok().map(|p| p.latency_samples())
+    StreamPlan::new(host_rate, model_rate, chunk, overlap, stems, max_block, 0).ok().map(|p| p.latency_samples())
 }
 
 impl<const STEM_OUTPUTS: bool> ClapPlugin for MdxStems<STEM_OUTPUTS> {
@@ -390,4 +449,6 @@ impl<const STEM_OUTPUTS: bool> Vst3Plugin for MdxStems<STEM_OUTPUTS> {
 }
 
 nice_export_clap!(MdxStemsMulti, MdxStemsStereo);
-nice_export_vst3!(MdxStemsMulti, MdxStemsStereo);
+// VST3: nice-plug's wrapper behind our bus guard, so that hosts which leave the stem outputs
+// unconnected still get the stems on the main output (see `vst3_guard`).
+vst3_guard::export_guarded_vst3!(MdxStemsMulti, MdxStemsStereo);

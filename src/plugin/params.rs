@@ -2,15 +2,23 @@
 //!
 //! Parameter ids never change (hosts store automation and presets by them): `gain_1..gain_6`,
 //! `mute_1..mute_6`, `solo_1..solo_6` (from the nested stem array) and `preset`. The persisted
-//! fields `model_path`, `overlap`, `precision` and `segment` are written by the editor (GUI
-//! thread), by state restore (host) and by `activate` (main thread), and read in `activate`:
-//! they fix the model and the latency, so they apply on the next activation. Each change bumps
-//! [`MdxParams::settings_generation`], which the audio thread compares (one atomic load) with
-//! the generation it was activated with, to ask the host for a restart. The audio thread
-//! otherwise only reads the parameters' atomics and smoothers.
+//! fields `model_path`, `overlap`, `precision`, `segment`, `cpu_threads`, `safety` and
+//! `watchdog_s` are written by the editor (GUI thread), by state restore (host) and by
+//! `activate` (main thread), and read in `activate`: they fix the model and the latency, so
+//! they apply on the next activation. Each change bumps [`MdxParams::settings_generation`],
+//! which the audio thread compares (one atomic load) with the generation it was activated with,
+//! to ask the host for a restart. The audio thread otherwise only reads the parameters'
+//! atomics and smoothers.
+//!
+//! The state also carries what finds the model again when its file has moved: its display name
+//! and UVR hash (`model_name`, `model_hash`, written by `activate`; they do not ask for a
+//! restart), and its format version (`state_version`, [`STATE_VERSION`]). States saved before
+//! versioning (no `state_version`) load unchanged: every field kept its name and JSON form.
 
+use crate::device::Precision;
 use nice_plug::params::persist::PersistentField;
 use nice_plug::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -23,20 +31,71 @@ pub const PRESET_COUNT: i32 = 1 + 2 * MAX_STEMS as i32;
 /// Overlap K the plugin accepts (UVR's scheme: hop = chunk / K).
 pub const OVERLAP_RANGE: std::ops::RangeInclusive<u32> = 1..=8;
 
+/// Extra hops of compute headroom the "Safety" setting offers.
+pub const SAFETY_RANGE: std::ops::RangeInclusive<u32> = 0..=4;
+
+/// The render watchdog's default: seconds without progress before a render plays dry.
+pub const DEFAULT_WATCHDOG_SECONDS: u32 = 60;
+
+/// The state format this build writes (`state_version`). 1: before versioning (no such field).
+pub const STATE_VERSION: u32 = 2;
+
+/// The "Precision" setting, stored as `"auto"`, `"f32"`, `"f16"` or `"bf16"` (the strings states
+/// have always held).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrecisionSetting {
+    /// f32 on the CPU, f16 on a GPU.
+    #[default]
+    Auto,
+    F32,
+    F16,
+    Bf16,
+}
+
+impl PrecisionSetting {
+    pub const ALL: [PrecisionSetting; 4] = [PrecisionSetting::Auto, PrecisionSetting::F32, PrecisionSetting::F16, PrecisionSetting::Bf16];
+
+    /// The precision asked of the engine (`None`: the device's default).
+    pub fn precision(self) -> Option<Precision> {
+        match self {
+            PrecisionSetting::Auto => None,
+            PrecisionSetting::F32 => Some(Precision::F32),
+            PrecisionSetting::F16 => Some(Precision::F16),
+            PrecisionSetting::Bf16 => Some(Precision::Bf16),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PrecisionSetting::Auto => "auto",
+            PrecisionSetting::F32 => "f32",
+            PrecisionSetting::F16 => "f16",
+            PrecisionSetting::Bf16 => "bf16",
+        }
+    }
+}
+
 /// Stem names of the loaded model, shared with parameter formatters and the editor (never read
 /// on the audio thread). Empty until a model config has been read.
 pub type StemNames = Arc<RwLock<Vec<String>>>;
 
 /// A persisted setting (not automatable): a value behind a lock plus a change counter shared by
-/// all settings. Never touched by the audio thread (only the counter is).
+/// all settings that fix the activation. Never touched by the audio thread (only the counter is).
 pub struct Setting<T> {
     value: RwLock<T>,
-    generation: Arc<AtomicU32>,
+    /// `None` for bookkeeping fields whose changes need no new activation.
+    generation: Option<Arc<AtomicU32>>,
 }
 
 impl<T: Clone + PartialEq> Setting<T> {
     fn new(value: T, generation: Arc<AtomicU32>) -> Self {
-        Setting { value: RwLock::new(value), generation }
+        Setting { value: RwLock::new(value), generation: Some(generation) }
+    }
+
+    /// A field that is saved but whose changes do not ask for a new activation.
+    fn bookkeeping(value: T) -> Self {
+        Setting { value: RwLock::new(value), generation: None }
     }
 
     pub fn get(&self) -> T {
@@ -54,7 +113,9 @@ impl<T: Clone + PartialEq> Setting<T> {
         };
         if *guard != v {
             *guard = v;
-            self.generation.fetch_add(1, Ordering::AcqRel);
+            if let Some(g) = &self.generation {
+                g.fetch_add(1, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -88,7 +149,7 @@ pub struct MdxParams {
     pub overlap: Setting<u32>,
     /// `auto` (f32 on the CPU, f16 on a GPU), `f32`, `f16` or `bf16`.
     #[persist = "precision"]
-    pub precision: Setting<String>,
+    pub precision: Setting<PrecisionSetting>,
     /// Segment size in STFT frames (dim_t); 0: the model's default. Smaller = less latency.
     #[persist = "segment"]
     pub segment: Setting<u32>,
@@ -96,8 +157,24 @@ pub struct MdxParams {
     /// audio thread and other plugins keep a core).
     #[persist = "cpu_threads"]
     pub cpu_threads: Setting<u32>,
-    /// Bumped by every change of the five settings above.
+    /// Extra hops of compute headroom, 0..=4 (each adds a hop to the latency).
+    #[persist = "safety"]
+    pub safety: Setting<u32>,
+    /// Seconds a render may make no progress before the plugin says so and plays dry.
+    #[persist = "watchdog_s"]
+    pub watchdog_s: Setting<u32>,
+    /// Bumped by every change of the settings above.
     pub settings_generation: Arc<AtomicU32>,
+
+    /// The state format ([`STATE_VERSION`]; 0 until a state is saved or loaded).
+    #[persist = "state_version"]
+    pub state_version: Setting<u32>,
+    /// The model's display name and UVR hash (written on activation), to find it again if
+    /// `model_path` no longer exists.
+    #[persist = "model_name"]
+    pub model_name: Setting<String>,
+    #[persist = "model_hash"]
+    pub model_hash: Setting<String>,
 
     /// What the main output carries (see [`Preset`]).
     #[id = "preset"]
@@ -202,10 +279,15 @@ impl MdxParams {
         MdxParams {
             model_path: Setting::new(String::new(), generation.clone()),
             overlap: Setting::new(0, generation.clone()),
-            precision: Setting::new("auto".to_string(), generation.clone()),
+            precision: Setting::new(PrecisionSetting::Auto, generation.clone()),
             segment: Setting::new(0, generation.clone()),
             cpu_threads: Setting::new(0, generation.clone()),
+            safety: Setting::new(0, generation.clone()),
+            watchdog_s: Setting::new(DEFAULT_WATCHDOG_SECONDS, generation.clone()),
             settings_generation: generation,
+            state_version: Setting::bookkeeping(STATE_VERSION),
+            model_name: Setting::bookkeeping(String::new()),
+            model_hash: Setting::bookkeeping(String::new()),
             preset: IntParam::new("Preset", 0, IntRange::Linear { min: 0, max: PRESET_COUNT - 1 })
                 .with_value_to_string(Arc::new(move |v| {
                     let names = to_string_names.read().map(|n| n.clone()).unwrap_or_default();

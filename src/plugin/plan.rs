@@ -29,11 +29,22 @@
 //!   resamplers and the chunk schedule over one full period of the stream).
 //! * The audio thread plays the worker's block `j` starting at stream position `j*b + A`
 //!   ([`audio_delay`]): one block to collect the input, one hop of time for the worker to
-//!   compute a chunk (`Hc`, the hop in host frames: the real-time budget), and one host buffer
-//!   of slack because a whole host buffer arrives (and must be answered) at once.
+//!   compute a chunk (`Hc`, the hop in host frames: the real-time budget), `S` more hops of
+//!   headroom (the "Safety" setting, 0 to 4) and one host buffer of slack because a whole host
+//!   buffer arrives (and must be answered) at once.
 //!
 //! So song sample `t` comes out at `t + P + A`: [`StreamPlan::latency_samples`]. At the model's
-//! own rate that is `(C - H) + 2H + B = C + H + B` (B = the host's maximum buffer size).
+//! own rate that is `(C - H) + 2H + S*H + B = C + (1 + S)H + B` (B = the host's maximum buffer
+//! size).
+//!
+//! # Timeline anchoring
+//!
+//! Every counter of the pipeline above (input resampler chunks, hops, output resampler chunks,
+//! blocks) repeats with a period of [`StreamPlan::anchor`] host frames. A stream that starts at
+//! project position `p` therefore starts in the state the stream from the project's start would
+//! have at `p` had the song been silent before `p` ([`super::stream::Streamer::restart_at`]):
+//! its chunk grid is the whole-song render's, so one chunk after the start the output equals
+//! the whole-song render.
 
 use crate::audio::StreamResampler;
 
@@ -65,8 +76,15 @@ pub struct StreamPlan {
     pub out_rs: (usize, usize, usize),
     /// Prefill P of the worker's output FIFO, in host frames.
     pub prefill: usize,
+    /// Extra hops of compute headroom (the "Safety" setting), included in `audio_delay`.
+    pub safety: usize,
     /// Delay A between an input block's start and the playback of its output block.
     pub audio_delay: usize,
+    /// Host frames after which the pipeline's counters (input resampler chunks, hops, output
+    /// resampler chunks) repeat: streams start on this grid of the project timeline (their
+    /// blocks counted from there). `None` for rate pairs whose period is impractically long
+    /// (the stream then runs unanchored).
+    pub anchor: Option<u64>,
 }
 
 /// Everything that can make a plan impossible.
@@ -80,7 +98,8 @@ pub enum PlanError {
 
 impl StreamPlan {
     /// Plan a stream of a model with chunk `chunk` at `model_rate`, overlap `overlap`, hosted at
-    /// `host_rate` with buffers of at most `max_block` frames.
+    /// `host_rate` with buffers of at most `max_block` frames, with `safety` extra hops of
+    /// compute headroom.
     pub fn new(
         host_rate: u32,
         model_rate: u32,
@@ -88,6 +107,7 @@ impl StreamPlan {
         overlap: usize,
         stems: usize,
         max_block: usize,
+        safety: usize,
     ) -> Result<Self, PlanError> {
         if chunk == 0 || overlap == 0 || stems == 0 || host_rate == 0 || model_rate == 0 {
             return Err(PlanError::Sizes("chunk, overlap, stems and rates must be positive"));
@@ -111,7 +131,9 @@ impl StreamPlan {
         let in_rs = resampler_shape(&StreamResampler::new(host_rate, model_rate, 2, block).map_err(rs_err)?);
         let out_rs = resampler_shape(&StreamResampler::new(model_rate, host_rate, 2 * stems, hop).map_err(rs_err)?);
         let prefill = worker_prefill(block, hop, chunk, in_rs, out_rs);
-        let audio_delay = audio_delay(block, compute, max_block);
+        let audio_delay = audio_delay(block, compute * (1 + safety), max_block);
+        let period = pipeline_period(hop, in_rs, out_rs);
+        let anchor = (period <= MAX_ANCHOR).then_some(period as u64);
         Ok(StreamPlan {
             host_rate,
             model_rate,
@@ -125,7 +147,9 @@ impl StreamPlan {
             in_rs,
             out_rs,
             prefill,
+            safety,
             audio_delay,
+            anchor,
         })
     }
 
@@ -145,9 +169,13 @@ impl StreamPlan {
     }
 
     /// Input blocks that can be in flight at once (the audio thread's pool of input buffers):
-    /// everything sent while the worker computes a chunk, plus a host buffer, plus a few.
+    /// everything sent while the worker computes a chunk, plus a host buffer, plus a few, and at
+    /// least [`INPUT_POOL_SECONDS`] of audio, so that a worker busy with a chunk far slower than
+    /// real time (it then catches up by skipping late chunks) never leaves the audio thread
+    /// without a buffer: a block that cannot be sent breaks the stream.
     pub fn input_pool(&self) -> usize {
-        (self.audio_delay + self.max_block).div_ceil(self.block) + 4
+        let seconds = (INPUT_POOL_SECONDS * self.host_rate as f64) as usize;
+        ((self.audio_delay + self.max_block).div_ceil(self.block) + 4).max(seconds.div_ceil(self.block))
     }
 
     /// Output blocks that can be in flight at once: everything computed ahead of playback
@@ -156,6 +184,12 @@ impl StreamPlan {
         (self.audio_delay + self.max_block).div_ceil(self.block) + 4
     }
 }
+
+/// Audio the input pool holds at least (see [`StreamPlan::input_pool`]).
+pub const INPUT_POOL_SECONDS: f64 = 12.0;
+
+/// Longest anchor period used ([`StreamPlan::anchor`]): 2^40 frames (about 260 days at 48 kHz).
+const MAX_ANCHOR: u128 = 1 << 40;
 
 fn resampler_shape(rs: &StreamResampler) -> (usize, usize, usize) {
     let (i, o) = rs.chunk_frames();
@@ -204,11 +238,7 @@ pub fn worker_prefill(
         let fin = (chunks * hop as u128 + hop as u128).saturating_sub(chunk as u128);
         (fin / ci_out as u128 * co_out as u128).saturating_sub(d_out as u128)
     };
-    // Host-frame period after which every counter above repeats its pattern.
-    let lcm_model = lcm(hop as u128, ci_out as u128);
-    let m = lcm_model / gcd(co_in as u128, lcm_model);
-    let host_period = lcm(block as u128, ci_in as u128 * m);
-    let period_blocks = host_period / block as u128;
+    let period_blocks = host_period(block, hop, in_rs, out_rs) / block as u128;
     // Start-up: the pipeline fills after the delays and one chunk, in host frames (generous).
     let transient = ((d_in + chunk + hop + ci_in + co_in) as u128 * 4 + (d_out + ci_out + co_out) as u128 * 4)
         / block as u128
@@ -225,6 +255,22 @@ pub fn worker_prefill(
         worst = worst.max(n.saturating_sub(produced(n)));
     }
     (worst + margin) as usize
+}
+
+/// Host frames after which the pipeline's counters (input resampler chunks, hops, output
+/// resampler chunks) repeat: the smallest multiple of the input resampler's chunk whose
+/// model-rate length is a multiple of the hop and of the output resampler's chunk.
+fn pipeline_period(hop: usize, in_rs: (usize, usize, usize), out_rs: (usize, usize, usize)) -> u128 {
+    let (ci_in, co_in, _) = in_rs;
+    let ci_out = out_rs.0;
+    let lcm_model = lcm(hop as u128, ci_out as u128);
+    let m = lcm_model / gcd(co_in as u128, lcm_model);
+    ci_in as u128 * m
+}
+
+/// [`pipeline_period`] in whole blocks: after it the exchange with the audio thread repeats too.
+fn host_period(block: usize, hop: usize, in_rs: (usize, usize, usize), out_rs: (usize, usize, usize)) -> u128 {
+    lcm(block as u128, pipeline_period(hop, in_rs, out_rs))
 }
 
 fn gcd(mut a: u128, mut b: u128) -> u128 {
@@ -245,7 +291,7 @@ mod tests {
     #[test]
     fn latency_at_the_model_rate_is_chunk_plus_hop_plus_buffer() {
         for (c, k, b) in [(1984usize, 4usize, 512usize), (1984, 2, 64), (261120, 4, 1024), (8064, 8, 8192), (1000, 3, 1)] {
-            let p = StreamPlan::new(44100, 44100, c, k, 2, b).unwrap();
+            let p = StreamPlan::new(44100, 44100, c, k, 2, b, 0).unwrap();
             let h = c / k;
             assert_eq!(p.prefill, c - h, "C={c} K={k}");
             assert_eq!(p.latency_samples(), c + h + b, "C={c} K={k} B={b}");
@@ -258,7 +304,7 @@ mod tests {
     #[test]
     fn prefill_is_the_smallest_that_never_underflows() {
         for (host, model, c, k) in [(48000u32, 44100u32, 1984usize, 4usize), (96000, 44100, 1984, 2), (44100, 48000, 3968, 4), (88200, 44100, 8064, 8)] {
-            let p = StreamPlan::new(host, model, c, k, 2, 256).unwrap();
+            let p = StreamPlan::new(host, model, c, k, 2, 256, 0).unwrap();
             let (ci_in, co_in, d_in) = p.in_rs;
             let (ci_out, co_out, d_out) = p.out_rs;
             let run = |prefill: usize| -> bool {
@@ -318,7 +364,7 @@ mod readme_numbers {
     /// The latency table of the README (docs/plugin-readme-section.md), host buffer 512.
     #[test]
     fn readme_latency_examples() {
-        let lat = |host: u32, c: usize, k: usize| StreamPlan::new(host, 44100, c, k, 2, 512).unwrap().latency_samples();
+        let lat = |host: u32, c: usize, k: usize| StreamPlan::new(host, 44100, c, k, 2, 512, 0).unwrap().latency_samples();
         for (c, k) in [(1984, 4), (261120, 2), (261120, 4), (261120, 8), (31744, 4)] {
             eprintln!("C={c} K={k}: 44.1k {} 48k {}", lat(44100, c, k), lat(48000, c, k));
         }

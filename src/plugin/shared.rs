@@ -2,10 +2,14 @@
 //! audio thread and the inference thread tell each other.
 //!
 //! One [`Shared`] per plugin instance, created in `Default` and kept for the instance's life.
-//! The audio thread only touches the atomics (never the `Mutex`/`RwLock` fields); the worker
-//! and the main thread write the text fields; the editor reads everything.
+//! The audio thread only touches the atomics (never the `Mutex`/`RwLock` fields) and the
+//! editor's repaint flag (an atomic store); the worker, the loader and the main thread write the
+//! status and notices; the editor reads everything and repaints only when
+//! [`Shared::changed`] says something did.
 
 use atomic_float::AtomicF32;
+use nice_plug_egui::RepaintNotifier;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
@@ -17,11 +21,11 @@ use super::params::StemNames;
 pub enum EngineState {
     /// No model chosen or found.
     NoModel = 0,
-    /// Weights are loading on the inference thread.
+    /// Weights are loading on the loader thread.
     Loading = 1,
     /// Separating.
     Ready = 2,
-    /// The model could not be read or run; the status text says why.
+    /// The model could not be read or run; the status says why.
     Error = 3,
 }
 
@@ -34,6 +38,40 @@ impl EngineState {
             _ => EngineState::NoModel,
         }
     }
+}
+
+/// Why the plugin cannot separate. Shown by the editor and logged.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Problem {
+    #[error("No model chosen and none found: put a model (.ckpt with its .yaml) in {} or enter its path", folder.display())]
+    NoModel { folder: PathBuf },
+    #[error("model file {} does not exist, and no model with the same name or UVR hash was found", .0.display())]
+    MissingModel(PathBuf),
+    /// The model's config cannot be found or read, or does not fit the plugin.
+    #[error("{model}: {message}")]
+    BadModel { model: String, message: String },
+    #[error("{model}: the model has {stems} stems; the plugin has outputs for {max}")]
+    TooManyStems { model: String, stems: usize, max: usize },
+    #[error("{model}: {message}")]
+    LoadFailed { model: String, message: String },
+    #[error("the model failed: {0}")]
+    ModelFailed(String),
+    #[error("the loaded model has chunk {chunk} and {stems} stems, the plan expected {plan_chunk} and {plan_stems}")]
+    EngineMismatch { chunk: usize, stems: usize, plan_chunk: usize, plan_stems: usize },
+    #[error("cannot start the inference thread: {0}")]
+    Thread(String),
+    #[error("the render made no progress for {0} s")]
+    Watchdog(u32),
+}
+
+/// The status line: what is running, or why nothing is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    /// Nothing activated yet.
+    Idle,
+    Loading { model: String },
+    Ready { device: String },
+    Problem(Problem),
 }
 
 /// What the current activation runs, for the editor (main thread writes, editor reads).
@@ -51,12 +89,19 @@ pub struct ActiveInfo {
     pub segments: Vec<usize>,
 }
 
+/// Most notices kept (the oldest go first).
+const MAX_NOTICES: usize = 6;
+
 pub struct Shared {
-    /// [`EngineState`] as a byte. Written by the main thread and the worker.
+    /// [`EngineState`] as a byte. Written by the main thread, the loader and the worker.
     state: AtomicU8,
-    /// One line for the user: what is loaded on which device, or why nothing is.
-    pub status: Mutex<String>,
-    /// The model's stem names (also read by the `preset` parameter's formatter).
+    /// The status behind `state` (never read by the audio thread).
+    status: Mutex<Status>,
+    /// What the engine and the plugin had to tell the user: GPU fallbacks, a reduced batch, a
+    /// model found again after it moved, a render watchdog. Newest last.
+    notices: Mutex<Vec<String>>,
+    /// The model's output names, complement included (also read by the `preset` parameter's
+    /// formatter).
     pub stem_names: StemNames,
     /// Reported latency in samples and in milliseconds (set in `activate`).
     pub latency_samples: AtomicU32,
@@ -72,20 +117,29 @@ pub struct Shared {
     /// The output block the audio thread needs by the end of its current buffer, tagged with
     /// the stream epoch in the top 16 bits; the worker skips work that would come too late.
     pub play_position: AtomicU64,
+    /// The host is rendering (declared offline, or measured faster than real time): nothing
+    /// may be skipped. Audio thread.
+    pub rendering: AtomicBool,
+    /// The host is ahead of the clock (rendering, or pre-rendering as REAPER does): what is
+    /// late now may still be needed, so the worker computes every chunk. Audio thread.
+    pub ahead: AtomicBool,
+    /// Blocks the worker has answered (the render watchdog's measure of progress).
+    pub progress: AtomicU64,
     /// What the current activation runs (editor display).
     pub info: Mutex<ActiveInfo>,
     /// Settings generation for which the editor has already asked the host for a restart (the
     /// audio thread then does not ask again).
     pub restart_asked: AtomicU32,
-    /// Whether the inference thread is running (set by it; read by the offline wait).
-    pub worker_alive: AtomicBool,
+    /// The editor's repaint request flag (an atomic; set by [`Shared::changed`]).
+    pub repaint: RepaintNotifier,
 }
 
 impl Shared {
     pub fn new(stem_names: StemNames) -> Self {
         Shared {
             state: AtomicU8::new(EngineState::NoModel as u8),
-            status: Mutex::new(String::new()),
+            status: Mutex::new(Status::Idle),
+            notices: Mutex::new(Vec::new()),
             stem_names,
             latency_samples: AtomicU32::new(0),
             latency_ms: AtomicF32::new(0.0),
@@ -94,26 +148,91 @@ impl Shared {
             peak_rss_mb: AtomicF32::new(-1.0),
             gpu_mb: AtomicF32::new(-1.0),
             play_position: AtomicU64::new(0),
+            rendering: AtomicBool::new(false),
+            ahead: AtomicBool::new(false),
+            progress: AtomicU64::new(0),
             info: Mutex::new(ActiveInfo::default()),
             restart_asked: AtomicU32::new(u32::MAX),
-            worker_alive: AtomicBool::new(false),
+            repaint: RepaintNotifier::new(),
         }
+    }
+
+    /// Something the editor shows changed: repaint it (audio-thread safe: one atomic store).
+    pub fn changed(&self) {
+        self.repaint.request_repaint();
     }
 
     pub fn state(&self) -> EngineState {
         EngineState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    /// Not for the audio thread (locks the status text).
-    pub fn set(&self, state: EngineState, status: impl Into<String>) {
-        self.state.store(state as u8, Ordering::Release);
+    /// Not for the audio thread (locks the status).
+    pub fn set_status(&self, status: Status) {
+        let state = match &status {
+            Status::Idle => EngineState::NoModel,
+            Status::Loading { .. } => EngineState::Loading,
+            Status::Ready { .. } => EngineState::Ready,
+            Status::Problem(Problem::NoModel { .. }) => EngineState::NoModel,
+            Status::Problem(_) => EngineState::Error,
+        };
+        if let Status::Problem(p) = &status {
+            nice_plug::nice_log!("{p}");
+        }
         if let Ok(mut s) = self.status.lock() {
-            *s = status.into();
+            *s = status;
+        }
+        self.state.store(state as u8, Ordering::Release);
+        self.changed();
+    }
+
+    pub fn set_problem(&self, p: Problem) {
+        self.set_status(Status::Problem(p));
+    }
+
+    pub fn set_loading(&self, model: impl Into<String>) {
+        self.set_status(Status::Loading { model: model.into() });
+    }
+
+    pub fn set_ready(&self, device: impl Into<String>) {
+        self.set_status(Status::Ready { device: device.into() });
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.lock().map(|s| s.clone()).unwrap_or(Status::Idle)
+    }
+
+    /// The status as one line for the user (`passthrough`: no stream runs, the input plays
+    /// unchanged; else the dry signal plays, delayed by the latency).
+    pub fn status_line(&self) -> String {
+        let fallback = if self.latency_samples.load(Ordering::Relaxed) == 0 {
+            "playing the input unchanged"
+        } else {
+            "playing the dry signal"
+        };
+        match self.status() {
+            Status::Idle => String::new(),
+            Status::Loading { model } => format!("Loading {model}... ({fallback} until it is ready)"),
+            Status::Ready { device } => format!("Ready on {device}"),
+            Status::Problem(p) => format!("{p} ({fallback})"),
         }
     }
 
-    pub fn status(&self) -> String {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    /// Add a notice for the user (and the log). Not for the audio thread.
+    pub fn push_notice(&self, text: impl Into<String>) {
+        let text = text.into();
+        nice_plug::nice_log!("notice: {text}");
+        if let Ok(mut n) = self.notices.lock() {
+            if n.last() != Some(&text) {
+                n.push(text);
+            }
+            let extra = n.len().saturating_sub(MAX_NOTICES);
+            n.drain(..extra);
+        }
+        self.changed();
+    }
+
+    pub fn notices(&self) -> Vec<String> {
+        self.notices.lock().map(|n| n.clone()).unwrap_or_default()
     }
 
     pub fn info(&self) -> ActiveInfo {
@@ -124,6 +243,7 @@ impl Shared {
         if let Ok(mut i) = self.info.lock() {
             *i = info;
         }
+        self.changed();
     }
 
     pub fn set_stem_names(&self, names: Vec<String>) {

@@ -70,6 +70,11 @@ pub struct Streamer {
     fifo_read: u64,
     /// FIFO frames `[start, end)` that depend on a chunk that was not computed.
     taint: Option<(u64, u64)>,
+    /// Model frames (counted from the stream's start) before the project's start: the song and
+    /// its stems are silence there ([`Streamer::restart_at`]).
+    song_start: u64,
+    /// Model frames that have entered the window since the stream's start.
+    model_in: u64,
 }
 
 impl Streamer {
@@ -102,6 +107,8 @@ impl Streamer {
             fifo_written: 0,
             fifo_read: 0,
             taint: None,
+            song_start: 0,
+            model_in: 0,
         };
         st.restart();
         st
@@ -111,29 +118,61 @@ impl Streamer {
         &self.plan
     }
 
-    /// Start a new stream: the next block is the song's first (UVR's zero padding in front,
-    /// fresh resamplers, the FIFO back to `P` frames of silence).
+    /// Start a new stream at position 0: the next block is the song's first (UVR's zero padding
+    /// in front, fresh resamplers, the FIFO back to `P` frames of silence).
     pub fn restart(&mut self) {
+        self.restart_at(0, true, 0);
+    }
+
+    /// Start a new stream whose next block begins at stream position `pos` (a multiple of the
+    /// block size), in exactly the state the stream from position 0 reaches after `pos` frames
+    /// of silence: the chunk grid, the resamplers' chunk grids and the FIFO's fill level are
+    /// those of the continuous stream, so once a chunk's worth of audio has come in, the output
+    /// equals the continuous stream's. Counters are computed, nothing is run.
+    ///
+    /// The FIFO then holds silence standing for the stems of the input before `pos`. It is
+    /// correct only if that input was silent: with `history_quiet == false` it is marked
+    /// tainted (never computed), so the audio thread plays its dry fallback there instead.
+    ///
+    /// `song_start` (host frames from the stream's start, a multiple of the plan's anchor) is
+    /// where the project starts when the stream starts before it (a host's pre-roll): the song
+    /// and the stems before it are silence, as in a render of the whole project.
+    pub fn restart_at(&mut self, pos: u64, history_quiet: bool, song_start: u64) {
         let p = &self.plan;
-        self.in_rs.reset();
-        self.out_rs.reset();
-        self.drop_in = p.in_rs.2;
-        self.drop_out = p.out_rs.2;
+        self.song_start = song_start / p.in_rs.0 as u64 * p.in_rs.1 as u64;
+        let (c, h) = (p.chunk as u64, p.hop as u64);
+        let (ci_in, co_in, d_in) = (p.in_rs.0 as u64, p.in_rs.1 as u64, p.in_rs.2 as u64);
+        let (ci_out, co_out, d_out) = (p.out_rs.0 as u64, p.out_rs.1 as u64, p.out_rs.2 as u64);
+        // Input resampler: whole chunks done, the rest pending.
+        self.in_rs.restart_at(pos);
+        let rs_frames = pos / ci_in * co_in;
+        self.drop_in = d_in.saturating_sub(rs_frames) as usize;
+        let model = rs_frames.saturating_sub(d_in);
+        self.model_in = model;
+        // The window: UVR's C - H zeros in front, then `model` frames, a chunk every H.
         for w in &mut self.win {
             w.fill(0.0);
         }
-        self.win_len = p.chunk - p.hop;
+        self.win_len = (c - h + model % h) as usize;
         for a in &mut self.acc {
             a.fill(0.0);
         }
-        self.raw_final = 0;
+        self.raw_final = model / h * h;
+        // Output resampler: fed the final frames past UVR's front padding.
+        let emitted = self.raw_final.saturating_sub(c - h);
+        self.out_rs.restart_at(emitted);
+        let rs_out = emitted / ci_out * co_out;
+        self.drop_out = d_out.saturating_sub(rs_out) as usize;
+        let written = p.prefill as u64 + rs_out.saturating_sub(d_out);
+        // The worker has answered every block before `pos`.
+        let level = written.saturating_sub(pos) as usize;
         for f in &mut self.fifo {
             f.clear();
-            f.resize(p.prefill, 0.0);
+            f.resize(level, 0.0);
         }
-        self.fifo_written = p.prefill as u64;
-        self.fifo_read = 0;
-        self.taint = None;
+        self.fifo_written = written;
+        self.fifo_read = pos;
+        self.taint = (!history_quiet && level > 0).then_some((pos, written));
     }
 
     /// Handle one input block (`[2][Hh]`, planar) and write the answer to it (`[stems][2][Hh]`).
@@ -158,10 +197,16 @@ impl Streamer {
             // Fill the window up to one chunk, run it, repeat.
             let c = self.plan.chunk;
             let take = (c - self.win_len).min(produced - from);
+            // Before the project's start the song is silence, as the whole-project render has it
+            // (the resampler's filter rings ahead of the song's first sample).
+            let silent = self.song_start.saturating_sub(self.model_in).min(take as u64) as usize;
             for ch in 0..2 {
-                self.win[ch][self.win_len..self.win_len + take].copy_from_slice(&self.in_buf[ch][from..from + take]);
+                let dst = &mut self.win[ch][self.win_len..self.win_len + take];
+                dst[..silent].fill(0.0);
+                dst[silent..].copy_from_slice(&self.in_buf[ch][from + silent..from + take]);
             }
             self.win_len += take;
+            self.model_in += take as u64;
             from += take;
             if self.win_len == c {
                 self.run_chunk(skip, run);
@@ -226,6 +271,15 @@ impl Streamer {
         // UVR's front padding (C - H frames) is not part of the song.
         let front = (c - h) as u64;
         let skip_front = front.saturating_sub(self.raw_final).min(h as u64) as usize;
+        // Nor is anything before the project's start: silence there, as in a render of the
+        // whole project (the stems of the first chunks must not leak into the song through the
+        // output resampler).
+        let before_start = (front + self.song_start).saturating_sub(self.raw_final).min(h as u64) as usize;
+        if before_start > skip_front {
+            for b in &mut self.hop_buf {
+                b[skip_front..before_start].fill(0.0);
+            }
+        }
         self.raw_final += h as u64;
         if skip_front == h {
             return;
@@ -269,17 +323,21 @@ mod tests {
     use super::*;
     use crate::dsp::overlap::{self, OverlapParams, Scheme};
 
-    /// A stand-in for the network whose output depends on where a sample sits in its chunk,
-    /// so any misalignment of the chunk grid shows: stem s = (s + 1) * x * (1 + t / C) + 0.01 s.
+    /// A stand-in for the network whose output depends on where a sample sits in its chunk and
+    /// on the whole chunk, so any misalignment of the chunk grid or any difference in a chunk's
+    /// content shows: stem s = (s + 1) * x * (1 + t / C + 10 * mean(x)). Like the real network
+    /// (whose output is multiplied by its first convolution of the input), it maps silence to
+    /// silence.
     fn fake_run(c: usize, stems: usize) -> impl FnMut(&[f32], usize, &mut [f32]) -> Result<(), ()> {
         move |input: &[f32], n: usize, out: &mut [f32]| {
             for j in 0..n {
-                for s in 0..stems {
-                    for ch in 0..2 {
+                for ch in 0..2 {
+                    // Like the network, the output depends on the whole chunk (its mean here).
+                    let x = &input[(j * 2 + ch) * c..(j * 2 + ch + 1) * c];
+                    let mean = x.iter().sum::<f32>() / c as f32;
+                    for s in 0..stems {
                         for t in 0..c {
-                            let x = input[(j * 2 + ch) * c + t];
-                            out[((j * stems + s) * 2 + ch) * c + t] =
-                                (s + 1) as f32 * x * (1.0 + t as f32 / c as f32) + 0.01 * s as f32;
+                            out[((j * stems + s) * 2 + ch) * c + t] = (s + 1) as f32 * x[t] * (1.0 + t as f32 / c as f32 + 10.0 * mean);
                         }
                     }
                 }
@@ -339,7 +397,7 @@ mod tests {
     #[test]
     fn at_the_model_rate_the_stream_equals_uvr_overlap_add_delayed_by_the_prefill() {
         for (c, k, n) in [(1984usize, 4usize, 9000usize), (1984, 2, 5000), (1000, 3, 4321), (512, 1, 3000)] {
-            let plan = StreamPlan::new(44100, 44100, c, k, 2, 256).unwrap();
+            let plan = StreamPlan::new(44100, 44100, c, k, 2, 256, 0).unwrap();
             let x = signal(n, c as u64);
             let p = OverlapParams { chunk: c, overlap: k, stems: 2, batch: 1 };
             let want = overlap::separate(Scheme::Uvr, &p, &x, &mut fake_run(c, 2), &mut |_, _| {}).unwrap();
@@ -360,7 +418,7 @@ mod tests {
         // The CLI: resample the whole song to the model rate, UVR overlap-add, resample back.
         for host in [48000u32, 96000, 32000] {
             let (c, k, n) = (1984usize, 4usize, host as usize / 5);
-            let plan = StreamPlan::new(host, 44100, c, k, 2, 300).unwrap();
+            let plan = StreamPlan::new(host, 44100, c, k, 2, 300, 0).unwrap();
             let mut x = signal(n, host as u64);
             // End the song with silence so that the CLI's cut at the song's end matters less
             // than the tolerance (the stream keeps going into the following silence).
@@ -387,7 +445,7 @@ mod tests {
     fn skipped_chunks_taint_exactly_the_blocks_they_reach_and_the_stream_recovers() {
         for host in [44100u32, 48000] {
             let (c, k, n) = (1984usize, 4usize, 30000usize);
-            let plan = StreamPlan::new(host, 44100, c, k, 2, 128).unwrap();
+            let plan = StreamPlan::new(host, 44100, c, k, 2, 128, 0).unwrap();
             let x = signal(n, 7);
             let hh = plan.block;
             let skipped = 20..23;
@@ -409,6 +467,160 @@ mod tests {
             let reach = (c + plan.out_rs.1 * 3) * host as usize / 44100 / hh + 4;
             assert!(invalid_blocks <= skipped.len() + reach, "{host} Hz: {invalid_blocks} invalid blocks");
             assert!(valid[valid.len() - 10..].iter().all(|v| *v));
+        }
+    }
+
+    /// Stream `x` from block `first` on (the earlier blocks are not fed), after `restart_at`;
+    /// returns the answers to blocks `first..`, [stems][2][frames], and their validity.
+    fn stream_from(plan: &StreamPlan, x: &[Vec<f32>], first: usize, blocks: usize, quiet: bool) -> (Vec<Vec<Vec<f32>>>, Vec<bool>) {
+        let (hh, s, c) = (plan.block, plan.stems, plan.chunk);
+        let mut st = Streamer::new(plan);
+        st.restart_at((first * hh) as u64, quiet, 0);
+        let mut run = fake_run(c, s);
+        let mut out = vec![vec![Vec::new(); 2]; s];
+        let mut valid = vec![];
+        let mut inp = vec![0f32; 2 * hh];
+        let mut ob = vec![0f32; s * 2 * hh];
+        for j in first..first + blocks {
+            for ch in 0..2 {
+                for t in 0..hh {
+                    inp[ch * hh + t] = x[ch].get(j * hh + t).copied().unwrap_or(0.0);
+                }
+            }
+            let r = st.push_block(&inp, false, &mut |i, o| run(i, 1, o).is_ok(), &mut ob);
+            valid.push(r.valid);
+            for si in 0..s {
+                for ch in 0..2 {
+                    out[si][ch].extend_from_slice(&ob[(si * 2 + ch) * hh..(si * 2 + ch + 1) * hh]);
+                }
+            }
+        }
+        (out, valid)
+    }
+
+    #[test]
+    fn restart_at_a_position_equals_the_stream_fed_silence_until_there() {
+        for (host, k, first) in [(44100u32, 4usize, 37usize), (48000, 4, 53), (96000, 2, 11), (44100, 1, 5)] {
+            let plan = StreamPlan::new(host, 44100, 1984, k, 2, 256, 0).unwrap();
+            let hh = plan.block;
+            let n = host as usize / 2;
+            // Silence for the first `first` blocks, then the signal.
+            let mut x = signal(n + first * hh, 21);
+            for ch in &mut x {
+                ch[..first * hh].fill(0.0);
+            }
+            let (whole, _) = stream(&plan, &x, |_| false);
+            let blocks = whole[0][0].len() / hh - first;
+            let (late, valid) = stream_from(&plan, &x, first, blocks, true);
+            assert!(valid.iter().all(|v| *v));
+            for s in 0..2 {
+                for ch in 0..2 {
+                    let a = &whole[s][ch][first * hh..];
+                    assert_eq!(a.len(), late[s][ch].len());
+                    assert_eq!(max_diff(a, &late[s][ch]), 0.0, "{host} Hz K={k}: stem {s} ch {ch}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_restart_after_sound_marks_its_initial_silence_invalid() {
+        let plan = StreamPlan::new(48000, 44100, 1984, 4, 2, 256, 0).unwrap();
+        let x = signal(48000, 3);
+        let first = 40;
+        let (_, valid) = stream_from(&plan, &x, first, 60, false);
+        // The FIFO's silence (at most the prefill) is invalid, the rest valid.
+        let invalid = valid.iter().take_while(|v| !**v).count();
+        assert!(invalid >= 1 && invalid <= plan.prefill / plan.block + 2, "{invalid} invalid blocks for a prefill of {}", plan.prefill);
+        assert!(valid[invalid..].iter().all(|v| *v));
+        // With a silent history the same restart is valid throughout.
+        let (_, valid) = stream_from(&plan, &x, first, 60, true);
+        assert!(valid.iter().all(|v| *v));
+    }
+
+    #[test]
+    fn streams_started_anywhere_on_the_anchor_grid_agree_with_the_whole_song_after_one_chunk() {
+        for host in [44100u32, 48000] {
+            let plan = StreamPlan::new(host, 44100, 1984, 4, 2, 256, 0).unwrap();
+            let anchor = plan.anchor.expect("an anchor period") as usize;
+            let hh = plan.block;
+            let x = signal(host as usize * 6, 9);
+            let (whole, _) = stream(&plan, &x, |_| false);
+            // Playback from `p`: the stream restarts at p's offset in its anchor cell; the
+            // input before p is unknown to it (zeros).
+            for p in [anchor / 3, anchor + 17, 2 * anchor - 5] {
+                let origin = p / anchor * anchor;
+                let first = (p - origin) / hh;
+                let mut xp: Vec<Vec<f32>> = x.iter().map(|c| c[origin..].to_vec()).collect();
+                for ch in &mut xp {
+                    ch[..p - origin].fill(0.0);
+                }
+                let blocks = (whole[0][0].len() - origin) / hh - first;
+                let (late, _) = stream_from(&plan, &xp, first, blocks, true);
+                // One chunk after p (plus the resamplers' reach), at host rate.
+                let settle = p + plan.latency_samples() + 2 * plan.chunk * host as usize / 44100 + 4 * plan.in_rs.0 + 4 * plan.out_rs.1;
+                for s in 0..2 {
+                    for ch in 0..2 {
+                        let a = &whole[s][ch][settle..];
+                        let b = &late[s][ch][settle - origin - first * hh..];
+                        let len = a.len().min(b.len());
+                        let d = max_diff(&a[..len], &b[..len]);
+                        assert!(d < 1e-5, "{host} Hz, start {p}: stem {s} ch {ch} differs by {d}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_that_starts_before_the_project_equals_the_cli_from_the_first_sample() {
+        // A host's pre-roll: the stream starts `pre` frames before project time 0, where the
+        // song begins; the project's start lies one anchor period after the stream's origin.
+        for (host, pre) in [(44100u32, 4096usize), (48000, 348), (48000, 4096)] {
+            let plan = StreamPlan::new(host, 44100, 1984, 4, 2, 256, 0).unwrap();
+            let (hh, anchor) = (plan.block, plan.anchor.unwrap() as usize);
+            let pre = pre.min(anchor);
+            let start = anchor - pre; // stream position of the first block with audio
+            let first = start / hh;
+            let n = host as usize;
+            let mut x = signal(n + anchor, 5);
+            for ch in &mut x {
+                ch[..anchor].fill(0.0);
+            }
+            let mut st = Streamer::new(&plan);
+            st.restart_at((first * hh) as u64, true, anchor as u64);
+            let mut run = fake_run(plan.chunk, 2);
+            let mut got = vec![vec![Vec::new(); 2]; 2];
+            let (mut inp, mut ob) = (vec![0f32; 2 * hh], vec![0f32; 2 * 2 * hh]);
+            let blocks = (n + anchor + plan.latency_samples() + 4 * hh) / hh - first;
+            for j in first..first + blocks {
+                for ch in 0..2 {
+                    for t in 0..hh {
+                        inp[ch * hh + t] = x[ch].get(j * hh + t).copied().unwrap_or(0.0);
+                    }
+                }
+                st.push_block(&inp, false, &mut |i, o| run(i, 1, o).is_ok(), &mut ob);
+                for si in 0..2 {
+                    for ch in 0..2 {
+                        got[si][ch].extend_from_slice(&ob[(si * 2 + ch) * hh..(si * 2 + ch + 1) * hh]);
+                    }
+                }
+            }
+            // The CLI: the song alone (from project time 0), resampled, UVR, resampled back.
+            let song: Vec<Vec<f32>> = x.iter().map(|c| c[anchor..].to_vec()).collect();
+            let mix = crate::audio::resample(&song, host, 44100).unwrap();
+            let p = OverlapParams { chunk: plan.chunk, overlap: 4, stems: 2, batch: 1 };
+            let want = overlap::separate(Scheme::Uvr, &p, &mix, &mut fake_run(plan.chunk, 2), &mut |_, _| {}).unwrap();
+            for s in 0..2 {
+                let back = crate::audio::resample(&want[s], 44100, host).unwrap();
+                for ch in 0..2 {
+                    // FIFO frame f is stream frame f - P; project time 0 is stream frame `anchor`.
+                    let from = anchor + plan.prefill - first * hh;
+                    let g = &got[s][ch][from..from + n - 2000];
+                    let e = max_diff(g, &back[ch][..n - 2000]);
+                    assert!(e < 1e-5, "{host} Hz stem {s} ch {ch}: {e}");
+                }
+            }
         }
     }
 }

@@ -1,9 +1,13 @@
-//! The inference thread: one per plugin instance, started in `activate`, joined in
-//! `deactivate` (or when the handle is dropped). Never detached.
+//! The inference thread: one per activation, started in `activate`. `deactivate` only asks it to
+//! stop and returns at once; the plugin keeps the handle and joins the thread once it has
+//! finished the chunk it was computing (at the latest when the plugin is dropped). Never
+//! detached.
 //!
 //! It takes the engine (a [`Separator`] from the [`super::loader`], or a test engine) and owns
-//! the [`Streamer`]. It waits for the model first (the audio thread meanwhile plays its dry
-//! fallback), then answers every input block with exactly one output block, in order. When it
+//! the [`Streamer`]. It answers every input block with exactly one output block, in order. Until
+//! the model is loaded it leaves the blocks in their channel (the audio thread plays its dry
+//! fallback meanwhile, or waits while the host renders); then it works through them, without
+//! computing the chunks of those already played (in real time), so that it catches up. When it
 //! stops it gives the engine back to the loader's cache for the next activation.
 //!
 //! # Channels (all bounded, all buffers allocated in [`link`])
@@ -17,28 +21,38 @@
 //!
 //! Each channel can hold its whole pool, so a `try_send` of a pooled buffer never fails for
 //! lack of room; the audio thread never allocates, frees, locks or blocks on them in real time.
-//! In real-time mode the worker *polls* its receiving ends (`try_recv` + a short sleep) rather
-//! than blocking: a blocked receiver would make the audio thread's `try_send` wake it, which is
-//! a syscall on the audio thread. In offline mode both sides block (`recv`), which is allowed
-//! there and makes a bounce wait for every result.
+//! While audio flows in real time the worker *polls* its receiving ends (`try_recv` + a short
+//! sleep): a blocked receiver would make every `try_send` of the audio thread a wake-up
+//! syscall. When no block has come for [`IDLE`] (transport stopped in a host that stops
+//! calling, plugin bypassed) it blocks on the channel instead, so an idle plugin costs nothing;
+//! the audio thread's next block then wakes it (one wake-up per idle period). While the host
+//! renders, both sides block on the channels (no real-time deadline then).
+//!
+//! # Streams
+//! Every block carries its stream epoch and index. A new epoch (host reset, transport jump) or
+//! a missing block restarts the [`Streamer`] at the block's stream position
+//! ([`Streamer::restart_at`]: the chunk grid stays on the project timeline); the silence it
+//! starts with is marked invalid unless the input before it was silent.
 //!
 //! # Late blocks
 //! The audio thread publishes the index of the output block it needs next
-//! ([`Shared::play_position`]). A block whose answer is already too late is still pushed
-//! through the stream (cheap: resampling and bookkeeping) but without running the network, so
-//! a slow engine falls back to dry playback and catches up instead of drifting further behind.
+//! ([`Shared::play_position`]). In real time, a block whose answer is already too late is still
+//! pushed through the stream (cheap: resampling and bookkeeping) but without running the
+//! network, so a slow engine falls back to dry playback and catches up instead of drifting
+//! further behind. While the host is ahead of the clock ([`Shared::ahead`]: rendering, or
+//! pre-rendering) nothing is skipped: a chunk counts for the next blocks too.
 //!
 //! # Test hook
-//! `MDX_STEMS_TEST_SLOW_MS=<ms>` in the environment when the worker starts makes it sleep that
-//! long before every chunk: an artificially slow engine, for the real-time fallback tests.
-//! With `MDX_STEMS_TEST_SLOW_CHUNKS=<n>` only the first `n` chunks are slow (recovery tests).
+//! `MDX_STEMS_TEST_SLOW_MS=<ms>` in the environment when the plugin activates makes the worker
+//! sleep that long before every chunk: an artificially slow engine, for the real-time fallback
+//! tests. With `MDX_STEMS_TEST_SLOW_CHUNKS=<n>` only the first `n` chunks are slow.
 
 use super::loader::{EngineCache, LoadKey, Taken};
 use super::plan::StreamPlan;
-use super::shared::{EngineState, Shared, epoch_tag};
+use super::shared::{Problem, Shared, epoch_tag};
 use super::stream::Streamer;
 use crate::engine::Separator;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, select};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -49,16 +63,24 @@ pub const SLOW_ENV: &str = "MDX_STEMS_TEST_SLOW_MS";
 /// With the hook on: only this many chunks are slow (unset: all of them).
 pub const SLOW_CHUNKS_ENV: &str = "MDX_STEMS_TEST_SLOW_CHUNKS";
 
-/// One host-rate input block, `[2][Hh]` planar.
+/// No block for this long: the worker stops polling and blocks on its channel.
+pub const IDLE: Duration = Duration::from_millis(250);
+
+/// One host-rate input block, `[2][b]` planar.
 pub struct InBlock {
-    /// The audio thread's stream epoch (bumped on every reset).
+    /// The audio thread's stream epoch (bumped on every reset and transport jump).
     pub epoch: u32,
-    /// Block number in the epoch: the block covers stream frames `[index * Hh, (index + 1) * Hh)`.
+    /// Block number in the epoch: the block covers stream frames `[index * b, (index + 1) * b)`.
     pub index: u64,
+    /// The host's input was digital silence for at least the plugin's latency before this block
+    /// began: a stream restarted here may play its initial silence as computed output.
+    pub quiet: bool,
+    /// Stream position of the project's start when the stream starts before it (else 0).
+    pub song_start: u64,
     pub data: Vec<f32>,
 }
 
-/// The answer to input block `index`, `[stems][2][Hh]` planar.
+/// The answer to input block `index`, `[stems][2][b]` planar.
 pub struct OutBlock {
     pub epoch: u32,
     pub index: u64,
@@ -68,7 +90,7 @@ pub struct OutBlock {
     pub data: Vec<f32>,
 }
 
-/// Something that separates one stereo chunk: `[2][C]` in, `[stems][2][C]` out.
+/// Something that separates stereo chunks: `[2][C]` in, `[stems][2][C]` out.
 pub trait ChunkEngine: Send {
     fn process(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), String>;
     fn chunk_len(&self) -> usize;
@@ -79,13 +101,15 @@ pub trait ChunkEngine: Send {
     fn gpu_memory(&self) -> Option<u64> {
         None
     }
+    /// What the engine had to tell the user since the last call (GPU fallbacks, reduced batch).
+    fn take_warnings(&mut self) -> Vec<String> {
+        vec![]
+    }
 }
 
 impl ChunkEngine for Separator {
     fn process(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), String> {
-        let r = self.process_chunks(input, 1, out).map_err(|e| e.to_string());
-        self.warnings.clear();
-        r
+        self.process_chunks(input, 1, out).map_err(|e| e.to_string())
     }
     fn chunk_len(&self) -> usize {
         Separator::chunk_len(self)
@@ -99,13 +123,16 @@ impl ChunkEngine for Separator {
     fn gpu_memory(&self) -> Option<u64> {
         crate::device::gpu_peak_memory(self.device())
     }
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
 }
 
 /// Where the worker gets its engine.
 pub enum EngineSource {
     /// This engine (tests); the worker returns it when it stops.
     Ready(Box<dyn ChunkEngine>),
-    /// The loader's engine for `key`: wait for it, take it, give it back when stopping.
+    /// The loader's engine for `key`: take it when it is loaded, give it back when stopping.
     Cache { cache: Arc<EngineCache>, key: LoadKey },
 }
 
@@ -151,7 +178,7 @@ pub fn link(plan: &StreamPlan) -> (AudioEnds, WorkerEnds) {
 /// How the worker runs.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerOptions {
-    /// Real-time mode: poll, skip late work. Offline: block, never skip.
+    /// The host activated in real-time mode (else it declared an offline render: never skip).
     pub realtime: bool,
     /// Test hook: sleep this long before every chunk...
     pub slow: Duration,
@@ -171,6 +198,8 @@ impl WorkerOptions {
 pub struct WorkerHandle {
     thread: Option<JoinHandle<Option<Box<dyn ChunkEngine>>>>,
     stop: Arc<AtomicBool>,
+    /// Dropped (disconnected) to wake a worker blocked on its channels.
+    stop_tx: Option<Sender<()>>,
 }
 
 impl WorkerHandle {
@@ -183,21 +212,26 @@ impl WorkerHandle {
         options: WorkerOptions,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        shared.worker_alive.store(true, Ordering::Release);
-        let ctx = Worker { plan, shared: shared.clone(), ends, options, stop: stop.clone() };
+        let (stop_tx, stop_rx) = bounded::<()>(1);
+        let ctx = Worker { plan, shared: shared.clone(), ends, options, stop: stop.clone(), stop_rx };
+        // The thread's channel ends drop when it ends: the audio side sees it as disconnected.
         let thread = std::thread::Builder::new().name("mdx-stems inference".into()).spawn(move || {
-            let shared = ctx.shared.clone();
-            let engine = ctx.run(source);
-            shared.worker_alive.store(false, Ordering::Release);
-            engine
-        });
-        match thread {
-            Ok(t) => Ok(WorkerHandle { thread: Some(t), stop }),
-            Err(e) => {
-                shared.worker_alive.store(false, Ordering::Release);
-                Err(e)
-            }
-        }
+            crate::kernels::pool::flush_denormals();
+            ctx.run(source)
+        })?;
+        Ok(WorkerHandle { thread: Some(thread), stop, stop_tx: Some(stop_tx) })
+    }
+
+    /// Ask the thread to stop, without waiting: it finishes the chunk it is computing (if any),
+    /// gives the engine back and ends. Returns at once.
+    pub fn request_stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.stop_tx = None;
+    }
+
+    /// Whether the thread has ended (joining it is then instant).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Stop and join the thread; returns a [`EngineSource::Ready`] engine (an engine from the
@@ -207,7 +241,7 @@ impl WorkerHandle {
     }
 
     fn join(&mut self) -> Option<Box<dyn ChunkEngine>> {
-        self.stop.store(true, Ordering::Release);
+        self.request_stop();
         let t = self.thread.take()?;
         t.join().unwrap_or_default()
     }
@@ -225,11 +259,18 @@ struct Worker {
     ends: WorkerEnds,
     options: WorkerOptions,
     stop: Arc<AtomicBool>,
+    stop_rx: Receiver<()>,
 }
 
-enum Next<T> {
-    Item(T),
-    Stop,
+/// The engine as the worker holds it.
+enum Slot {
+    /// The loader's engine is not there yet.
+    Pending { cache: Arc<EngineCache>, key: LoadKey },
+    /// Separating; `home` is where the engine goes back when the worker stops.
+    Ready { engine: Box<dyn ChunkEngine>, home: Option<(Arc<EngineCache>, LoadKey)> },
+    /// No usable engine (the load failed, the model does not fit the plan, or it failed while
+    /// running): every block is answered invalid; the status says why.
+    Unusable,
 }
 
 impl Worker {
@@ -237,64 +278,84 @@ impl Worker {
         self.stop.load(Ordering::Acquire)
     }
 
-    /// Receive from one of the worker's ends: poll in real time, block (in slices, to notice
-    /// `stop`) offline.
-    fn recv<T>(&self, rx: &Receiver<T>) -> Next<T> {
+    /// Whether nothing may be skipped or answered without the model: the host declared an
+    /// offline render, or the audio thread measured one.
+    fn rendering(&self) -> bool {
+        !self.options.realtime || self.shared.rendering.load(Ordering::Acquire)
+    }
+
+    /// Receive from one of the worker's ends: poll while audio flows in real time, block while
+    /// idle or rendering. `None` on stop or when the audio side is gone.
+    fn recv<T>(&self, rx: &Receiver<T>, last_block: &mut Instant) -> Option<T> {
         let poll = Duration::from_secs_f64((self.plan.block as f64 / self.plan.host_rate as f64 / 8.0).clamp(0.0002, 0.002));
         loop {
             if self.stopped() {
-                return Next::Stop;
+                return None;
             }
-            if self.options.realtime {
-                match rx.try_recv() {
-                    Ok(v) => return Next::Item(v),
-                    Err(TryRecvError::Empty) => std::thread::sleep(poll),
-                    Err(TryRecvError::Disconnected) => return Next::Stop,
+            match rx.try_recv() {
+                Ok(v) => {
+                    *last_block = Instant::now();
+                    return Some(v);
+                }
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            if self.rendering() || last_block.elapsed() >= IDLE {
+                // Wake on data, on stop (the handle drops its sender), or now and then to
+                // notice a change of mode.
+                select! {
+                    recv(rx) -> v => match v {
+                        Ok(v) => {
+                            *last_block = Instant::now();
+                            return Some(v);
+                        }
+                        Err(_) => return None,
+                    },
+                    recv(self.stop_rx) -> _ => return None,
+                    default(Duration::from_millis(100)) => {}
                 }
             } else {
-                match rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(v) => return Next::Item(v),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return Next::Stop,
-                }
+                std::thread::sleep(poll);
             }
         }
     }
 
-    /// Get the engine; `None` when it cannot be used (the status says why) or on stop.
-    fn acquire(&self, source: EngineSource) -> Acquired {
-        let (engine, home) = match source {
-            EngineSource::Ready(e) => (e, None),
-            EngineSource::Cache { cache, key } => match cache.take(&key, &self.stop) {
-                Taken::Engine(e) => (e, Some((cache, key))),
-                // The loader has put the reason in the status line.
-                Taken::Failed(_) => return Acquired { engine: None, home: None, stopped: false },
-                Taken::Stopped => return Acquired { engine: None, home: None, stopped: true },
-            },
-        };
-        if engine.chunk_len() != self.plan.chunk || engine.num_stems() != self.plan.stems {
-            self.shared.set(
-                EngineState::Error,
-                format!(
-                    "the loaded model has chunk {} and {} stems, the plan expected {} and {} (playing the dry signal)",
-                    engine.chunk_len(),
-                    engine.num_stems(),
-                    self.plan.chunk,
-                    self.plan.stems
-                ),
-            );
-        } else {
-            self.shared.set(EngineState::Ready, format!("Ready on {}", engine.describe()));
+    /// Take the engine if it is there within `wait` (while the host renders: wait for it).
+    fn acquire(&self, slot: Slot, wait: Duration) -> Slot {
+        let Slot::Pending { cache, key } = slot else { return slot };
+        let taken = if self.rendering() { cache.take(&key, &self.stop) } else { cache.take_within(&key, wait) };
+        match taken {
+            Taken::Engine(mut engine) => {
+                if engine.chunk_len() != self.plan.chunk || engine.num_stems() != self.plan.stems {
+                    self.shared.set_problem(Problem::EngineMismatch {
+                        chunk: engine.chunk_len(),
+                        stems: engine.num_stems(),
+                        plan_chunk: self.plan.chunk,
+                        plan_stems: self.plan.stems,
+                    });
+                    cache.put_back(key, engine);
+                    return Slot::Unusable;
+                }
+                for w in engine.take_warnings() {
+                    self.shared.push_notice(w);
+                }
+                self.shared.set_ready(engine.describe());
+                Slot::Ready { engine, home: Some((cache, key)) }
+            }
+            // The loader has put the reason in the status.
+            Taken::Failed(_) => Slot::Unusable,
+            Taken::NotYet | Taken::Stopped => Slot::Pending { cache, key },
         }
-        Acquired { engine: Some(engine), home, stopped: false }
     }
 
     fn run(self, source: EngineSource) -> Option<Box<dyn ChunkEngine>> {
-        let Acquired { mut engine, home, stopped } = self.acquire(source);
-        if stopped {
-            return None;
-        }
-        let mut usable = engine.is_some() && self.shared.state() == EngineState::Ready;
+        let mut slot = match source {
+            EngineSource::Ready(engine) => {
+                self.shared.set_ready(engine.describe());
+                Slot::Ready { engine, home: None }
+            }
+            EngineSource::Cache { cache, key } => self.acquire(Slot::Pending { cache, key }, Duration::ZERO),
+        };
         let mut streamer = Streamer::new(&self.plan);
         let mut stream_epoch: Option<u32> = None;
         let mut expected = 0u64;
@@ -303,7 +364,19 @@ impl Worker {
         let mut load = 0f64;
         let mut chunks_run = 0u64;
         let mut last_memory = Instant::now() - Duration::from_secs(1);
-        while let Next::Item(msg) = self.recv(&self.ends.from_audio) {
+        let mut last_block = Instant::now();
+        loop {
+            if matches!(slot, Slot::Pending { .. }) {
+                // The model is not there yet: leave the blocks queued (see the module docs).
+                slot = self.acquire(slot, Duration::from_millis(20));
+                if self.stopped() {
+                    break;
+                }
+                if matches!(slot, Slot::Pending { .. }) {
+                    continue;
+                }
+            }
+            let Some(msg) = self.recv(&self.ends.from_audio, &mut last_block) else { break };
             let (play_epoch, needed) = Shared::unpack_position(self.shared.play_position.load(Ordering::Acquire));
             if epoch_tag(msg.epoch) != play_epoch {
                 // From before the last reset: nobody will play it.
@@ -311,28 +384,40 @@ impl Worker {
                 continue;
             }
             if stream_epoch != Some(msg.epoch) || msg.index != expected {
-                // New stream (reset) or a block the audio thread could not send: start over
-                // from this block, as UVR would at the start of a song.
-                streamer.restart();
+                // A new stream (reset, transport jump) or a block the audio thread could not
+                // send: continue from this block's position on the timeline's grid.
+                nice_plug::nice_log!(
+                    "stream restart at block {} (epoch {}, expected {expected}, quiet {}, rendering {})",
+                    msg.index,
+                    msg.epoch,
+                    msg.quiet,
+                    self.rendering()
+                );
+                streamer.restart_at(msg.index * self.plan.block as u64, msg.quiet, msg.song_start);
                 stream_epoch = Some(msg.epoch);
             }
             expected = msg.index + 1;
-            let late = self.options.realtime && msg.index < needed;
-            let mut out = match self.recv(&self.ends.free_out) {
-                Next::Item(b) => b,
-                Next::Stop => break,
+            let late = !self.rendering() && !self.shared.ahead.load(Ordering::Acquire) && msg.index < needed;
+            let Some(mut out) = self.recv(&self.ends.free_out, &mut last_block) else {
+                let _ = self.ends.free_in.try_send(msg.data);
+                break;
             };
             let t0 = Instant::now();
             let mut failure: Option<String> = None;
             let slow = self.options.slow;
+            let ready = matches!(slot, Slot::Ready { .. });
             let result = {
                 let mut run = |input: &[f32], output: &mut [f32]| -> bool {
-                    let Some(e) = engine.as_mut() else { return false };
+                    let Slot::Ready { engine, .. } = &mut slot else { return false };
                     if !slow.is_zero() && self.options.slow_chunks.is_none_or(|n| chunks_run < n) {
                         std::thread::sleep(slow);
                     }
                     chunks_run += 1;
-                    match e.process(input, output) {
+                    let r = engine.process(input, output);
+                    for w in engine.take_warnings() {
+                        self.shared.push_notice(w);
+                    }
+                    match r {
                         Ok(()) => true,
                         Err(err) => {
                             failure = Some(err);
@@ -340,48 +425,52 @@ impl Worker {
                         }
                     }
                 };
-                streamer.push_block(&msg.data, late || !usable, &mut run, &mut out)
+                streamer.push_block(&msg.data, late || !ready, &mut run, &mut out)
             };
             if let Some(err) = failure {
-                self.shared.set(EngineState::Error, format!("the model failed: {err} (playing the dry signal)"));
-                usable = false;
+                self.shared.set_problem(Problem::ModelFailed(err));
+                // Keep a failed engine out of the cache: the next activation loads it afresh.
+                if let Slot::Ready { home: Some((cache, key)), .. } = &slot {
+                    cache.discard(key);
+                }
+                slot = Slot::Unusable;
             }
             if last_memory.elapsed() >= Duration::from_secs(1) {
                 last_memory = Instant::now();
                 let mb = |b: Option<u64>| b.map_or(-1.0, |b| (b as f64 / 1e6) as f32);
+                let gpu = match &slot {
+                    Slot::Ready { engine, .. } => engine.gpu_memory(),
+                    _ => None,
+                };
                 self.shared.peak_rss_mb.store(mb(crate::device::peak_rss_bytes()), Ordering::Relaxed);
-                self.shared.gpu_mb.store(mb(engine.as_ref().and_then(|e| e.gpu_memory())), Ordering::Relaxed);
+                self.shared.gpu_mb.store(mb(gpu), Ordering::Relaxed);
+                self.shared.changed();
             }
+            let usable = matches!(slot, Slot::Ready { .. });
             if !late && usable && result.chunks > 0 {
                 // Inference time per hop of audio (1.0 = just real time).
                 let ratio = t0.elapsed().as_secs_f64() / (result.chunks as f64 * hop_secs);
                 load = if load == 0.0 { ratio } else { 0.9 * load + 0.1 * ratio };
-                self.shared.load.store(load as f32, Ordering::Relaxed);
+                let before = self.shared.load.swap(load as f32, Ordering::Relaxed);
+                if (100.0 * before).round() != (100.0 * load as f32).round() {
+                    self.shared.changed();
+                }
             }
             let _ = self.ends.free_in.try_send(msg.data);
             let reply = OutBlock { epoch: msg.epoch, index: msg.index, valid: result.valid && usable, data: out };
+            self.shared.progress.fetch_add(1, Ordering::Release);
             if self.ends.to_audio.try_send(reply).is_err() {
                 // Cannot happen (the channel holds the whole pool); the buffer is freed here,
                 // on the worker, never on the audio thread.
             }
         }
-        if !usable {
-            // Keep a failed engine out of the cache: the next activation loads it afresh.
-            engine = None;
-        }
-        match (engine, home) {
-            (Some(e), Some((cache, key))) => {
-                cache.put_back(key, e);
+        match slot {
+            Slot::Ready { engine, home: Some((cache, key)) } => {
+                cache.put_back(key, engine);
                 None
             }
-            (engine, _) => engine,
+            Slot::Ready { engine, home: None } => Some(engine),
+            Slot::Pending { .. } | Slot::Unusable => None,
         }
     }
-}
-
-struct Acquired {
-    engine: Option<Box<dyn ChunkEngine>>,
-    /// Where the engine goes back when the worker stops.
-    home: Option<(Arc<EngineCache>, LoadKey)>,
-    stopped: bool,
 }

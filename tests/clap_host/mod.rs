@@ -8,7 +8,9 @@ use clack_extensions::latency::{HostLatency, HostLatencyImpl, PluginLatency};
 use clack_extensions::params::{ParamInfoBuffer, PluginParams};
 use clack_extensions::render::{PluginRender, RenderMode};
 use clack_extensions::state::PluginState;
-use clack_host::events::event_types::ParamValueEvent;
+use clack_host::events::event_types::{ParamValueEvent, TransportEvent, TransportFlags};
+use clack_host::events::{EventFlags, EventHeader};
+use clack_host::utils::{BeatTime, SecondsTime};
 use clack_host::prelude::*;
 use std::cell::Cell;
 use std::ffi::CString;
@@ -161,6 +163,9 @@ pub struct Plug {
     pub restarts_done: u32,
     /// Time spent inside the plugin's `process` (not the host's copies), summed since load.
     pub process_times: ProcessTimes,
+    /// The transport plays, at this project sample (advanced by every `process`); `None`: no
+    /// transport information is given.
+    pub transport: Option<i64>,
 }
 
 /// What the plugin's `process` calls cost the calling (audio) thread.
@@ -217,6 +222,7 @@ impl Plug {
             events: EventBuffer::new(),
             restarts_done: 0,
             process_times: ProcessTimes::default(),
+            transport: None,
         }
     }
 
@@ -429,8 +435,28 @@ impl Plug {
             channels: AudioPortBufferType::f32_output_only(port.iter_mut().map(|c| &mut c[..n])),
         }));
         let events = InputEvents::from_buffer(&self.events);
+        let rate = self.config.expect("activated").sample_rate;
+        let transport = self.transport.map(|pos| TransportEvent {
+            header: EventHeader::new_core(0, EventFlags::empty()),
+            flags: TransportFlags::IS_PLAYING | TransportFlags::HAS_SECONDS_TIMELINE,
+            song_pos_beats: BeatTime::from_int(0),
+            song_pos_seconds: SecondsTime::from_float(pos as f64 / rate),
+            tempo: 120.0,
+            tempo_inc: 0.0,
+            loop_start_beats: BeatTime::from_int(0),
+            loop_end_beats: BeatTime::from_int(0),
+            loop_start_seconds: SecondsTime::from_int(0),
+            loop_end_seconds: SecondsTime::from_int(0),
+            bar_start: BeatTime::from_int(0),
+            bar_number: 0,
+            time_signature_numerator: 4,
+            time_signature_denominator: 4,
+        });
+        if let Some(p) = self.transport.as_mut() {
+            *p += n as i64;
+        }
         let (wall0, cpu0) = (std::time::Instant::now(), thread_cpu_time());
-        let status = started.process(&inputs, &mut outputs, &events, &mut OutputEvents::void(), None, None);
+        let status = started.process(&inputs, &mut outputs, &events, &mut OutputEvents::void(), None, transport.as_ref());
         let (wall, cpu) = (wall0.elapsed(), thread_cpu_time() - cpu0);
         status.expect("process");
         let t = &mut self.process_times;

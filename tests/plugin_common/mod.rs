@@ -8,6 +8,7 @@ use std::process::Command;
 
 pub const TINY: &str = "tiny_instnorm_gelu"; // vocals, instrumental; chunk 1984
 pub const FOUR: &str = "small_groupnorm_relu_4stem"; // vocals, bass, drums, other; chunk 8064
+pub const TARGET: &str = "small_batchnorm_elu_target"; // target vocals (+ instrumental = mix - vocals); chunk 3968
 
 /// A fixture model copied as `<dir>/<name>.ckpt` with `<dir>/<name>.yaml`; removed on drop.
 pub struct TempModel {
@@ -97,6 +98,32 @@ pub fn cli_stems(m: &TempModel, x: &[Vec<f32>; 2], rate: u32, overlap: usize, st
 pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Runs of at least `min` samples of exact silence in `out` where `reference` (aligned with it)
+/// is not silent (peak above 0.01 in the run): (start, length) of each.
+pub fn silent_runs(out: &[f32], reference: &[f32], min: usize) -> Vec<(usize, usize)> {
+    let mut runs = vec![];
+    let mut start = None;
+    for i in 0..=out.len().min(reference.len()) {
+        let zero = i < out.len() && i < reference.len() && out[i] == 0.0;
+        match (zero, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if i - s >= min && peak(&reference[s..i]) > 0.01 {
+                    runs.push((s, i - s));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    runs
+}
+
+/// Largest sample-to-sample step.
+pub fn max_step(a: &[f32]) -> f32 {
+    a.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0, f32::max)
 }
 
 pub fn peak(a: &[f32]) -> f32 {
