@@ -37,7 +37,8 @@ pub mod worker;
 
 use crate::device::{DeviceRequest, Precision};
 use crate::engine::LoadOptions;
-use crate::model::ModelConfig;
+use crate::nets::tfc_tdf::ModelConfig;
+use crate::options::EngineOptions;
 use nice_plug::prelude::*;
 use params::{MAX_STEMS, MdxParams, OVERLAP_RANGE};
 use plan::StreamPlan;
@@ -260,7 +261,7 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
     fn plan(&mut self, host_rate: u32, max_block: usize) -> Result<Setup, (EngineState, String)> {
         let mut model = self.params.model_path.get();
         if model.trim().is_empty() {
-            let found = crate::models::discover();
+            let found = crate::catalog::discover();
             match found.iter().find(|m| m.is_ready()) {
                 Some(m) => {
                     model = m.path.to_string_lossy().into_owned();
@@ -271,7 +272,7 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
                         EngineState::NoModel,
                         format!(
                             "No model chosen and none found: put a model (.ckpt with its .yaml) in {} or enter its path (playing the input unchanged)",
-                            crate::models::app_models_dir().display()
+                            crate::catalog::app_models_dir().display()
                         ),
                     ));
                 }
@@ -283,7 +284,7 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
         if !path.is_file() {
             return Err(err(format!("model file {} does not exist", path.display())));
         }
-        let cfg = crate::engine::resolve_config(&path, None).map_err(|e| err(e.to_string()))?;
+        let cfg = crate::catalog::resolve_config(&path, None).map_err(|e| err(e.to_string()))?;
         let stems = cfg.stems();
         if stems.len() > MAX_STEMS {
             return Err(err(format!("the model has {} stems; the plugin has outputs for {MAX_STEMS}", stems.len())));
@@ -306,7 +307,8 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
             .map_err(|e| err(e.to_string()))?;
         let threads = plugin_threads(self.params.cpu_threads.get());
         let key = LoadKey { model: path.clone(), dim_t, precision, threads };
-        let options = LoadOptions { model: path, config: None, device: DeviceRequest::Auto, precision, dim_t, warmup: true, threads };
+        let engine = EngineOptions { device: DeviceRequest::Auto, precision, warmup: true, threads, ..EngineOptions::from_env() };
+        let options = LoadOptions { model: path, config: None, segment: dim_t, options: engine };
         let info = ActiveInfo {
             model: name.clone(),
             chunk,
@@ -343,7 +345,7 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
 /// CPU threads for the engine: the setting, or (0) every core but one, at least one.
 pub(crate) fn plugin_threads(setting: u32) -> usize {
     match setting {
-        0 => crate::kernels::pool::resolve_threads(0).saturating_sub(1).max(1),
+        0 => crate::engine::resolve_threads(0).saturating_sub(1).max(1),
         n => n as usize,
     }
 }

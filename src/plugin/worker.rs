@@ -84,7 +84,7 @@ pub trait ChunkEngine: Send {
 impl ChunkEngine for Separator {
     fn process(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), String> {
         let r = self.process_chunks(input, 1, out).map_err(|e| e.to_string());
-        self.warnings.clear();
+        self.drain_events();
         r
     }
     fn chunk_len(&self) -> usize {
@@ -97,7 +97,7 @@ impl ChunkEngine for Separator {
         format!("{}, {}", self.device_name(), self.precision().name())
     }
     fn gpu_memory(&self) -> Option<u64> {
-        crate::device::gpu_peak_memory(self.device())
+        crate::memory::gpu_peak_memory(self.device())
     }
 }
 
@@ -349,7 +349,7 @@ impl Worker {
             if last_memory.elapsed() >= Duration::from_secs(1) {
                 last_memory = Instant::now();
                 let mb = |b: Option<u64>| b.map_or(-1.0, |b| (b as f64 / 1e6) as f32);
-                self.shared.peak_rss_mb.store(mb(crate::device::peak_rss_bytes()), Ordering::Relaxed);
+                self.shared.peak_rss_mb.store(mb(crate::memory::peak_rss_bytes()), Ordering::Relaxed);
                 self.shared.gpu_mb.store(mb(engine.as_ref().and_then(|e| e.gpu_memory())), Ordering::Relaxed);
             }
             if !late && usable && result.chunks > 0 {

@@ -93,11 +93,8 @@ pub fn cli_stems(m: &TempModel, x: &[Vec<f32>; 2], rate: u32, overlap: usize, st
     stems.iter().map(|s| read_wav(&out_dir.join(format!("song_{rate}_({s}).wav")))).collect()
 }
 
-
-pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
+#[allow(unused_imports)]
+pub use mdx_stems::testing::max_abs_diff as max_diff;
 
 pub fn peak(a: &[f32]) -> f32 {
     a.iter().fold(0f32, |m, v| m.max(v.abs()))

@@ -2,597 +2,297 @@
 //! Track Technical Report: TFC-TDF-UNet v3"; reference: ZFTurbo's Music-Source-Separation-Training
 //! `models/mdx23c_tfc_tdf_v3.py`). Specification: `shared/docs/tfc-tdf-v3.md`.
 //!
-//! One Rust struct per PyTorch module, built from a [`Weights`] view whose `pp` prefixes mirror
-//! the checkpoint's key paths (`Sequential` indices included: norm 0, act 1, conv 2), so real
-//! checkpoints load without renaming. The network works on spectrogram tensors; the STFT and
-//! iSTFT around it live in [`crate::dsp::stft`] and run on the CPU.
-//!
-//! Every layer is expressed with candle's own ops (matmul, conv2d, reshape/permute) so the CPU,
-//! CUDA and Metal backends share one code path. 1x1 convs, the TDF linears, Downscale
-//! (space-to-depth) and Upscale (depth-to-space) are plain matmuls.
+//! Written once, over [`Backend`]: one Rust struct per PyTorch module, fields named after the
+//! checkpoint's key paths (`Sequential` indices included: norm 0, act 1, conv 2), built from a
+//! [`Weights`] view whose `pp` prefixes mirror those paths, so real checkpoints load without
+//! renaming. Each backend prepares the tensors in its own form and runs the ops in its own
+//! layout; the graph only says what is computed and which activations it gives up (ownership,
+//! see [`crate::backend`]).
 
+use super::checkpoint::Weights;
 use super::config::{ActKind, ModelConfig, NormKind};
-use crate::kernels::norm::Activation;
-use crate::kernels::ops::{self as cpu, NormActOp, NormParams};
-use candle_core::{D, DType, Device, Module, Result, Tensor};
-use std::collections::HashMap;
+use crate::backend::{Act, Backend, NormSpec, NormWeights};
+use candle_core::{Result, Tensor};
+use std::borrow::Cow;
 
-/// A prefix into a name -> tensor map; `pp` appends a path segment like candle's VarBuilder.
-#[derive(Clone)]
-pub struct Weights<'a> {
-    map: &'a HashMap<String, Tensor>,
-    prefix: String,
+/// The whole network, from the spectrogram to the stems' spectrograms, for backend `B`.
+pub struct TfcTdfNet<B: Backend> {
+    first_conv: B::Conv1x1,
+    encoder_blocks: Vec<EncoderBlock<B>>,
+    bottleneck_block: TfcTdf<B>,
+    decoder_blocks: Vec<DecoderBlock<B>>,
+    final_conv: FinalConv<B>,
+    num_subbands: usize,
+    num_stems: usize,
+    /// Most channels of any activation at full resolution (for [`Backend::max_elements`]).
+    max_channels: usize,
 }
 
-impl<'a> Weights<'a> {
-    pub fn new(map: &'a HashMap<String, Tensor>) -> Self {
-        Weights { map, prefix: String::new() }
-    }
-    pub fn pp(&self, s: impl std::fmt::Display) -> Self {
-        let prefix = if self.prefix.is_empty() { s.to_string() } else { format!("{}.{s}", self.prefix) };
-        Weights { map: self.map, prefix }
-    }
-    /// The tensor `<prefix>.<name>`, checked against `shape`.
-    pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor> {
-        let key = format!("{}.{name}", self.prefix);
-        let t = self
-            .map
-            .get(&key)
-            .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {key}")))?;
-        if t.dims() != shape {
-            candle_core::bail!("tensor {key}: expected shape {shape:?}, found {:?}", t.dims());
-        }
-        Ok(t.clone())
-    }
+struct EncoderBlock<B: Backend> {
+    tfc_tdf: TfcTdf<B>,
+    downscale: Downscale<B>,
 }
 
-/// `a @ b`. candle's CPU backend has no bf16 matmul: there the product runs in f32 and is
-/// rounded back to bf16, which keeps bf16's storage precision at every layer boundary.
-pub(crate) fn mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if cpu::use_cpu_kernels(a) {
-        return cpu::matmul(a, b);
-    }
-    if a.dtype() == DType::BF16 && a.device().is_cpu() {
-        a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)?.to_dtype(DType::BF16)
-    } else {
-        a.matmul(b)
-    }
+struct DecoderBlock<B: Backend> {
+    upscale: Upscale<B>,
+    tfc_tdf: TfcTdf<B>,
 }
 
-/// Activation function.
-#[derive(Debug, Clone, Copy)]
-pub struct Act(pub ActKind);
-
-impl Module for Act {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self.0 {
-            ActKind::Gelu => x.gelu_erf(),
-            ActKind::Relu => x.relu(),
-            ActKind::Elu(alpha) => x.elu(alpha),
-        }
-    }
-}
-
-impl Act {
-    /// The CPU kernels' name for this activation.
-    fn kernel(self) -> Activation {
-        match self.0 {
-            ActKind::Gelu => Activation::Gelu,
-            ActKind::Relu => Activation::Relu,
-            ActKind::Elu(alpha) => Activation::Elu(alpha as f32),
-        }
-    }
-
-    /// [`Module::forward`] on an `x` nothing else refers to: in place on the CPU kernels' path.
-    fn forward_owned(&self, x: Tensor) -> Result<Tensor> {
-        if cpu::use_cpu_kernels(&x) {
-            NormActOp { norm: NormParams::Identity, act: self.kernel() }.apply_inplace(x)
-        } else {
-            self.forward(&x)
-        }
-    }
-}
-
-/// A normalisation layer followed by the activation (`Sequential(norm, act, ...)` indices 0 and 1).
-/// Statistics are computed in f32 whatever the compute dtype. f32 on the CPU runs the fused
-/// kernel ([`crate::kernels::norm`]).
-pub struct NormAct {
-    norm: Norm,
-    act: Act,
-    /// The same layer for the CPU kernel, parameters on the host (built for CPU weights only).
-    cpu: Option<NormActOp>,
-}
-
-enum Norm {
-    /// InstanceNorm2d(affine) or GroupNorm(g): `groups` = channels for instance norm.
-    Stats { groups: Option<usize>, weight: Tensor, bias: Tensor },
-    /// BatchNorm2d in eval mode, folded to a per-channel scale and shift.
-    Affine { scale: Tensor, shift: Tensor },
-    Identity,
-}
-
-const EPS: f64 = 1e-5;
-
-impl NormAct {
-    pub fn new(kind: NormKind, act: ActKind, c: usize, w: &Weights) -> Result<Self> {
-        let per_channel = |t: Tensor| t.to_dtype(DType::F32)?.reshape((1, c, 1, 1));
-        let norm = match kind {
-            NormKind::Identity => Norm::Identity,
-            NormKind::Instance | NormKind::Group(_) => Norm::Stats {
-                groups: if let NormKind::Group(g) = kind { Some(g) } else { None },
-                weight: per_channel(w.get(&[c], "weight")?)?,
-                bias: per_channel(w.get(&[c], "bias")?)?,
-            },
-            NormKind::Batch => {
-                let weight = w.get(&[c], "weight")?.to_dtype(DType::F32)?;
-                let bias = w.get(&[c], "bias")?.to_dtype(DType::F32)?;
-                let mean = w.get(&[c], "running_mean")?.to_dtype(DType::F32)?;
-                let var = w.get(&[c], "running_var")?.to_dtype(DType::F32)?;
-                let scale = weight.div(&(var + EPS)?.sqrt()?)?;
-                let shift = bias.sub(&mean.mul(&scale)?)?;
-                Norm::Affine { scale: scale.reshape((1, c, 1, 1))?, shift: shift.reshape((1, c, 1, 1))? }
-            }
-        };
-        let host = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let cpu = match &norm {
-            Norm::Identity => Some(NormParams::Identity),
-            Norm::Stats { groups, weight, bias } if weight.device().is_cpu() => {
-                Some(NormParams::Stats { groups: *groups, eps: EPS, weight: host(weight)?, bias: host(bias)? })
-            }
-            Norm::Affine { scale, shift } if scale.device().is_cpu() => {
-                Some(NormParams::Affine { scale: host(scale)?, shift: host(shift)? })
-            }
-            _ => None,
-        };
-        let act = Act(act);
-        Ok(NormAct { norm, act, cpu: cpu.map(|norm| NormActOp { norm, act: act.kernel() }) })
-    }
-
-    /// [`Module::forward`] on an `x` that nothing else refers to: on the CPU kernel's path the
-    /// result is written over `x` (no new buffer).
-    pub fn forward_owned(&self, x: Tensor) -> Result<Tensor> {
-        match &self.cpu {
-            Some(op) if cpu::use_cpu_kernels(&x) => op.apply_inplace(x),
-            _ => self.forward(&x),
-        }
-    }
-}
-
-impl Module for NormAct {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let Some(op) = &self.cpu
-            && cpu::use_cpu_kernels(x)
-        {
-            return op.apply(x);
-        }
-        let dtype = x.dtype();
-        let y = match &self.norm {
-            Norm::Identity => x.clone(),
-            Norm::Affine { scale, shift } => {
-                let x32 = x.to_dtype(DType::F32)?;
-                x32.broadcast_mul(scale)?.broadcast_add(shift)?.to_dtype(dtype)?
-            }
-            Norm::Stats { groups, weight, bias } => {
-                let (b, c, h, w) = x.dims4()?;
-                let g = groups.unwrap_or(c);
-                let x32 = x.to_dtype(DType::F32)?.reshape((b, g, (c / g) * h * w))?;
-                let mean = x32.mean_keepdim(D::Minus1)?;
-                let xc = x32.broadcast_sub(&mean)?;
-                let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-                let xn = xc.broadcast_div(&(var + EPS)?.sqrt()?)?.reshape((b, c, h, w))?;
-                xn.broadcast_mul(weight)?.broadcast_add(bias)?.to_dtype(dtype)?
-            }
-        };
-        self.act.forward(&y)
-    }
-}
-
-/// 1x1 convolution without bias, as a matmul over channels.
-pub struct Conv1x1 {
-    /// [out, in]
-    w: Tensor,
-}
-
-impl Conv1x1 {
-    pub fn new(cin: usize, cout: usize, w: &Weights) -> Result<Self> {
-        Ok(Conv1x1 { w: w.get(&[cout, cin, 1, 1], "weight")?.reshape((cout, cin))? })
-    }
-}
-
-impl Module for Conv1x1 {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c, h, w) = x.dims4()?;
-        let cout = self.w.dim(0)?;
-        let y = mm(&self.w.broadcast_left(b)?, &x.reshape((b, c, h * w))?)?;
-        y.reshape((b, cout, h, w))
-    }
-}
-
-/// 3x3 convolution, padding 1, no bias.
-pub struct Conv3x3 {
-    /// [out, in, 3, 3]
-    w: Tensor,
-}
-
-impl Conv3x3 {
-    pub fn new(cin: usize, cout: usize, w: &Weights) -> Result<Self> {
-        Ok(Conv3x3 { w: w.get(&[cout, cin, 3, 3], "weight")? })
-    }
-}
-
-impl Module for Conv3x3 {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if cpu::use_cpu_kernels(x) {
-            return cpu::conv3x3(x, &self.w);
-        }
-        if x.dtype() == DType::BF16 && x.device().is_cpu() {
-            // No bf16 GEMM on candle's CPU backend: see `mm`.
-            let w = self.w.to_dtype(DType::F32)?;
-            return x.to_dtype(DType::F32)?.conv2d(&w, 1, 1, 1, 1)?.to_dtype(DType::BF16);
-        }
-        x.conv2d(&self.w, 1, 1, 1, 1)
-    }
-}
-
-/// `nn.Linear(f_in, f_out, bias=False)` applied along the last (frequency) axis.
-pub struct Linear {
-    /// [f_in, f_out] (the PyTorch weight transposed once at load).
-    wt: Tensor,
-}
-
-impl Linear {
-    pub fn new(fin: usize, fout: usize, w: &Weights) -> Result<Self> {
-        Ok(Linear { wt: w.get(&[fout, fin], "weight")?.t()?.contiguous()? })
-    }
-}
-
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c, t, f) = x.dims4()?;
-        let fout = self.wt.dim(1)?;
-        mm(&x.reshape((b * c * t, f))?, &self.wt)?.reshape((b, c, t, fout))
-    }
-}
-
-impl Linear {
-    /// `acc + self(x)`; on the CPU kernels' path the product is accumulated straight into
-    /// `acc` (one GEMM, no temporary), which nothing else may refer to.
-    fn forward_acc(&self, acc: Tensor, x: &Tensor) -> Result<Tensor> {
-        if !cpu::use_cpu_kernels(&acc) {
-            return acc + self.forward(x)?;
-        }
-        let (b, c, t, f) = x.dims4()?;
-        let fout = self.wt.dim(1)?;
-        let acc = acc.reshape((b * c * t, fout))?;
-        cpu::matmul_acc(acc, &x.reshape((b * c * t, f))?, &self.wt)?.reshape((b, c, t, fout))
-    }
+/// `TFC_TDF`: `num_blocks_per_scale` blocks (`<prefix>.blocks.{j}`).
+struct TfcTdf<B: Backend> {
+    blocks: Vec<TfcTdfBlock<B>>,
 }
 
 /// One TFC-TDF block: `tfc1`, `tdf` (with residual), `tfc2`, plus the 1x1 `shortcut`.
-pub struct TfcTdfBlock {
-    tfc1_norm: NormAct,
-    tfc1_conv: Conv3x3,
-    tdf_norm1: NormAct,
-    tdf_lin1: Linear,
-    tdf_norm2: NormAct,
-    tdf_lin2: Linear,
-    tfc2_norm: NormAct,
-    tfc2_conv: Conv3x3,
-    shortcut: Conv1x1,
+struct TfcTdfBlock<B: Backend> {
+    tfc1: Tfc<B>,
+    tdf: Tdf<B>,
+    tfc2: Tfc<B>,
+    shortcut: B::Conv1x1,
 }
 
-impl TfcTdfBlock {
-    fn new(cfg: &ModelConfig, in_c: usize, c: usize, f: usize, w: &Weights) -> Result<Self> {
-        let (n, a) = (cfg.model.norm, cfg.model.act);
-        let fb = f / cfg.model.bottleneck_factor;
-        Ok(TfcTdfBlock {
-            tfc1_norm: NormAct::new(n, a, in_c, &w.pp("tfc1.0"))?,
-            tfc1_conv: Conv3x3::new(in_c, c, &w.pp("tfc1.2"))?,
-            tdf_norm1: NormAct::new(n, a, c, &w.pp("tdf.0"))?,
-            tdf_lin1: Linear::new(f, fb, &w.pp("tdf.2"))?,
-            tdf_norm2: NormAct::new(n, a, c, &w.pp("tdf.3"))?,
-            tdf_lin2: Linear::new(fb, f, &w.pp("tdf.5"))?,
-            tfc2_norm: NormAct::new(n, a, c, &w.pp("tfc2.0"))?,
-            tfc2_conv: Conv3x3::new(c, c, &w.pp("tfc2.2"))?,
-            shortcut: Conv1x1::new(in_c, c, &w.pp("shortcut"))?,
+/// `Sequential(norm, act, conv3x3)`: `.0` and `.2`.
+struct Tfc<B: Backend> {
+    norm: B::Norm,
+    conv: B::Conv3x3,
+}
+
+/// `Sequential(norm, act, Linear(f -> f/bn), norm, act, Linear(f/bn -> f))`: `.0 .2 .3 .5`.
+struct Tdf<B: Backend> {
+    norm1: B::Norm,
+    lin1: B::Linear,
+    norm2: B::Norm,
+    lin2: B::Linear,
+}
+
+/// `conv = Sequential(norm, act, conv kernel = stride = scale)`.
+struct Downscale<B: Backend> {
+    norm: B::Norm,
+    conv: B::Downscale,
+}
+
+/// `conv = Sequential(norm, act, transposed conv kernel = stride = scale)`.
+struct Upscale<B: Backend> {
+    norm: B::Norm,
+    conv: B::Upscale,
+}
+
+/// `final_conv = Sequential(conv1x1, act, conv1x1)`; the act as an identity norm + act.
+struct FinalConv<B: Backend> {
+    conv0: B::Conv1x1,
+    act: B::Norm,
+    conv2: B::Conv1x1,
+}
+
+fn act(a: ActKind) -> Act {
+    match a {
+        ActKind::Gelu => Act::Gelu,
+        ActKind::Relu => Act::Relu,
+        ActKind::Elu(alpha) => Act::Elu(alpha),
+    }
+}
+
+/// The tensors of `norm` (+ `act`) over `c` channels stored under `w`.
+fn norm<B: Backend>(b: &B, kind: NormKind, a: ActKind, c: usize, w: &Weights) -> Result<B::Norm> {
+    let weights = match kind {
+        NormKind::Identity => NormWeights::Identity,
+        NormKind::Instance => NormWeights::Instance { weight: w.get(&[c], "weight")?, bias: w.get(&[c], "bias")? },
+        NormKind::Group(groups) => NormWeights::Group { groups, weight: w.get(&[c], "weight")?, bias: w.get(&[c], "bias")? },
+        NormKind::Batch => NormWeights::Batch {
+            weight: w.get(&[c], "weight")?,
+            bias: w.get(&[c], "bias")?,
+            mean: w.get(&[c], "running_mean")?,
+            var: w.get(&[c], "running_var")?,
+        },
+    };
+    b.prepare_norm(NormSpec { weights, act: act(a), channels: c })
+}
+
+fn conv1x1<B: Backend>(b: &B, cin: usize, cout: usize, w: &Weights) -> Result<B::Conv1x1> {
+    b.prepare_conv1x1(w.get(&[cout, cin, 1, 1], "weight")?)
+}
+
+impl<B: Backend> Tfc<B> {
+    fn new(b: &B, cfg: &ModelConfig, cin: usize, cout: usize, w: &Weights) -> Result<Self> {
+        Ok(Tfc {
+            norm: norm(b, cfg.model.norm, cfg.model.act, cin, &w.pp(0))?,
+            conv: b.prepare_conv3x3(w.pp(2).get(&[cout, cin, 3, 3], "weight")?)?,
         })
     }
 }
 
-impl TfcTdfBlock {
-    /// [B, in_c, T, F] -> [B, c, T, F]. With `owned`, `x` is a tensor nothing else refers to and
-    /// its buffer may be overwritten (the CPU kernels normalise it in place). Intermediates are
-    /// dropped as soon as they are used, and the residual sums reuse their left operand.
-    fn forward_impl(&self, x: Tensor, owned: bool) -> Result<Tensor> {
-        let s = self.shortcut.forward(&x)?;
-        let a = if owned { self.tfc1_norm.forward_owned(x)? } else { self.tfc1_norm.forward(&x)? };
-        let x = self.tfc1_conv.forward(&a)?;
+impl<B: Backend> Tdf<B> {
+    fn new(b: &B, cfg: &ModelConfig, c: usize, f: usize, w: &Weights) -> Result<Self> {
+        let (n, a) = (cfg.model.norm, cfg.model.act);
+        let fb = f / cfg.model.bottleneck_factor;
+        Ok(Tdf {
+            norm1: norm(b, n, a, c, &w.pp(0))?,
+            lin1: b.prepare_linear(w.pp(2).get(&[fb, f], "weight")?)?,
+            norm2: norm(b, n, a, c, &w.pp(3))?,
+            lin2: b.prepare_linear(w.pp(5).get(&[f, fb], "weight")?)?,
+        })
+    }
+}
+
+impl<B: Backend> TfcTdfBlock<B> {
+    fn new(b: &B, cfg: &ModelConfig, in_c: usize, c: usize, f: usize, w: &Weights) -> Result<Self> {
+        Ok(TfcTdfBlock {
+            tfc1: Tfc::new(b, cfg, in_c, c, &w.pp("tfc1"))?,
+            tdf: Tdf::new(b, cfg, c, f, &w.pp("tdf"))?,
+            tfc2: Tfc::new(b, cfg, c, c, &w.pp("tfc2"))?,
+            shortcut: conv1x1(b, in_c, c, &w.pp("shortcut"))?,
+        })
+    }
+
+    /// [B, in_c, T, F] -> [B, c, T, F]. `x` is given up unless `shared` (another handle refers
+    /// to it). Intermediates are dropped as soon as they are used; the residual sums are formed
+    /// in the memory of their other operand.
+    fn forward(&self, b: &B, x: Tensor, shared: bool) -> Result<Tensor> {
+        let s = b.conv1x1(&self.shortcut, &x)?;
+        let a = if shared { b.norm_act(&self.tfc1.norm, Cow::Borrowed(&x))? } else { b.norm_act(&self.tfc1.norm, Cow::Owned(x))? };
+        let x = b.conv3x3(&self.tfc1.conv, &a, None)?;
         drop(a);
-        let t = self.tdf_lin1.forward(&self.tdf_norm1.forward(&x)?)?;
-        let t = self.tdf_norm2.forward_owned(t)?;
-        let x = self.tdf_lin2.forward_acc(x, &t)?; // x + tdf(x)
+        let t = b.linear(&self.tdf.lin1, &b.norm_act(&self.tdf.norm1, Cow::Borrowed(&x))?, None)?;
+        let t = b.norm_act(&self.tdf.norm2, Cow::Owned(t))?;
+        let x = b.linear(&self.tdf.lin2, &t, Some(x))?; // x + tdf(x)
         drop(t);
-        let x = self.tfc2_conv.forward(&self.tfc2_norm.forward_owned(x)?)?;
-        add_owned(x, &s)
+        let a = b.norm_act(&self.tfc2.norm, Cow::Owned(x))?;
+        b.conv3x3(&self.tfc2.conv, &a, Some(s)) // tfc2(x) + shortcut
     }
 }
 
-/// `a + b`; on the CPU kernels' path written over `a`, which nothing else may refer to.
-fn add_owned(a: Tensor, b: &Tensor) -> Result<Tensor> {
-    if cpu::use_cpu_kernels(&a) { cpu::add_assign(a, b) } else { a + b }
-}
-
-/// `a * b`, as [`add_owned`].
-fn mul_owned(a: Tensor, b: &Tensor) -> Result<Tensor> {
-    if cpu::use_cpu_kernels(&a) { cpu::mul_assign(a, b) } else { a * b }
-}
-
-impl Module for TfcTdfBlock {
-    /// [B, in_c, T, F] -> [B, c, T, F]
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_impl(x.clone(), false)
-    }
-}
-
-/// `TFC_TDF`: `num_blocks_per_scale` blocks (`<prefix>.blocks.{j}`).
-pub struct TfcTdf {
-    blocks: Vec<TfcTdfBlock>,
-}
-
-impl TfcTdf {
-    fn new(cfg: &ModelConfig, in_c: usize, c: usize, f: usize, w: &Weights) -> Result<Self> {
+impl<B: Backend> TfcTdf<B> {
+    fn new(b: &B, cfg: &ModelConfig, in_c: usize, c: usize, f: usize, w: &Weights) -> Result<Self> {
         let blocks = (0..cfg.model.num_blocks_per_scale)
-            .map(|j| TfcTdfBlock::new(cfg, if j == 0 { in_c } else { c }, c, f, &w.pp("blocks").pp(j)))
+            .map(|j| TfcTdfBlock::new(b, cfg, if j == 0 { in_c } else { c }, c, f, &w.pp("blocks").pp(j)))
             .collect::<Result<_>>()?;
         Ok(TfcTdf { blocks })
     }
 
-    /// [`Module::forward`] on an `x` that nothing else refers to (no clone, view or reshape of it
-    /// in use): its buffer may be overwritten, which saves one activation of memory per block.
-    pub fn forward_owned(&self, x: Tensor) -> Result<Tensor> {
+    /// See [`TfcTdfBlock::forward`]; only the first block's input may be shared.
+    fn forward(&self, b: &B, x: Tensor, shared: bool) -> Result<Tensor> {
         let mut x = x;
-        for b in &self.blocks {
-            x = b.forward_impl(x, true)?;
+        let mut shared = shared;
+        for blk in &self.blocks {
+            x = blk.forward(b, x, shared)?;
+            shared = false;
         }
         Ok(x)
     }
 }
 
-impl Module for TfcTdf {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut blocks = self.blocks.iter();
-        let Some(first) = blocks.next() else { return Ok(x.clone()) };
-        let mut x = first.forward_impl(x.clone(), false)?;
-        for b in blocks {
-            x = b.forward_impl(x, true)?;
-        }
-        Ok(x)
-    }
-}
-
-/// `Downscale`: norm, act, conv with kernel = stride = scale, as space-to-depth + matmul.
-pub struct Downscale {
-    norm: NormAct,
-    /// [out, in * st * sf], input channel fastest-varying last as in the PyTorch weight.
-    w: Tensor,
-    scale: [usize; 2],
-}
-
-impl Downscale {
-    fn new(cfg: &ModelConfig, cin: usize, cout: usize, w: &Weights) -> Result<Self> {
-        let [st, sf] = cfg.model.scale;
-        let conv = w.pp("conv");
-        Ok(Downscale {
-            norm: NormAct::new(cfg.model.norm, cfg.model.act, cin, &conv.pp(0))?,
-            w: conv.pp(2).get(&[cout, cin, st, sf], "weight")?.reshape((cout, cin * st * sf))?,
-            scale: [st, sf],
-        })
-    }
-}
-
-impl Module for Downscale {
-    /// [B, c, T, F] -> [B, c + growth, T / st, F / sf]
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.norm.forward(x)?;
-        let (b, c, t, f) = x.dims4()?;
-        let [st, sf] = self.scale;
-        let (to, fo) = (t / st, f / sf);
-        // [B, c, to, st, fo, sf] -> [B, c, st, sf, to, fo] -> [B, c*st*sf, to*fo]
-        let cols = x
-            .reshape((b * c, to, st, fo, sf))?
-            .permute((0, 2, 4, 1, 3))?
-            .contiguous()?
-            .reshape((b, c * st * sf, to * fo))?;
-        let cout = self.w.dim(0)?;
-        mm(&self.w.broadcast_left(b)?, &cols)?.reshape((b, cout, to, fo))
-    }
-}
-
-/// `Upscale`: norm, act, transposed conv with kernel = stride = scale, as matmul + depth-to-space.
-pub struct Upscale {
-    norm: NormAct,
-    /// [out * st * sf, in]
-    w: Tensor,
-    cout: usize,
-    scale: [usize; 2],
-}
-
-impl Upscale {
-    fn new(cfg: &ModelConfig, cin: usize, cout: usize, w: &Weights) -> Result<Self> {
-        let [st, sf] = cfg.model.scale;
-        let conv = w.pp("conv");
-        // ConvTranspose2d weight: [in, out, st, sf].
-        let wt = conv.pp(2).get(&[cin, cout, st, sf], "weight")?;
-        Ok(Upscale {
-            norm: NormAct::new(cfg.model.norm, cfg.model.act, cin, &conv.pp(0))?,
-            w: wt.reshape((cin, cout * st * sf))?.t()?.contiguous()?,
-            cout,
-            scale: [st, sf],
-        })
-    }
-}
-
-impl Module for Upscale {
-    /// [B, c, T, F] -> [B, c - growth, T * st, F * sf]
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.norm.forward(x)?;
-        let (b, c, t, f) = x.dims4()?;
-        let [st, sf] = self.scale;
-        let y = mm(&self.w.broadcast_left(b)?, &x.reshape((b, c, t * f))?)?;
-        // [B, out, st, sf, T, F] -> [B, out, T, st, F, sf]
-        y.reshape((b * self.cout, st, sf, t, f))?
-            .permute((0, 3, 1, 4, 2))?
-            .contiguous()?
-            .reshape((b, self.cout, t * st, f * sf))
-    }
-}
-
-struct EncoderBlock {
-    tfc_tdf: TfcTdf,
-    downscale: Downscale,
-}
-
-struct DecoderBlock {
-    upscale: Upscale,
-    tfc_tdf: TfcTdf,
-}
-
-/// The whole network, from the folded spectrogram to the stems' folded spectrograms (NCHW).
-pub struct NchwNet {
-    first_conv: Conv1x1,
-    encoder_blocks: Vec<EncoderBlock>,
-    bottleneck_block: TfcTdf,
-    decoder_blocks: Vec<DecoderBlock>,
-    final_conv0: Conv1x1,
-    final_act: Act,
-    final_conv2: Conv1x1,
-    num_subbands: usize,
-    dtype: DType,
-    device: Device,
-}
-
-/// The network as built for its device: the NCHW reference below (CPU, Metal), or the
-/// channels-last formulation in [`super::nhwc`] (CUDA; `MDX_STEMS_NCHW=1` keeps the reference).
-pub enum TfcTdfNet {
-    Nchw(NchwNet),
-    Nhwc { net: super::nhwc::NhwcNet, dtype: DType, device: Device },
-}
-
-impl TfcTdfNet {
-    /// Build from a checkpoint's tensors (already cast to the compute dtype and on `device`).
-    pub fn new(cfg: &ModelConfig, w: &Weights, dtype: DType, device: &Device) -> Result<Self> {
-        let keep_nchw = std::env::var("MDX_STEMS_NCHW").is_ok_and(|v| v == "1");
-        if device.is_cuda() && !keep_nchw {
-            let opts = super::nhwc::NhwcOptions::for_device(device);
-            let net = super::nhwc::NhwcNet::new(cfg, w, device, opts)?;
-            return Ok(TfcTdfNet::Nhwc { net, dtype, device: device.clone() });
-        }
-        NchwNet::new(cfg, w, dtype, device).map(TfcTdfNet::Nchw)
-    }
-
-    pub fn dtype(&self) -> DType {
-        match self {
-            TfcTdfNet::Nchw(n) => n.dtype,
-            TfcTdfNet::Nhwc { dtype, .. } => *dtype,
-        }
-    }
-
-    pub fn device(&self) -> &Device {
-        match self {
-            TfcTdfNet::Nchw(n) => &n.device,
-            TfcTdfNet::Nhwc { device, .. } => device,
-        }
-    }
-
-    /// `spec`: [B, 4, dim_f, T] (ch0.re, ch0.im, ch1.re, ch1.im) in the compute dtype on the device.
-    /// Returns [B, stems, 4, dim_f, T].
-    pub fn forward_spec(&self, spec: &Tensor) -> Result<Tensor> {
-        match self {
-            TfcTdfNet::Nchw(n) => n.forward_spec(spec),
-            TfcTdfNet::Nhwc { net, .. } => net.forward_spec(spec),
-        }
-    }
-}
-
-impl NchwNet {
-    /// Build from a checkpoint's tensors (already cast to the compute dtype and on `device`).
-    pub fn new(cfg: &ModelConfig, w: &Weights, dtype: DType, device: &Device) -> Result<Self> {
+impl<B: Backend> TfcTdfNet<B> {
+    /// Build from a checkpoint's tensors (already in the compute dtype on the backend's device).
+    pub fn new(b: &B, cfg: &ModelConfig, w: &Weights) -> Result<Self> {
         let m = &cfg.model;
         let dim_c = cfg.dim_c();
         let g = m.growth;
+        let [st, sf] = m.scale;
         let mut c = m.num_channels;
         let mut f = cfg.audio.dim_f / m.num_subbands;
-        let first_conv = Conv1x1::new(dim_c, c, &w.pp("first_conv"))?;
+        let first_conv = conv1x1(b, dim_c, c, &w.pp("first_conv"))?;
         let mut encoder_blocks = vec![];
         for i in 0..m.num_scales {
             let wb = w.pp("encoder_blocks").pp(i);
+            let conv = wb.pp("downscale").pp("conv");
             encoder_blocks.push(EncoderBlock {
-                tfc_tdf: TfcTdf::new(cfg, c, c, f, &wb.pp("tfc_tdf"))?,
-                downscale: Downscale::new(cfg, c, c + g, &wb.pp("downscale"))?,
+                tfc_tdf: TfcTdf::new(b, cfg, c, c, f, &wb.pp("tfc_tdf"))?,
+                downscale: Downscale {
+                    norm: norm(b, m.norm, m.act, c, &conv.pp(0))?,
+                    conv: b.prepare_downscale(conv.pp(2).get(&[c + g, c, st, sf], "weight")?)?,
+                },
             });
-            f /= m.scale[1];
+            f /= sf;
             c += g;
         }
-        let bottleneck_block = TfcTdf::new(cfg, c, c, f, &w.pp("bottleneck_block"))?;
+        let bottleneck_block = TfcTdf::new(b, cfg, c, c, f, &w.pp("bottleneck_block"))?;
         let mut decoder_blocks = vec![];
         for i in 0..m.num_scales {
             let wb = w.pp("decoder_blocks").pp(i);
-            let upscale = Upscale::new(cfg, c, c - g, &wb.pp("upscale"))?;
-            f *= m.scale[1];
+            let conv = wb.pp("upscale").pp("conv");
+            let upscale = Upscale {
+                norm: norm(b, m.norm, m.act, c, &conv.pp(0))?,
+                // ConvTranspose2d weight: [in, out, st, sf].
+                conv: b.prepare_upscale(conv.pp(2).get(&[c, c - g, st, sf], "weight")?)?,
+            };
+            f *= sf;
             c -= g;
-            decoder_blocks.push(DecoderBlock { upscale, tfc_tdf: TfcTdf::new(cfg, 2 * c, c, f, &wb.pp("tfc_tdf"))? });
+            decoder_blocks.push(DecoderBlock { upscale, tfc_tdf: TfcTdf::new(b, cfg, 2 * c, c, f, &wb.pp("tfc_tdf"))? });
         }
-        Ok(NchwNet {
+        let fc = w.pp("final_conv");
+        let final_conv = FinalConv {
+            conv0: conv1x1(b, c + dim_c, c, &fc.pp(0))?,
+            act: norm(b, NormKind::Identity, m.act, c, &fc.pp(1))?,
+            conv2: conv1x1(b, c, cfg.num_stems() * dim_c, &fc.pp(2))?,
+        };
+        Ok(TfcTdfNet {
             first_conv,
             encoder_blocks,
             bottleneck_block,
             decoder_blocks,
-            final_conv0: Conv1x1::new(c + dim_c, c, &w.pp("final_conv").pp(0))?,
-            final_act: Act(m.act),
-            final_conv2: Conv1x1::new(c, cfg.num_stems() * dim_c, &w.pp("final_conv").pp(2))?,
+            final_conv,
             num_subbands: m.num_subbands,
-            dtype,
-            device: device.clone(),
+            num_stems: cfg.num_stems(),
+            max_channels: (2 * m.num_channels).max(m.num_channels + dim_c).max(cfg.num_stems() * dim_c),
         })
     }
 
-    /// See [`TfcTdfNet::forward_spec`].
-    pub fn forward_spec(&self, spec: &Tensor) -> Result<Tensor> {
-        let (b, c4, dim_f, t) = spec.dims4()?;
+    /// `spec`: [B, 4, dim_f, T] (ch0.re, ch0.im, ch1.re, ch1.im) in the compute dtype on the
+    /// device -> [B, stems, 4, dim_f, T]. Batches whose largest activation would exceed the
+    /// backend's [`Backend::max_elements`] run in several passes.
+    pub fn forward(&self, b: &B, spec: &Tensor) -> Result<Tensor> {
+        let (n, _, dim_f, t) = spec.dims4()?;
+        let per_item = t * (dim_f / self.num_subbands) * self.max_channels;
+        let max_n = (b.max_elements() / per_item.max(1)).max(1);
+        if n <= max_n {
+            return b.scoped(|| self.forward_batch(b, spec));
+        }
+        let mut outs = vec![];
+        let mut i = 0;
+        while i < n {
+            let m = max_n.min(n - i);
+            outs.push(b.scoped(|| self.forward_batch(b, &spec.narrow(0, i, m)?))?);
+            i += m;
+        }
+        Tensor::cat(&outs, 0)
+    }
+
+    fn forward_batch(&self, b: &B, spec: &Tensor) -> Result<Tensor> {
+        let (n, c4, dim_f, t) = spec.dims4()?;
         let k = self.num_subbands;
-        // Subband fold: [B, C, F, T] -> [B, C*k, F/k, T] is a pure reshape. The body runs on
-        // [B, c, T, F]: the folded input (dim_c channels) is transposed once, and everything up
-        // to the last 1x1 conv stays in that layout (1x1 convs and the product with `first` are
-        // per pixel), so no c-channel activation is ever transposed.
-        let mix = spec.reshape((b, c4 * k, dim_f / k, t))?.transpose(2, 3)?.contiguous()?; // [B, dim_c, T, F]
-        let mut x = self.first_conv.forward(&mix)?; // [B, c, T, F]
+        // The body runs on [B, c, T, F/k] (in the backend's layout): the folded input is laid
+        // out once, and everything up to the last 1x1 conv stays that way (1x1 convs and the
+        // product with `first` are per pixel).
+        let mix = b.layout_in(spec, k)?;
+        let mut x = b.conv1x1(&self.first_conv, &mix)?;
+        // `first` (the first conv's output) is kept alive through the body where the backend
+        // wants it; else it is computed again at the end, which costs less than an activation
+        // of memory.
+        let first = b.keep_first().then(|| x.clone());
         let mut skips = Vec::with_capacity(self.encoder_blocks.len());
-        // Every `forward_owned` input below is a fresh tensor held by `x` alone.
-        for blk in &self.encoder_blocks {
-            x = blk.tfc_tdf.forward_owned(x)?;
+        for (i, blk) in self.encoder_blocks.iter().enumerate() {
+            x = blk.tfc_tdf.forward(b, x, i == 0 && first.is_some())?;
             skips.push(x.clone());
-            x = blk.downscale.forward(&x)?;
+            let a = b.norm_act(&blk.downscale.norm, Cow::Borrowed(&x))?; // x is also the skip
+            x = b.downscale(&blk.downscale.conv, &a)?;
         }
-        x = self.bottleneck_block.forward_owned(x)?;
+        x = self.bottleneck_block.forward(b, x, false)?;
         for blk in &self.decoder_blocks {
-            x = blk.upscale.forward(&x)?;
             let skip = skips.pop().expect("one skip per scale");
-            x = Tensor::cat(&[&x, &skip], 1)?;
-            drop(skip);
-            x = blk.tfc_tdf.forward_owned(x)?;
+            let a = b.norm_act(&blk.upscale.norm, Cow::Owned(x))?;
+            x = b.upscale_concat(&blk.upscale.conv, &a, skip)?; // [upscaled, skip] on channels
+            drop(a);
+            x = blk.tfc_tdf.forward(b, x, false)?;
         }
-        // `first` (the first conv's output) is recomputed here rather than kept alive through
-        // the whole body: a 1x1 conv of dim_c channels costs less than a full activation of memory.
-        let x = mul_owned(x, &self.first_conv.forward(&mix)?)?;
-        let cat = Tensor::cat(&[&mix, &x], 1)?;
-        drop((mix, x));
-        let x = self.final_conv0.forward(&cat)?;
-        drop(cat);
-        let x = self.final_conv2.forward(&self.final_act.forward_owned(x)?)?; // [B, S*dim_c, T, F/k]
-        // Back to [B, S*dim_c, F/k, T]; unfold subbands ([B, S*4*k, F/k, T] -> [B, S, 4, F, T]) is
-        // again a pure reshape.
-        let x = x.transpose(2, 3)?.contiguous()?;
-        let s = x.dim(1)? / (c4 * k);
-        x.reshape((b, s, c4, dim_f, t))
+        let first = match first {
+            Some(f) => f,
+            None => b.conv1x1(&self.first_conv, &mix)?,
+        };
+        let x = b.mul(x, &first)?;
+        drop(first);
+        let x = b.conv1x1_concat(&self.final_conv.conv0, mix, x)?;
+        let x = b.norm_act(&self.final_conv.act, Cow::Owned(x))?;
+        let x = b.conv1x1(&self.final_conv.conv2, &x)?; // [B, S*4*k, T, F/k]
+        b.layout_out(x, (n, self.num_stems, c4, dim_f, t))
     }
 }
