@@ -3,23 +3,20 @@
 
 use candle_core::Device;
 
-/// Peak resident set size of this process in bytes (Linux: VmHWM; macOS: ru_maxrss).
+/// Peak resident set size of this process in bytes (Linux: VmHWM).
 pub fn peak_rss_bytes() -> Option<u64> {
-    #[cfg(target_os = "linux")]
-    {
-        let s = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        return Some(kb * 1024);
-    }
-    #[allow(unreachable_code)]
-    None
+    proc_status_bytes("VmHWM:")
 }
 
-/// Current resident set size in bytes (Linux).
+/// Current resident set size in bytes (Linux: VmRSS).
 pub fn current_rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS:")
+}
+
+/// A `kB` line of `/proc/self/status`, in bytes (None elsewhere than Linux).
+fn proc_status_bytes(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }

@@ -98,26 +98,10 @@ impl Default for EngineOptions {
     }
 }
 
-/// The variables [`EngineOptions::from_env`] reads, with what each one switches
-/// (set to anything but empty or `0`).
-pub const ENV_SWITCHES: &[(&str, &str)] = &[
-    ("MDX_STEMS_TF32", "f32 convolutions and GEMMs on CUDA may use TF32 tensor cores"),
-    ("MDX_STEMS_NCHW", "CUDA runs candle's own ops in NCHW (no channels-last network, cuDNN or our kernels)"),
-    ("MDX_STEMS_NO_CUDNN", "CUDA 3x3 convolutions through candle's conv2d instead of cuDNN"),
-    ("MDX_STEMS_NO_KERNELS", "CUDA norms, TDF GEMMs and layout copies through candle's ops instead of ours"),
-    ("MDX_STEMS_NO_FUSED_RES", "the block's residual is added after its last convolution, not inside it"),
-    ("MDX_STEMS_CPU_STFT", "on CUDA, STFT and iSTFT run on the CPU (spectrograms cross the bus)"),
-    ("MDX_STEMS_NO_CUDA_GRAPH", "the CUDA chunk pass is launched op by op, never replayed as a graph"),
-    ("MDX_STEMS_SCALAR_NORM", "the CUDA norm kernels read one value per thread instead of 16 bytes"),
-    ("MDX_CUDNN_HEURISTIC", "cuDNN algorithms from cuDNN's heuristic ranking instead of timing"),
-    ("MDX_CUDNN_ANY_ALGO", "any cuDNN algorithm (FFT, Winograd) instead of the GEMM-type ones"),
-    ("MDX_CUDNN_NO_GRAPH", "cuDNN's graph-API engines are not tried"),
-    ("MDX_CUDNN_LOG", "cuDNN's candidates and choices are printed to stderr"),
-];
-
 impl EngineOptions {
-    /// The defaults with the switches of [`ENV_SWITCHES`] applied from the environment. Only
-    /// program edges (`main`, the bench, the plugin) call this.
+    /// The defaults with the switches set in the environment (README, "Environment
+    /// variables": each counts when set to anything but empty or `0`). Only program edges
+    /// (`main`, the bench, the plugin) call this.
     pub fn from_env() -> Self {
         let on = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0");
         let mut o = EngineOptions::default();

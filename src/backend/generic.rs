@@ -371,14 +371,15 @@ impl Backend for Generic {
         }
     }
 
-    fn downscale(&self, w: &Downscale, x: &Tensor) -> Result<Tensor> {
+    fn downscale(&self, w: &Downscale, x: Tensor) -> Result<Tensor> {
         let cout = w.w.dim(match self.layout {
             Layout::ChannelsFirst => 0,
             Layout::ChannelsLast => 1,
         })?;
         match self.layout {
             Layout::ChannelsFirst => {
-                let (cols, (b, to, fo)) = space_to_depth_first(x, w.scale)?;
+                let (cols, (b, to, fo)) = space_to_depth_first(&x, w.scale)?;
+                drop(x);
                 mm(&w.w.broadcast_left(b)?, &cols)?.reshape((b, cout, to, fo))
             }
             Layout::ChannelsLast => {
@@ -391,15 +392,17 @@ impl Backend for Generic {
         }
     }
 
-    fn upscale_concat(&self, w: &Upscale, x: &Tensor, skip: Tensor) -> Result<Tensor> {
+    fn upscale_concat(&self, w: &Upscale, x: Tensor, skip: Tensor) -> Result<Tensor> {
         let up = match self.layout {
             Layout::ChannelsFirst => {
                 let (b, c, t, f) = x.dims4()?;
                 let y = mm(&w.w.broadcast_left(b)?, &x.reshape((b, c, t * f))?)?;
+                drop(x);
                 depth_to_space_first(&y, (b, t, f), w.cout, w.scale)?
             }
             Layout::ChannelsLast => {
-                let (y, btf) = self.upscale_gemm_last(w, x)?;
+                let (y, btf) = self.upscale_gemm_last(w, &x)?;
+                drop(x);
                 depth_to_space_last(&y, btf, w.cout, w.scale)?
             }
         };

@@ -14,9 +14,10 @@
 //! as it likes between [`Backend::layout_in`] and [`Backend::layout_out`].
 //!
 //! Ownership: ops that take an activation by value (`Tensor`, or [`Cow::Owned`]) may write their
-//! result into its memory; the caller guarantees nothing else refers to it (no clone, view or
-//! reshape of it in use). That is how the CPU backend normalises in place and how cuDNN and
-//! cuBLAS add residuals inside the convolution or GEMM (beta = 1), without extra activations.
+//! result into its memory, or free it as soon as they are done with it; the caller guarantees
+//! nothing else refers to it (no clone, view or reshape of it in use). That is how the CPU
+//! backend normalises in place and how cuDNN and cuBLAS add residuals inside the convolution or
+//! GEMM (beta = 1), without extra activations, and what keeps peak memory down.
 //!
 //! Adding a backend: implement [`Backend`] in a module here and give it its devices in [`select`].
 //! Adding a layer type: an op (and, if it has weights, a `prepare_*` method and an associated
@@ -169,10 +170,10 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// backend can).
     fn linear(&self, w: &Self::Linear, x: &Tensor, acc: Option<Tensor>) -> Result<Tensor>;
     /// Space-to-depth + the matmul: [B, c, T, F] -> [B, c', T / st, F / sf].
-    fn downscale(&self, w: &Self::Downscale, x: &Tensor) -> Result<Tensor>;
+    fn downscale(&self, w: &Self::Downscale, x: Tensor) -> Result<Tensor>;
     /// The matmul + depth-to-space, concatenated on channels with `skip` (upscaled first):
     /// [B, c, T, F] -> [B, c' + c_skip, T * st, F * sf].
-    fn upscale_concat(&self, w: &Self::Upscale, x: &Tensor, skip: Tensor) -> Result<Tensor>;
+    fn upscale_concat(&self, w: &Self::Upscale, x: Tensor, skip: Tensor) -> Result<Tensor>;
     /// `x * y` element-wise (in `x`'s memory where the backend can).
     fn mul(&self, x: Tensor, y: &Tensor) -> Result<Tensor>;
 

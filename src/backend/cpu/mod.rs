@@ -141,15 +141,17 @@ impl Backend for Cpu {
         }
     }
 
-    fn downscale(&self, w: &Downscale, x: &Tensor) -> Result<Tensor> {
-        let (cols, (b, to, fo)) = generic::space_to_depth_first(x, w.scale)?;
+    fn downscale(&self, w: &Downscale, x: Tensor) -> Result<Tensor> {
+        let (cols, (b, to, fo)) = generic::space_to_depth_first(&x, w.scale)?;
+        drop(x);
         let cout = w.w.dim(0)?;
         ops::matmul(&w.w.broadcast_left(b)?, &cols)?.reshape((b, cout, to, fo))
     }
 
-    fn upscale_concat(&self, w: &Upscale, x: &Tensor, skip: Tensor) -> Result<Tensor> {
+    fn upscale_concat(&self, w: &Upscale, x: Tensor, skip: Tensor) -> Result<Tensor> {
         let (b, c, t, f) = x.dims4()?;
         let y = ops::matmul(&w.w.broadcast_left(b)?, &x.reshape((b, c, t * f))?)?;
+        drop(x);
         let up = generic::depth_to_space_first(&y, (b, t, f), w.cout, w.scale)?;
         drop(y);
         Tensor::cat(&[&up, &skip], 1)

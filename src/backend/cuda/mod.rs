@@ -247,20 +247,22 @@ impl Backend for Cuda {
         }
     }
 
-    fn downscale(&self, w: &Downscale, x: &Tensor) -> Result<Tensor> {
+    fn downscale(&self, w: &Downscale, x: Tensor) -> Result<Tensor> {
         #[cfg(feature = "cudnn")]
         if let (Some(convs), Some(k)) = (&self.convs, &w.krsc) {
-            return self.timed("downscale", x.dims(), || convs.conv(x, k, 0, w.generic.scale[0], self.opts.tf32));
+            return self.timed("downscale", x.dims(), || convs.conv(&x, k, 0, w.generic.scale[0], self.opts.tf32));
         }
-        self.timed("downscale", x.dims(), || self.generic.downscale(&w.generic, x))
+        let dims = x.dims().to_vec();
+        self.timed("downscale", &dims, || self.generic.downscale(&w.generic, x))
     }
 
     /// With our kernels, depth-to-space and the concatenation are one pass over memory.
-    fn upscale_concat(&self, w: &generic::Upscale, x: &Tensor, skip: Tensor) -> Result<Tensor> {
+    fn upscale_concat(&self, w: &generic::Upscale, x: Tensor, skip: Tensor) -> Result<Tensor> {
         if self.generic.layout() == Layout::ChannelsFirst {
             return self.generic.upscale_concat(w, x, skip);
         }
-        let (y, btf) = self.timed("upscale gemm", x.dims(), || self.generic.upscale_gemm_last(w, x))?;
+        let (y, btf) = self.timed("upscale gemm", x.dims(), || self.generic.upscale_gemm_last(w, &x))?;
+        drop(x);
         if self.kernels {
             let [st, sf] = w.scale;
             if let Some(out) = self.timed("d2s+concat", y.dims(), || kernels::upscale_concat(&y, &skip, btf, (st, sf)))? {

@@ -274,14 +274,13 @@ impl<B: Backend> TfcTdfNet<B> {
             x = blk.tfc_tdf.forward(b, x, i == 0 && first.is_some())?;
             skips.push(x.clone());
             let a = b.norm_act(&blk.downscale.norm, Cow::Borrowed(&x))?; // x is also the skip
-            x = b.downscale(&blk.downscale.conv, &a)?;
+            x = b.downscale(&blk.downscale.conv, a)?;
         }
         x = self.bottleneck_block.forward(b, x, false)?;
         for blk in &self.decoder_blocks {
             let skip = skips.pop().expect("one skip per scale");
             let a = b.norm_act(&blk.upscale.norm, Cow::Owned(x))?;
-            x = b.upscale_concat(&blk.upscale.conv, &a, skip)?; // [upscaled, skip] on channels
-            drop(a);
+            x = b.upscale_concat(&blk.upscale.conv, a, skip)?; // [upscaled, skip] on channels
             x = blk.tfc_tdf.forward(b, x, false)?;
         }
         let first = match first {
@@ -291,8 +290,9 @@ impl<B: Backend> TfcTdfNet<B> {
         let x = b.mul(x, &first)?;
         drop(first);
         let x = b.conv1x1_concat(&self.final_conv.conv0, mix, x)?;
-        let x = b.norm_act(&self.final_conv.act, Cow::Owned(x))?;
-        let x = b.conv1x1(&self.final_conv.conv2, &x)?; // [B, S*4*k, T, F/k]
+        let a = b.norm_act(&self.final_conv.act, Cow::Owned(x))?;
+        let x = b.conv1x1(&self.final_conv.conv2, &a)?; // [B, S*4*k, T, F/k]
+        drop(a);
         b.layout_out(x, (n, self.num_stems, c4, dim_f, t))
     }
 }
