@@ -145,7 +145,10 @@ impl FaultInjector {
 /// [`OpProfiler::start`] and [`OpProfiler::take`]; each timed op synchronises the device.
 /// Clones share the collection.
 #[derive(Debug, Clone, Default)]
-pub struct OpProfiler(Arc<Mutex<Option<BTreeMap<String, (Duration, usize)>>>>);
+pub struct OpProfiler(Arc<Mutex<Option<OpTimes>>>);
+
+/// Op kind and input shape -> (total time, calls).
+type OpTimes = BTreeMap<String, (Duration, usize)>;
 
 impl OpProfiler {
     pub fn start(&self) {
@@ -170,7 +173,7 @@ impl OpProfiler {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<BTreeMap<String, (Duration, usize)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<OpTimes>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

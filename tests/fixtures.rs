@@ -126,7 +126,7 @@ fn half_precision_snr_against_f64_reference() {
     let _ = (DType::F32, Device::Cpu);
 }
 
-/// `LoadOptions::threads` / `Separator::set_threads` bound the CPU worker threads; the work split
+/// `EngineOptions::threads` / `Separator::set_threads` bound the CPU worker threads; the work split
 /// changes with the count but no sum is reordered, so the output is bit-identical.
 #[test]
 fn thread_count_changes_nothing_but_the_threads() {

@@ -73,7 +73,7 @@ pub fn network(cfg: &ModelConfig, tensors: &HashMap<String, Tensor>, device: &De
 enum Front<S> {
     /// On the host (realfft): spectrograms cross to the device and back. `spec` is the host
     /// spectrogram scratch, [batch][4][dim_f][T], grown on demand.
-    Host { stft: Stft, spec: Vec<f32> },
+    Host { stft: Box<Stft>, spec: Vec<f32> },
     /// The backend's own STFT: only audio crosses.
     Device(S),
 }
@@ -90,7 +90,7 @@ impl<B: Backend> TfcTdfModel<B> {
     pub fn new(net: Net<B>, cfg: &ModelConfig, chunk: usize, events: &mut Vec<Event>) -> Self {
         let a = &cfg.audio;
         let shape = StftShape { n_fft: a.n_fft, hop: a.hop_length, dim_f: a.dim_f, len: chunk };
-        let host = || Front::Host { stft: Stft::new(a.n_fft, a.hop_length, a.dim_f, chunk), spec: vec![] };
+        let host = || Front::Host { stft: Box::new(Stft::new(a.n_fft, a.hop_length, a.dim_f, chunk)), spec: vec![] };
         let front = match net.backend.prepare_stft(shape) {
             Some(Ok(s)) => Front::Device(s),
             Some(Err(e)) => {
