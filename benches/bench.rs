@@ -15,9 +15,10 @@
 
 use clap::Parser;
 use mdx_stems::device::{self, DeviceRequest, Precision};
-use mdx_stems::engine::{LoadOptions, Separator, StageTimes};
-use mdx_stems::model::weights::SplitMix64;
-use mdx_stems::model::{Checkpoint, ModelConfig};
+use mdx_stems::engine::{Separator, StageTimes};
+use mdx_stems::memory;
+use mdx_stems::nets::tfc_tdf::{Checkpoint, ModelConfig, SplitMix64, TfcTdf};
+use mdx_stems::options::EngineOptions;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -99,23 +100,14 @@ fn run() -> anyhow::Result<()> {
         2.0 * macs as f64 / 1e12
     );
 
+    let mut options = EngineOptions { device: args.device, precision: args.precision, warmup: true, threads: args.threads, ..EngineOptions::from_env() };
     if args.tf32 {
-        // Read by the CUDA network when it is built (model::nhwc::NhwcOptions).
-        unsafe { std::env::set_var("MDX_STEMS_TF32", "1") };
+        options.cuda.tf32 = true;
     }
     let t = Instant::now();
     let ckpt = Checkpoint::random(&cfg, 0);
-    let opts = LoadOptions {
-        model: PathBuf::from("<random weights>"),
-        config: None,
-        device: args.device,
-        precision: args.precision,
-        dim_t: None,
-        warmup: true,
-        threads: args.threads,
-    };
-    let mut sep = Separator::from_parts(cfg.clone(), ckpt, &opts)?;
-    for w in sep.warnings.drain(..) {
+    let mut sep = Separator::new(Box::new(TfcTdf::from_checkpoint(cfg.clone(), ckpt, None)?), &options)?;
+    for w in sep.drain_events() {
         eprintln!("warning: {w}");
     }
     eprintln!("loaded and warmed up on {} ({}) in {:.1} s", sep.device_name(), sep.precision().name(), t.elapsed().as_secs_f64());
@@ -130,7 +122,7 @@ fn run() -> anyhow::Result<()> {
     if args.profile {
         sep.profile = Some(StageTimes::default());
     }
-    device::reset_gpu_peak_memory(sep.device());
+    memory::reset_gpu_peak_memory(sep.device());
     let mut times = vec![];
     let mut cpu_times = vec![];
     for i in 0..args.repeats.max(1) {
@@ -147,20 +139,14 @@ fn run() -> anyhow::Result<()> {
     anyhow::ensure!(out.iter().all(|v| v.is_finite()), "the engine produced non-finite output");
     times.sort_by(f64::total_cmp);
     let mut rows = vec![Row {
-        engine: if sep.device().is_cpu() && sep.precision() == Precision::F32 {
-            "mdx-stems (CPU kernels)".into()
-        } else if sep.device().is_cuda() {
-            "mdx-stems (channels-last CUDA)".into()
-        } else {
-            "mdx-stems (candle)".into()
-        },
+        engine: format!("mdx-stems ({})", sep.backend_name()),
         device: sep.device_name().to_string(),
         precision: if args.tf32 && sep.precision() == Precision::F32 { "tf32".into() } else { sep.precision().name().into() },
         batch: b,
         ms_median: times[times.len() / 2],
         ms_best: times[0],
-        peak_rss_mb: device::peak_rss_bytes().map(|v| v as f64 / 1e6),
-        gpu_mb: device::gpu_peak_memory(sep.device()).or_else(|| device::gpu_memory_used(sep.device())).map(|v| v as f64 / 1e6),
+        peak_rss_mb: memory::peak_rss_bytes().map(|v| v as f64 / 1e6),
+        gpu_mb: memory::gpu_peak_memory(sep.device()).or_else(|| memory::gpu_memory_used(sep.device())).map(|v| v as f64 / 1e6),
         cpu_ms_median: Some(cpu_times[cpu_times.len() / 2]),
     }];
     if let Some(p) = sep.profile {

@@ -6,8 +6,9 @@
 //! cargo run --release --example full_parity -- /tmp/full.safetensors /tmp/in.npy /tmp/torch_out.npy
 //! ```
 use candle_core::Tensor;
-use mdx_stems::engine::{LoadOptions, Separator};
-use mdx_stems::model::{Checkpoint, ModelConfig};
+use mdx_stems::engine::Separator;
+use mdx_stems::nets::tfc_tdf::{Checkpoint, ModelConfig, TfcTdf};
+use mdx_stems::options::EngineOptions;
 use std::path::PathBuf;
 
 const FULL_CONFIG: &str = include_str!("../assets/uvr-mdxc/model_2_stem_full_band_8k.yaml");
@@ -16,9 +17,8 @@ fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().collect();
     let cfg = ModelConfig::from_yaml_str(FULL_CONFIG)?;
     let ckpt = Checkpoint::read(&PathBuf::from(&a[1]))?;
-    let mut opts = LoadOptions::new(&a[1]);
-    opts.threads = 2;
-    let mut sep = Separator::from_parts(cfg, ckpt, &opts)?;
+    let opts = EngineOptions { threads: 2, ..EngineOptions::default() };
+    let mut sep = Separator::new(Box::new(TfcTdf::from_checkpoint(cfg, ckpt, None)?), &opts)?;
     let input = Tensor::read_npy(&a[2])?.flatten_all()?.to_vec1::<f32>()?;
     let want = Tensor::read_npy(&a[3])?.flatten_all()?.to_vec1::<f32>()?;
     let n = input.len() / (2 * sep.chunk_len());

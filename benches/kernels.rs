@@ -7,7 +7,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use clap::Parser;
-use mdx_stems::kernels::{self, Conv3x3Kernel, norm, pool, rand_vec};
+use mdx_stems::backend::cpu::kernels::{self, Conv3x3Kernel, ConvShape, norm, pool, rand_vec};
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -96,7 +96,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             let mut best = vec![f64::INFINITY; nts.len()];
             for _ in 0..args.repeats.max(1) {
                 for (j, &nt) in nts.iter().enumerate() {
-                    let ms = best_ms(1, || kernels::winograd::conv3x3_nt(&x, &k, &mut out, 1, cin, cout, h, w, nt));
+                    let ms = best_ms(1, || kernels::winograd::conv3x3_nt(&x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w), nt));
                     best[j] = best[j].min(ms);
                 }
             }
@@ -109,8 +109,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
         println!("| conv 3x3 | GFLOP | winograd ms | GFLOP/s (direct-equivalent) | gemm ms | GFLOP/s | candle ms | GFLOP/s |");
         println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
         for ((cin, cout, h, w), x, k, mut out, gflop) in selected() {
-            let wino = best_ms(args.repeats, || kernels::conv3x3_f32_with(Conv3x3Kernel::Winograd, &x, &k, &mut out, 1, cin, cout, h, w));
-            let gm = best_ms(args.repeats.min(1), || kernels::conv3x3_f32_with(Conv3x3Kernel::Gemm, &x, &k, &mut out, 1, cin, cout, h, w));
+            let wino = best_ms(args.repeats, || kernels::conv3x3_f32_with(Conv3x3Kernel::Winograd, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
+            let gm = best_ms(args.repeats.min(1), || kernels::conv3x3_f32_with(Conv3x3Kernel::Gemm, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
             let cand = if args.candle {
                 let xt = Tensor::from_slice(&x, (1, cin, h, w), &Device::Cpu)?;
                 let kt = Tensor::from_slice(&k, (cout, cin, 3, 3), &Device::Cpu)?;

@@ -2,8 +2,10 @@
 //!
 //! `auto` picks Metal on macOS (metal builds), CUDA when built with `cuda` and a GPU answers,
 //! else the CPU; the probe runs once per process and is cached. A GPU that fails to start
-//! falls back to the CPU with a warning (never silently).
+//! falls back to the CPU with a warning (never silently). Memory probes are in
+//! [`crate::memory`].
 
+use crate::events::{Event, Gpu};
 use candle_core::{DType, Device};
 use std::sync::OnceLock;
 
@@ -47,8 +49,8 @@ impl Precision {
 pub struct Selected {
     pub device: Device,
     pub name: String,
-    /// Warning to show the user when the request could not be honoured as asked.
-    pub warning: Option<String>,
+    /// What to tell the user when the request could not be honoured as asked.
+    pub warning: Option<Event>,
 }
 
 impl Selected {
@@ -74,12 +76,12 @@ pub enum DeviceError {
     MetalUnavailable(String),
 }
 
-fn cpu(warning: Option<String>) -> Selected {
+fn cpu(warning: Option<Event>) -> Selected {
     Selected { device: Device::Cpu, name: "CPU".into(), warning }
 }
 
 /// Held while a GPU is being set up (device, weights, library handles) and while a chunk pass
-/// runs or is recorded as a CUDA graph (`crate::cuda::graph`): set-up calls synchronise the
+/// runs or is recorded as a CUDA graph (`crate::backend::cuda::graph`): set-up calls synchronise the
 /// whole context and first launches load kernels, neither of which is allowed while another
 /// thread records, so GPU work of several separators in one process (two plugin instances,
 /// tests running in parallel) takes turns. Not reentrant.
@@ -119,13 +121,13 @@ fn auto() -> Selected {
         if cfg!(feature = "metal") {
             match try_metal() {
                 Ok(d) => return Selected { device: d, name: "Metal".into(), warning: None },
-                Err(e) => return cpu(Some(format!("Metal GPU failed to start ({e}); running on the CPU"))),
+                Err(reason) => return cpu(Some(Event::GpuUnavailable { gpu: Gpu::Metal, reason })),
             }
         }
         if cfg!(feature = "cuda") {
             match try_cuda(0) {
                 Ok(d) => return Selected { device: d, name: "CUDA:0".into(), warning: None },
-                Err(e) => return cpu(Some(format!("no usable CUDA GPU ({e}); running on the CPU"))),
+                Err(reason) => return cpu(Some(Event::GpuUnavailable { gpu: Gpu::Cuda, reason })),
             }
         }
         cpu(None)
@@ -163,64 +165,4 @@ pub fn select(req: DeviceRequest) -> Result<Selected, DeviceError> {
 /// Block until queued GPU work is done (for honest per-stage timings).
 pub fn synchronize(device: &Device) {
     let _ = device.synchronize();
-}
-
-/// Peak resident set size of this process in bytes (Linux: VmHWM; macOS: ru_maxrss).
-pub fn peak_rss_bytes() -> Option<u64> {
-    #[cfg(target_os = "linux")]
-    {
-        let s = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        return Some(kb * 1024);
-    }
-    #[allow(unreachable_code)]
-    None
-}
-
-/// Current resident set size in bytes (Linux).
-pub fn current_rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// Peak bytes of GPU memory held by tensors and workspaces since the last
-/// [`reset_gpu_peak_memory`] (CUDA: the high-water mark of the allocation pool), where the
-/// backend can tell. Comparable to PyTorch's `torch.cuda.max_memory_allocated`.
-#[allow(unused_variables)]
-pub fn gpu_peak_memory(device: &Device) -> Option<u64> {
-    #[cfg(feature = "cuda")]
-    if let Device::Cuda(d) = device {
-        // Stream-ordered allocations outside and inside CUDA graphs come from separate pools.
-        let graph = crate::cuda::graph::graph_mem_peak(d).unwrap_or(0);
-        return crate::cuda::pool_memory(d).map(|(_, high)| high + graph);
-    }
-    None
-}
-
-/// Restart [`gpu_peak_memory`] from the memory in use now.
-#[allow(unused_variables)]
-pub fn reset_gpu_peak_memory(device: &Device) {
-    #[cfg(feature = "cuda")]
-    if let Device::Cuda(d) = device {
-        crate::cuda::reset_pool_peak(d);
-        crate::cuda::graph::reset_graph_mem_peak(d);
-    }
-}
-
-/// GPU memory in use on the device in bytes, where the backend can tell.
-#[allow(unused_variables)]
-pub fn gpu_memory_used(device: &Device) -> Option<u64> {
-    #[cfg(feature = "cuda")]
-    {
-        if let Device::Cuda(_) = device {
-            // cudarc's driver API: total - free on the current context.
-            if let Ok((free, total)) = candle_core::cuda::cudarc::driver::result::mem_get_info() {
-                return Some((total - free) as u64);
-            }
-        }
-    }
-    None
 }

@@ -1,23 +1,32 @@
 //! MDX Stems: stem separation with MDX23C (TFC-TDF v3) models, as a CLI and an audio plugin.
 //!
-//! Layout:
-//! - [`model`]: config, checkpoint reading, the network (no plugin, no audio I/O).
-//! - [`dsp`]: STFT/iSTFT and the overlap-add schedules.
-//! - [`audio`]: audio files and resampling.
-//! - [`device`]: the one place that picks device and precision.
-//! - [`engine`]: model + STFT = chunks in, stems out; whole-signal separation.
-//! - [`models`]: finding users' models (app folder, UVR, python-audio-separator), UVR's hash
-//!   table, and what a checkpoint's shapes say about its config.
-//! - [`plugin`]: the VST3/CLAP plugin (streaming separation with reported latency).
+//! Layout, each module using only those above it (README: "Architecture"):
+//! - [`events`], [`device`], [`options`]: what the engine reports, the device and precision
+//!   choice, every option of a run (environment variables are read only by
+//!   [`options::EngineOptions::from_env`], at the program edges).
+//! - [`dsp`], [`audio`]: STFT/iSTFT and overlap-add schedules; audio files and resampling.
+//! - [`backend`]: the operations networks are written over, for the CPU (our kernels), CUDA
+//!   and candle's own ops; [`memory`]: RSS and GPU memory probes.
+//! - [`nets`]: what a separation model is (the interface) and its architectures
+//!   ([`nets::tfc_tdf`]: config, checkpoint, the one graph, the model).
+//! - [`catalog`]: finding users' models, UVR's hash table, what a checkpoint's shapes say, and
+//!   resolving a model (name -> file -> config) before anything is built.
+//! - [`engine`]: a model on a device fed chunks (batching, out-of-memory halving, GPU error ->
+//!   CPU retry); whole-signal separation.
+//! - [`plugin`]: the VST3/CLAP plugin (streaming separation with reported latency); [`cli`]:
+//!   the `mdx-stems` commands.
 
-pub mod audio;
-pub mod cli;
-#[cfg(feature = "cuda")]
-pub mod cuda;
+pub mod events;
 pub mod device;
+pub mod options;
 pub mod dsp;
+pub mod audio;
+pub mod backend;
+pub mod memory;
+pub mod nets;
+pub mod catalog;
 pub mod engine;
-pub mod kernels;
-pub mod model;
-pub mod models;
 pub mod plugin;
+pub mod cli;
+#[doc(hidden)]
+pub mod testing;

@@ -1,14 +1,15 @@
 //! `mdx-stems` command-line entry point.
 use clap::Parser;
 use mdx_stems::cli::{Cli, Command};
+use mdx_stems::options::EngineOptions;
 
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Separate(a) => mdx_stems::cli::separate::run(a),
+        Command::Separate(a) => mdx_stems::cli::separate::run(a, EngineOptions::from_env()),
         Command::Info(a) => mdx_stems::cli::info::run(a),
         Command::Models => {
-            print!("{}", mdx_stems::models::print_models_table(&mdx_stems::models::discover()));
+            print!("{}", mdx_stems::catalog::print_models_table(&mdx_stems::catalog::discover()));
             Ok(())
         }
     };

@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tests").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::temp_dir("cli-tests", name)
 }
 
 /// The CLI with an empty models environment (no user folders leak into the tests).

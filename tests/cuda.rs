@@ -9,11 +9,15 @@ mod common;
 use common::*;
 
 use candle_core::{DType, Device, Tensor};
+use mdx_stems::backend::cuda::kernels;
+use mdx_stems::backend::generic::{Generic, Layout};
+use mdx_stems::backend::{Act, Backend, NormSpec, NormWeights};
 use mdx_stems::device::{self, DeviceRequest, Precision};
 use mdx_stems::engine::{LoadOptions, Separator};
-use mdx_stems::model::config::{ActKind, NormKind};
-use mdx_stems::model::network::{NormAct, Weights};
-use mdx_stems::model::{Checkpoint, ModelConfig};
+use mdx_stems::memory;
+use mdx_stems::nets::tfc_tdf::{self, ActKind, Checkpoint, ModelConfig, Net, Network, NormKind, TfcTdf};
+use mdx_stems::options::{EngineOptions, OpProfiler};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -38,6 +42,23 @@ fn randn(shape: &[usize], mean: f64, std: f64) -> Tensor {
     Tensor::randn(mean as f32, std as f32, shape, &Device::Cpu).unwrap()
 }
 
+/// The norm `kind` + `act` over `c` channels with the parameters `n.*` of `map`.
+fn norm_spec(kind: NormKind, act: ActKind, c: usize, map: &HashMap<String, Tensor>) -> NormSpec {
+    let t = |k: &str| map[&format!("n.{k}")].clone();
+    let weights = match kind {
+        NormKind::Identity => NormWeights::Identity,
+        NormKind::Instance => NormWeights::Instance { weight: t("weight"), bias: t("bias") },
+        NormKind::Group(groups) => NormWeights::Group { groups, weight: t("weight"), bias: t("bias") },
+        NormKind::Batch => NormWeights::Batch { weight: t("weight"), bias: t("bias"), mean: t("running_mean"), var: t("running_var") },
+    };
+    let act = match act {
+        ActKind::Gelu => Act::Gelu,
+        ActKind::Relu => Act::Relu,
+        ActKind::Elu(a) => Act::Elu(a),
+    };
+    NormSpec { weights, act, channels: c }
+}
+
 #[test]
 fn norm_act_kernel_matches_reference() {
     let dev = gpu();
@@ -60,20 +81,17 @@ fn norm_act_kernel_matches_reference() {
         map.insert("n.bias".to_string(), randn(&[c], 0.0, 0.3));
         map.insert("n.running_mean".to_string(), randn(&[c], 0.5, 0.3));
         map.insert("n.running_var".to_string(), randn(&[c], 0.0, 1.0).abs().unwrap().affine(1.0, 0.1).unwrap());
-        let weights = Weights::new(&map);
-        let reference = NormAct::new(kind, act, c, &weights.pp("n")).unwrap();
+        let spec = norm_spec(kind, act, c, &map);
+        // The reference: candle's ops in NCHW, through transposes.
+        let reference = Generic::new(Device::Cpu, DType::F32, Layout::ChannelsLast);
+        let norm = reference.prepare_norm(spec.clone()).unwrap();
         // Offset mean and large spread: the statistics must not cancel.
         let x = randn(&[b, h, w, c], 3.0, 2.0);
-        let want = candle_core::Module::forward(&reference, &x.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap())
-            .unwrap()
-            .permute((0, 2, 3, 1))
-            .unwrap()
-            .contiguous()
-            .unwrap();
-        let params = mdx_stems::cuda::NormParams::from_weights(kind, c, &weights.pp("n"), &dev).unwrap();
+        let want = reference.norm_act(&norm, Cow::Borrowed(&x)).unwrap();
+        let params = kernels::NormParams::new(&norm, c, &dev).unwrap();
         for (dt, tol) in [(DType::F32, 2e-6), (DType::F16, 2e-3), (DType::BF16, 1.5e-2)] {
             let xg = x.to_dtype(dt).unwrap().to_device(&dev).unwrap();
-            let got = mdx_stems::cuda::norm_act(&xg, &params, act).unwrap().to_device(&Device::Cpu).unwrap();
+            let got = kernels::norm_act(&xg, &params, spec.act, false).unwrap().to_device(&Device::Cpu).unwrap();
             let e = rel_err(&got, &want);
             eprintln!("norm_act {kind:?} {act:?} {:?} {dt:?}: rel err {e:.2e}", [b, h, w, c]);
             assert!(e < tol, "norm_act {kind:?} {act:?} {:?} {dt:?}: rel err {e:.2e} >= {tol:.0e}", [b, h, w, c]);
@@ -85,10 +103,14 @@ fn norm_act_kernel_matches_reference() {
 #[test]
 fn cudnn_conv_matches_reference() {
     let dev = gpu();
-    let convs = mdx_stems::cuda::cudnn::Convs::new(match &dev {
-        Device::Cuda(d) => d,
-        _ => unreachable!(),
-    })
+    let search = EngineOptions::default().cuda.cudnn_search;
+    let convs = mdx_stems::backend::cuda::cudnn::Convs::new(
+        match &dev {
+            Device::Cuda(d) => d,
+            _ => unreachable!(),
+        },
+        search,
+    )
     .unwrap();
     for &(n, h, w, c, k, r, pad, stride) in &[
         (2usize, 20usize, 36usize, 12usize, 12usize, 3usize, 1usize, 1usize),
@@ -124,7 +146,7 @@ fn gpu_stft_matches_cpu_stft() {
     // (n_fft, hop, dim_f, len): a fixture's and the full-size config.
     for &(n_fft, hop, dim_f, len) in &[(512usize, 128usize, 256usize, 3968usize), (8192, 1024, 4096, 261120)] {
         let n = 2;
-        let g = mdx_stems::cuda::stft::GpuStft::new(cd, n_fft, hop, dim_f, len).unwrap();
+        let g = mdx_stems::backend::cuda::stft::GpuStft::new(cd, n_fft, hop, dim_f, len).unwrap();
         let mut cpu = mdx_stems::dsp::stft::Stft::new(n_fft, hop, dim_f, len);
         let audio: Vec<f32> = to_f32(&randn(&[n * 2 * len], 0.0, 0.3));
         let per = cpu.spec_len();
@@ -166,14 +188,12 @@ fn gpu_network_matches_cpu_reference() {
         let spec = load_st(name, "forward.safetensors")["spec"].to_dtype(DType::F32).unwrap();
         // The reference in float64 with candle's own CPU ops (the f32 CPU path runs Winograd
         // convolutions, whose rounding differs from a direct convolution's by ~1e-6 relative).
-        let map = mdx_stems::model::weights::to_device(&ckpt.tensors, DType::F64, &Device::Cpu).unwrap();
-        let reference = mdx_stems::model::network::NchwNet::new(&cfg, &Weights::new(&map), DType::F64, &Device::Cpu).unwrap();
+        let reference = Net::from_checkpoint(Generic::new(Device::Cpu, DType::F64, Layout::ChannelsFirst), &cfg, &ckpt.tensors).unwrap();
         let want = reference.forward_spec(&spec.to_dtype(DType::F64).unwrap()).unwrap();
         let want64 = to_f64(&want);
         let want = want.to_dtype(DType::F32).unwrap();
         for dt in [DType::F32, DType::F16, DType::BF16] {
-            let map = mdx_stems::model::weights::to_device(&ckpt.tensors, dt, &dev).unwrap();
-            let net = mdx_stems::model::network::TfcTdfNet::new(&cfg, &Weights::new(&map), dt, &dev).unwrap();
+            let net = tfc_tdf::network(&cfg, &ckpt.tensors, &dev, dt, &EngineOptions::default()).unwrap();
             let got = net.forward_spec(&spec.to_dtype(dt).unwrap().to_device(&dev).unwrap()).unwrap();
             let got = to_f32(&got);
             let d = max_abs_diff(&got, &to_f32(&want));
@@ -207,17 +227,17 @@ fn gpu_error_retries_the_chunk_on_cpu() {
     let name = "small_groupnorm_relu_4stem";
     let mut sep = Separator::load(&fixture_opts(name, Precision::F32)).unwrap();
     assert!(sep.device().is_cuda());
-    mdx_stems::model::nhwc::inject_fault_once();
+    sep.options().faults.fail_next_gpu_pass();
     let out = fixture_forward(&mut sep, name);
-    let w = sep.warnings.join("\n");
+    let w = warnings(&sep);
     eprintln!("warnings: {w}");
     assert!(w.contains("computed on the CPU"), "no CPU retry reported: {w}");
     let d = max_abs_diff(&out, &to_f32(&load_st(name, "forward.safetensors")["out"]));
     assert!(d <= 1e-4, "CPU retry differs from the reference by {d}");
     // The GPU keeps working after the retry.
-    sep.warnings.clear();
+    sep.drain_events();
     let out2 = fixture_forward(&mut sep, name);
-    assert!(sep.warnings.is_empty(), "{:?}", sep.warnings);
+    assert!(sep.events().is_empty(), "{:?}", sep.events());
     assert!(max_abs_diff(&out2, &out) <= 1e-4);
 }
 
@@ -234,7 +254,7 @@ fn cuda_graph_replay_matches_op_by_op() {
             let mut eager = vec![0f32; m * s * 2 * c];
             // Call 1 records (its result comes from the eager pass before recording).
             sep.process_chunks(&mix(1), m, &mut graph).unwrap();
-            assert!(sep.cuda_graph_batches().contains(&m), "{name}: batch {m} not recorded: {:?}", sep.warnings);
+            assert!(sep.cuda_graph_batches().contains(&m), "{name}: batch {m} not recorded: {:?}", sep.events());
             for seed in [2, 3] {
                 sep.process_chunks(&mix(seed), m, &mut graph).unwrap();
                 // Per-stage profiling runs op by op.
@@ -245,11 +265,11 @@ fn cuda_graph_replay_matches_op_by_op() {
                 assert_eq!(max_abs_diff(&graph, &eager), 0.0, "{name} {precision:?} batch {m} seed {seed}: replay differs");
             }
         }
-        assert!(sep.warnings.is_empty(), "{name}: {:?}", sep.warnings);
-        mdx_stems::model::nhwc::inject_fault_once();
+        assert!(sep.events().is_empty(), "{name}: {:?}", sep.events());
+        sep.options().faults.fail_next_gpu_pass();
         let mut out = vec![0f32; s * 2 * c];
         sep.process_chunks(&vec![0.1f32; 2 * c], 1, &mut out).unwrap();
-        assert!(sep.warnings.join("\n").contains("computed on the CPU"), "{name}: injected fault not seen: {:?}", sep.warnings);
+        assert!(warnings(&sep).contains("computed on the CPU"), "{name}: injected fault not seen: {:?}", sep.events());
     }
 }
 
@@ -262,21 +282,18 @@ fn random_checkpoint(cfg: &ModelConfig) -> Checkpoint {
     Checkpoint::random(cfg, 0)
 }
 
-fn full_opts(precision: Precision, warmup: bool) -> LoadOptions {
-    LoadOptions {
-        model: "random-full-size.ckpt".into(),
-        config: None,
-        device: DeviceRequest::Cuda,
-        precision: Some(precision),
-        dim_t: None,
-        warmup,
-        threads: 0,
-    }
+fn full_opts(precision: Precision, warmup: bool) -> EngineOptions {
+    EngineOptions { device: DeviceRequest::Cuda, precision: Some(precision), warmup, ..Default::default() }
+}
+
+/// The engine on `ckpt` (random weights: its CPU fallback could not read them again).
+fn full_separator(cfg: &ModelConfig, ckpt: Checkpoint, opts: &EngineOptions) -> Separator {
+    Separator::new(Box::new(TfcTdf::from_checkpoint(cfg.clone(), ckpt, None).unwrap()), opts).unwrap()
 }
 
 fn used_mb(dev: &Device) -> f64 {
     dev.synchronize().unwrap();
-    device::gpu_memory_used(dev).expect("GPU memory is reported") as f64 / 1048576.0
+    memory::gpu_memory_used(dev).expect("GPU memory is reported") as f64 / 1048576.0
 }
 
 #[test]
@@ -285,7 +302,7 @@ fn memory_is_reported_and_freed_on_unload_and_warmup_runs_at_load() {
     let dev = gpu();
     let before = used_mb(&dev);
     let t = Instant::now();
-    let mut sep = Separator::from_parts(cfg.clone(), random_checkpoint(&cfg), &full_opts(Precision::F16, true)).unwrap();
+    let mut sep = full_separator(&cfg, random_checkpoint(&cfg), &full_opts(Precision::F16, true));
     let load = t.elapsed();
     let loaded = used_mb(sep.device());
     let input: Vec<f32> = (0..2 * sep.chunk_len()).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
@@ -315,7 +332,7 @@ fn memory_is_reported_and_freed_on_unload_and_warmup_runs_at_load() {
 #[test]
 fn out_of_memory_halves_the_batch() {
     let cfg = full_config();
-    let mut sep = Separator::from_parts(cfg.clone(), random_checkpoint(&cfg), &full_opts(Precision::F16, true)).unwrap();
+    let mut sep = full_separator(&cfg, random_checkpoint(&cfg), &full_opts(Precision::F16, true));
     let Device::Cuda(cd) = sep.device().clone() else { unreachable!() };
     // Leave about 3 GB free: 8 chunks need more (about 0.8 GB each at f16), 2 fit.
     sep.device().synchronize().unwrap();
@@ -328,11 +345,11 @@ fn out_of_memory_halves_the_batch() {
     let mut out = vec![0f32; n * sep.num_stems() * 2 * c];
     let t = Instant::now();
     let r = sep.process_chunks(&input, n, &mut out);
-    eprintln!("{n} chunks with {} GB free: {:?} in {:.2} s; warnings: {:?}", 3, r.as_ref().err(), t.elapsed().as_secs_f64(), sep.warnings);
+    eprintln!("{n} chunks with {} GB free: {:?} in {:.2} s; warnings: {:?}", 3, r.as_ref().err(), t.elapsed().as_secs_f64(), sep.events());
     drop(hog);
     r.unwrap();
-    assert!(sep.warnings.iter().any(|w| w.contains("halving the batch")), "no OOM at batch {n}?");
-    assert!(!sep.warnings.iter().any(|w| w.contains("computed on the CPU")), "fell back to the CPU");
+    assert!(sep.events().iter().any(|w| w.to_string().contains("halving the batch")), "no OOM at batch {n}?");
+    assert!(!sep.events().iter().any(|w| w.to_string().contains("computed on the CPU")), "fell back to the CPU");
     // Every chunk got the same answer, whatever batch it ran in.
     let per = sep.num_stems() * 2 * c;
     let first = &out[..per];
@@ -341,9 +358,9 @@ fn out_of_memory_halves_the_batch() {
         assert!(d < 1e-2, "chunk {i} differs by {d}");
     }
     // The smaller batch is kept: the next call does not run out of memory again.
-    sep.warnings.clear();
+    sep.drain_events();
     sep.process_chunks(&input, n, &mut out).unwrap();
-    assert!(sep.warnings.is_empty(), "{:?}", sep.warnings);
+    assert!(sep.events().is_empty(), "{:?}", sep.events());
 }
 
 /// Median of `reps` timings of `f` (device synchronised by `f`).
@@ -378,10 +395,12 @@ fn full_size_speed() {
             "tf32" => (Precision::F32, true),
             _ => panic!("case {case}"),
         };
-        // SAFETY of the env write: tests here run one at a time (--test-threads=1).
-        unsafe { std::env::set_var("MDX_STEMS_TF32", if tf32 { "1" } else { "0" }) };
+        let mut opts = full_opts(prec, true);
+        opts.cuda.tf32 = tf32;
+        let profiler = OpProfiler::default();
+        opts.op_profiler = Some(profiler.clone());
         let ck = Checkpoint { path: ckpt.path.clone(), tensors: ckpt.tensors.clone() };
-        let mut sep = Separator::from_parts(cfg.clone(), ck, &full_opts(prec, true)).unwrap();
+        let mut sep = full_separator(&cfg, ck, &opts);
         let dev = sep.device().clone();
         let c = sep.chunk_len();
         let input: Vec<f32> = (0..batch * 2 * c).map(|i| (((i * 7919) % 1000) as f32 / 500.0 - 1.0) * 0.5).collect();
@@ -389,13 +408,7 @@ fn full_size_speed() {
         sep.process_chunks(&input, batch, &mut out).unwrap(); // plans for this batch size
         let e2e = median_ms(10, || sep.process_chunks(&input, batch, &mut out).unwrap());
         // Network alone on a device-resident spectrogram.
-        let net = mdx_stems::model::network::TfcTdfNet::new(
-            &cfg,
-            &Weights::new(&mdx_stems::model::weights::to_device(&ckpt.tensors, prec.dtype(), &dev).unwrap()),
-            prec.dtype(),
-            &dev,
-        )
-        .unwrap();
+        let net = tfc_tdf::network(&cfg, &ckpt.tensors, &dev, prec.dtype(), &opts).unwrap();
         let spec = Tensor::randn(0f32, 1f32, (batch, 4, cfg.audio.dim_f, cfg.audio.dim_t), &dev).unwrap().to_dtype(prec.dtype()).unwrap();
         net.forward_spec(&spec).unwrap();
         dev.synchronize().unwrap();
@@ -423,9 +436,9 @@ fn full_size_speed() {
             used_mb(&dev)
         ));
         if batch == 1 {
-            mdx_stems::model::nhwc::profile_start();
+            profiler.start();
             net.forward_spec(&spec).unwrap();
-            let prof = mdx_stems::model::nhwc::profile_take();
+            let prof = profiler.take();
             let total: f64 = prof.iter().map(|(_, d, _)| d.as_secs_f64() * 1e3).sum();
             eprintln!("per-op profile ({p}, batch 1, synchronised per op; sum {total:.2} ms):");
             for (k, d, n) in prof {
@@ -435,22 +448,20 @@ fn full_size_speed() {
         if p == "f16" && batch == 1 {
             // The full-size network in f16/bf16 (cuDNN graph engines or legacy algorithms only)
             // against exact f32 on the same spectrogram.
-            let map32 = mdx_stems::model::weights::to_device(&ckpt.tensors, DType::F32, &dev).unwrap();
-            let net32 = mdx_stems::model::network::TfcTdfNet::new(&cfg, &Weights::new(&map32), DType::F32, &dev).unwrap();
+            let net32 = tfc_tdf::network(&cfg, &ckpt.tensors, &dev, DType::F32, &EngineOptions::default()).unwrap();
             let spec32 = spec.to_dtype(DType::F32).unwrap();
             let want = to_f64(&net32.forward_spec(&spec32).unwrap());
             drop(net32);
             for (dt, no_graph) in [(DType::F16, false), (DType::F16, true), (DType::BF16, false)] {
-                unsafe { std::env::set_var("MDX_CUDNN_NO_GRAPH", if no_graph { "1" } else { "0" }) };
-                let m = mdx_stems::model::weights::to_device(&ckpt.tensors, dt, &dev).unwrap();
-                let n2 = mdx_stems::model::network::TfcTdfNet::new(&cfg, &Weights::new(&m), dt, &dev).unwrap();
+                let mut o = EngineOptions::default();
+                o.cuda.cudnn_search.graph_api = !no_graph;
+                let n2 = tfc_tdf::network(&cfg, &ckpt.tensors, &dev, dt, &o).unwrap();
                 let got = to_f32(&n2.forward_spec(&spec32.to_dtype(dt).unwrap()).unwrap());
                 eprintln!("full-size {dt:?} network (cuDNN {}) vs f32: SNR {:.1} dB", if no_graph { "legacy" } else { "graph+legacy" }, snr_db(&got, &want));
             }
-            unsafe { std::env::set_var("MDX_CUDNN_NO_GRAPH", "0") };
             // End to end (audio out), as the PyTorch baseline is compared: f16 vs exact f32.
             let ck = Checkpoint { path: ckpt.path.clone(), tensors: ckpt.tensors.clone() };
-            let mut sep32 = Separator::from_parts(cfg.clone(), ck, &full_opts(Precision::F32, false)).unwrap();
+            let mut sep32 = full_separator(&cfg, ck, &full_opts(Precision::F32, false));
             let mut out32 = vec![0f32; out.len()];
             sep32.process_chunks(&input, batch, &mut out32).unwrap();
             let o64: Vec<f64> = out32.iter().map(|&v| v as f64).collect();
@@ -459,7 +470,6 @@ fn full_size_speed() {
         drop(net);
         drop(sep);
     }
-    unsafe { std::env::set_var("MDX_STEMS_TF32", "0") };
     eprintln!("| precision | batch | network ms/chunk | host enqueue ms/chunk | process_chunks ms/chunk | GPU MB after |");
     eprintln!("| --- | --- | --- | --- | --- | --- |");
     for r in rows {
@@ -475,8 +485,7 @@ fn one_forward_for_profiler() {
     let cfg = full_config();
     let ckpt = random_checkpoint(&cfg);
     let dev = gpu();
-    let m = mdx_stems::model::weights::to_device(&ckpt.tensors, DType::F16, &dev).unwrap();
-    let net = mdx_stems::model::network::TfcTdfNet::new(&cfg, &Weights::new(&m), DType::F16, &dev).unwrap();
+    let net = tfc_tdf::network(&cfg, &ckpt.tensors, &dev, DType::F16, &EngineOptions::default()).unwrap();
     // MDX_PROFILE_BATCH=4 profiles a batch of four chunks.
     let b: usize = std::env::var("MDX_PROFILE_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let spec = Tensor::randn(0f32, 1f32, (b, 4, cfg.audio.dim_f, cfg.audio.dim_t), &dev).unwrap().to_dtype(DType::F16).unwrap();

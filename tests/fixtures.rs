@@ -8,7 +8,7 @@ use mdx_stems::device::Precision;
 use mdx_stems::dsp::overlap::Scheme;
 use mdx_stems::dsp::stft::Stft;
 use mdx_stems::engine::{LoadOptions, Separator};
-use mdx_stems::model::{Checkpoint, ModelConfig};
+use mdx_stems::nets::tfc_tdf::{Checkpoint, ModelConfig};
 
 fn opts(name: &str, file: &str, precision: Precision) -> LoadOptions {
     fixture_load_options(name, file, test_device(), precision)
@@ -126,13 +126,13 @@ fn half_precision_snr_against_f64_reference() {
     let _ = (DType::F32, Device::Cpu);
 }
 
-/// `LoadOptions::threads` / `Separator::set_threads` bound the CPU worker threads; the work split
+/// `EngineOptions::threads` / `Separator::set_threads` bound the CPU worker threads; the work split
 /// changes with the count but no sum is reordered, so the output is bit-identical.
 #[test]
 fn thread_count_changes_nothing_but_the_threads() {
     for name in FIXTURES {
         let mut o = opts(name, "model.ckpt", Precision::F32);
-        o.threads = 1;
+        o.options.threads = 1;
         let mut sep = Separator::load(&o).unwrap();
         assert_eq!(sep.threads(), 1);
         let one = fixture_forward(&mut sep, name);

@@ -5,22 +5,20 @@ mod common;
 use common::*;
 
 use md5::{Digest, Md5};
+use mdx_stems::catalog::{
+    discover_in, find_config, infer_from_checkpoint, read_shapes, resolve_model_arg_in, uvr_hash,
+    ConfigOrigin, InferredNorm, ModelSource, UvrTable, UVR_HASH_BYTES,
+};
 use mdx_stems::device::{DeviceRequest, Precision};
 use mdx_stems::dsp::overlap::Scheme;
-use mdx_stems::engine::{resolve_config_with, LoadOptions, Separator};
-use mdx_stems::model::{Checkpoint, ModelConfig, NormKind};
-use mdx_stems::models::{
-    discover_in, infer_from_checkpoint, read_shapes, resolve_model_arg_in, uvr_hash, ConfigOrigin, InferredNorm,
-    ModelSource, UvrTable, UVR_HASH_BYTES,
-};
+use mdx_stems::engine::{LoadOptions, Separator};
+use mdx_stems::nets::tfc_tdf::{Checkpoint, ModelConfig, NormKind, TfcTdf};
+use mdx_stems::options::EngineOptions;
 use std::path::{Path, PathBuf};
 
-/// A fresh empty folder under the target directory.
+/// A fresh empty folder.
 fn temp_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models-tests").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::temp_dir("models-tests", name)
 }
 
 fn md5_hex(bytes: &[u8]) -> String {
@@ -82,19 +80,12 @@ fn checkpoint_without_yaml_is_recognised_by_uvr_hash_and_separates_identically()
     assert_eq!(e.config, Ok(ConfigOrigin::UvrHash { hash: hash.clone(), yaml: "model_test.yaml".into() }));
     assert_eq!(resolve_model_arg_in("mdx23c test", &found).unwrap(), ckpt, "a unique prefix of the display name");
 
-    let (cfg, origin) = resolve_config_with(&ckpt, None, &table).unwrap();
+    let (cfg, origin) = find_config(&ckpt, None, &table).unwrap();
     assert!(matches!(origin, ConfigOrigin::UvrHash { .. }));
-    let opts = LoadOptions {
-        model: ckpt.clone(),
-        config: None,
-        device: DeviceRequest::Cpu,
-        precision: Some(Precision::F32),
-        dim_t: None,
-        warmup: false,
-        threads: 0,
-    };
-    let mut by_hash = Separator::from_parts(cfg, Checkpoint::read(&ckpt).unwrap(), &opts).unwrap();
-    let explicit = LoadOptions { model: src.join("model.ckpt"), config: Some(src.join("config.yaml")), ..opts };
+    let options = EngineOptions { device: DeviceRequest::Cpu, precision: Some(Precision::F32), ..Default::default() };
+    let builder = TfcTdf::from_checkpoint(cfg, Checkpoint::read(&ckpt).unwrap(), None).unwrap();
+    let mut by_hash = Separator::new(Box::new(builder), &options).unwrap();
+    let explicit = LoadOptions { model: src.join("model.ckpt"), config: Some(src.join("config.yaml")), segment: None, options };
     let mut by_yaml = Separator::load(&explicit).unwrap();
     let mix = planar(&load_st(name, "demix.safetensors")["mix"]);
     let a = by_hash.separate(&mix, Scheme::Uvr, 2, 1, &mut |_, _| {}).unwrap();
@@ -105,7 +96,7 @@ fn checkpoint_without_yaml_is_recognised_by_uvr_hash_and_separates_identically()
     let mut other = yaml_text.replace("vocals", "voice");
     other.push('\n');
     std::fs::write(ckpt.with_extension("yaml"), other).unwrap();
-    let (cfg, origin) = resolve_config_with(&ckpt, None, &table).unwrap();
+    let (cfg, origin) = find_config(&ckpt, None, &table).unwrap();
     assert!(matches!(origin, ConfigOrigin::BesideModel(_)), "{origin:?}");
     assert_eq!(cfg.stems()[0], "voice");
 }
@@ -117,7 +108,7 @@ fn shape_inference_recovers_every_shape_determined_value() {
         let cfg = ModelConfig::from_yaml_file(&dir.join("config.yaml")).unwrap();
         for file in ["model.ckpt", "model.safetensors"] {
             // From the file's shapes (no weights loaded) and from a loaded checkpoint alike.
-            let from_file = mdx_stems::models::infer_from_shapes(&read_shapes(&dir.join(file)).unwrap()).unwrap();
+            let from_file = mdx_stems::catalog::infer_from_shapes(&read_shapes(&dir.join(file)).unwrap()).unwrap();
             let from_ckpt = infer_from_checkpoint(&Checkpoint::read(&dir.join(file)).unwrap()).unwrap();
             assert_eq!(from_file, from_ckpt, "{name}/{file}");
             let s = from_file;
@@ -197,6 +188,6 @@ fn junk_files_are_listed_as_not_ready_and_never_fail_the_listing() {
     }
     let mismatch = list.iter().find(|e| e.name == "mismatch").unwrap();
     assert!(mismatch.config.as_ref().unwrap_err().contains("does not match"), "{:?}", mismatch.config);
-    let table = mdx_stems::models::print_models_table(&list);
+    let table = mdx_stems::catalog::print_models_table(&list);
     assert!(table.contains("6 models, 1 ready"), "{table}");
 }

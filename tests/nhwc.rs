@@ -1,26 +1,23 @@
-//! The channels-last formulation (`model::nhwc`, the CUDA path) against the NCHW reference
-//! network on the CPU, where every op of the former falls back to candle's own ops. This checks
-//! the layouts (subband fold, space-to-depth, depth-to-space, TDF along F, concatenations)
-//! without a GPU; `tests/cuda.rs` checks the GPU kernels themselves.
+//! The channels-last formulation (the CUDA backend's layout) against the NCHW reference
+//! network on the CPU, where it runs on candle's own ops (`backend::generic`). This checks the
+//! layouts (subband fold, space-to-depth, depth-to-space, TDF along F, concatenations) without a
+//! GPU; `tests/cuda.rs` checks the GPU kernels themselves.
 
 mod common;
 use common::*;
 
 use candle_core::{DType, Device};
-use mdx_stems::model::network::{NchwNet, Weights};
-use mdx_stems::model::nhwc::{NhwcNet, NhwcOptions};
-use mdx_stems::model::{Checkpoint, ModelConfig};
+use mdx_stems::backend::cpu::Cpu;
+use mdx_stems::backend::generic::{Generic, Layout};
+use mdx_stems::nets::tfc_tdf::{Checkpoint, ModelConfig, Net, Network};
 
 #[test]
 fn nhwc_formulation_matches_nchw_reference_on_cpu() {
     for name in FIXTURES {
         let cfg = ModelConfig::from_yaml_file(&fixture_dir(name).join("config.yaml")).unwrap();
         let ckpt = Checkpoint::read(&fixture_dir(name).join("model.ckpt")).unwrap();
-        let map = mdx_stems::model::weights::to_device(&ckpt.tensors, DType::F32, &Device::Cpu).unwrap();
-        let w = Weights::new(&map);
-        let reference = NchwNet::new(&cfg, &w, DType::F32, &Device::Cpu).unwrap();
-        let opts = NhwcOptions { kernels: false, cudnn: false, tf32: false };
-        let nhwc = NhwcNet::new(&cfg, &w, &Device::Cpu, opts).unwrap();
+        let reference = Net::from_checkpoint(Cpu::new(), &cfg, &ckpt.tensors).unwrap();
+        let nhwc = Net::from_checkpoint(Generic::new(Device::Cpu, DType::F32, Layout::ChannelsLast), &cfg, &ckpt.tensors).unwrap();
         let spec = load_st(name, "forward.safetensors")["spec"].to_dtype(DType::F32).unwrap();
         let a = to_f32(&reference.forward_spec(&spec).unwrap());
         let b = to_f32(&nhwc.forward_spec(&spec).unwrap());
@@ -41,11 +38,9 @@ fn cpu_kernels_network_matches_float64_reference() {
         let cfg = ModelConfig::from_yaml_file(&fixture_dir(name).join("config.yaml")).unwrap();
         let ckpt = Checkpoint::read(&fixture_dir(name).join("model.ckpt")).unwrap();
         let spec = load_st(name, "forward.safetensors")["spec"].to_dtype(DType::F32).unwrap();
-        let m64 = mdx_stems::model::weights::to_device(&ckpt.tensors, DType::F64, &Device::Cpu).unwrap();
-        let r64 = NchwNet::new(&cfg, &Weights::new(&m64), DType::F64, &Device::Cpu).unwrap();
+        let r64 = Net::from_checkpoint(Generic::new(Device::Cpu, DType::F64, Layout::ChannelsFirst), &cfg, &ckpt.tensors).unwrap();
         let want = to_f32(&r64.forward_spec(&spec.to_dtype(DType::F64).unwrap()).unwrap());
-        let m32 = mdx_stems::model::weights::to_device(&ckpt.tensors, DType::F32, &Device::Cpu).unwrap();
-        let r32 = NchwNet::new(&cfg, &Weights::new(&m32), DType::F32, &Device::Cpu).unwrap();
+        let r32 = Net::from_checkpoint(Cpu::new(), &cfg, &ckpt.tensors).unwrap();
         let got = to_f32(&r32.forward_spec(&spec).unwrap());
         let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
         let d = max_abs_diff(&got, &want);

@@ -694,7 +694,7 @@ fn child_moved() {
     std::fs::copy(&shipped.yaml, folder.join("My vocal model.yaml")).unwrap();
     // SAFETY: this child process is single-threaded here (no plugin loaded yet).
     unsafe { std::env::set_var("MDX_STEMS_MODELS", &folder) };
-    let hash = mdx_stems::models::uvr_hash(&shipped.ckpt).unwrap();
+    let hash = mdx_stems::catalog::uvr_hash(&shipped.ckpt).unwrap();
     let gone = "/nonexistent/studio/models/tiny_instnorm_gelu.ckpt";
     for (name, hash, found) in [("", hash.as_str(), true), ("My vocal model", "", true), ("Someone else's model", "0123", false)] {
         let mut plug = Plug::load(&release_clap());

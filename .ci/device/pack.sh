@@ -1,6 +1,9 @@
 #!/bin/bash
 # Copy the newest CUDA test executables and binaries, stripped and xz-compressed, plus the
-# scripts and fixtures, into <checkout>/.device (default /work/main/.device) for the device tool.
+# scripts and fixtures, into DEST (default <checkout>/.device) for the device tool.
+#   .ci/device/pack.sh [DEST]
+#   BENCH_MAIN=<another build's bench> .ci/device/pack.sh DEST   # also packs it as bin/bench-main,
+#       for `run.sh compare` (the benchmark of two builds in one device call)
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 DEST="${1:-/work/main/.device}"
@@ -13,6 +16,10 @@ for b in cuda fixtures nhwc; do
   strip -o "$DEST/bin/$b-tests" "$f"
 done
 for b in bench mdx-stems; do [ -f "$T/$b" ] && strip -o "$DEST/bin/$b" "$T/$b"; done
+if [ -n "${BENCH_MAIN:-}" ]; then
+  echo "bench-main <- $BENCH_MAIN" >&2
+  strip -o "$DEST/bin/bench-main" "$BENCH_MAIN"
+fi
 xz -9 -T2 -f "$DEST"/bin/*
 cp "$REPO"/.ci/device/run.sh "$REPO"/.ci/device/env.sh "$REPO"/.ci/device/ncu_summary.py "$DEST/"
 mkdir -p "$DEST/shared/fixtures"

@@ -1,12 +1,17 @@
 #!/bin/bash
-# One device call: checks, tests, benchmarks. Usage: bash .device/run.sh [steps...]
-# Steps: info tests fixtures nhwc bench torchstrict speed   (default: all)
-cd "$(dirname "$0")/.."
-D=.device
+# One device call: checks, tests, benchmarks. Usage: bash <packed folder>/run.sh [steps...]
+# (the folder .ci/device/pack.sh filled, e.g. .device). Steps: info tests fixtures nhwc
+# bench-<precision>-<batch>[-torch] compare torchstrict speed ncu torchsnr (default: see STEPS).
+# `compare`: the f16 benchmark at batch 1 and 4 (with PyTorch) of bin/bench-main and bin/bench,
+# interleaved, for a before/after in one call.
+D="$(cd "$(dirname "$0")" && pwd)"
+# Run from the checkout that holds the folder (the PyTorch baseline is benches/torch/ there).
+ROOT="$D"; while [ "$ROOT" != / ] && [ ! -f "$ROOT/benches/torch/bench_torch.py" ]; do ROOT="$(dirname "$ROOT")"; done
+cd "$ROOT"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 LOG=$OUT/run.log
 export CUDA_CACHE_MAXSIZE=4294967296
-export MDX_STEMS_SHARED=$PWD/$D/shared
+export MDX_STEMS_SHARED=$D/shared
 export PYTHONUNBUFFERED=1
 STEPS=${*:-"info tests fixtures nhwc bench-f16-1-torch speed bench-f16-4-torch bench-f32-1-torch bench-tf32-1 bench-bf16-1 torchstrict"}
 T0=$(date +%s)
@@ -38,6 +43,12 @@ for step in $STEPS; do
     nhwc) run nhwc-cpu 120 $D/bin/nhwc-tests --nocapture ;;
     bench) # bench-<precision>-<batch>[-torch]: ours (and PyTorch's in the same invocation)
       ;;
+    compare) # the same benchmark for the build in bin/bench-main and the one in bin/bench
+      for b in 1 4; do
+        for which in bench-main bench; do
+          run "$which-f16-$b-torch" 240 $D/bin/$which --device cuda --precision f16 --batch $b --repeats ${REPEATS:-10} --warmup 2 --torch
+        done
+      done ;;
     bench-*)
       IFS=- read -r _ p b tor <<< "$step"
       extra=""; [ "$p" = tf32 ] && { p=f32; extra="--tf32"; }

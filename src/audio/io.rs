@@ -266,11 +266,7 @@ mod tests {
 
     /// A fresh scratch directory per test (tests run in parallel).
     fn temp_dir(test: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("mdx_stems_audio_{}_{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        dir
+        crate::testing::temp_dir("audio", test)
     }
 
     fn test_data(name: &str) -> PathBuf {

@@ -352,6 +352,7 @@ impl StreamResampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::max_abs_diff;
     use std::f64::consts::PI;
 
     fn sine(freq: f64, rate: u32, frames: usize, phase_samples: f64) -> Vec<f32> {
@@ -362,12 +363,6 @@ mod tests {
             .collect()
     }
 
-    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
-    }
 
     /// Tiny deterministic PRNG for block sizes.
     struct Lcg(u64);

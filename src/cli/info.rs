@@ -1,14 +1,14 @@
 //! `mdx-stems info`: what a model is and what it costs.
 
 use super::ModelArgs;
-use crate::model::Checkpoint;
+use crate::nets::tfc_tdf::{Checkpoint, checkpoint};
 use anyhow::Result;
 use std::path::PathBuf;
 
 /// `--model` as given: an existing path, else a model name (or unique prefix) from the list
 /// `mdx-stems models` prints.
 pub fn resolve_model(arg: &str) -> Result<PathBuf> {
-    crate::models::resolve_model_arg(arg).map_err(|e| anyhow::anyhow!(e))
+    crate::catalog::resolve_model_arg(arg).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Limit the engine's CPU threads (0 = all cores).
@@ -21,14 +21,14 @@ pub fn apply_threads(n: usize) {
 
 pub fn run(args: &ModelArgs) -> Result<()> {
     let model = resolve_model(&args.model)?;
-    let (cfg, origin) = crate::models::find_config(&model, args.config.as_deref(), crate::models::UvrTable::builtin())?;
+    let (cfg, origin) = crate::catalog::find_config(&model, args.config.as_deref(), crate::catalog::UvrTable::builtin())?;
     let ckpt = Checkpoint::read(&model)?;
-    crate::model::weights::check_tensors(&ckpt, &cfg)?;
+    checkpoint::check_tensors(&ckpt, &cfg)?;
     let a = &cfg.audio;
     let chunk = a.chunk_size;
     let macs = cfg.macs_per_chunk(chunk);
     println!("model        {}", model.display());
-    if let Some(name) = model.file_name().and_then(|f| crate::models::UvrTable::builtin().display_name(&f.to_string_lossy())) {
+    if let Some(name) = model.file_name().and_then(|f| crate::catalog::UvrTable::builtin().display_name(&f.to_string_lossy())) {
         println!("UVR name     {name}");
     }
     println!("config       {origin}");
@@ -74,7 +74,7 @@ pub fn run(args: &ModelArgs) -> Result<()> {
             rate
         );
     }
-    if let Some(rss) = crate::device::peak_rss_bytes() {
+    if let Some(rss) = crate::memory::peak_rss_bytes() {
         println!("peak RSS     {:.0} MB (reading and checking the model)", rss as f64 / 1e6);
     }
     Ok(())

@@ -3,6 +3,7 @@
 use super::SeparateArgs;
 use crate::audio::{self, AudioBuffer};
 use crate::engine::{LoadOptions, Separator, StageTimes};
+use crate::options::EngineOptions;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -15,7 +16,8 @@ pub fn stem_path(out_dir: &Path, input: &Path, stem: &str) -> PathBuf {
     out_dir.join(format!("{base}_({stem}).wav"))
 }
 
-pub fn run(args: &SeparateArgs) -> Result<()> {
+/// `base`: the options from the environment; the arguments set the rest.
+pub fn run(args: &SeparateArgs, base: EngineOptions) -> Result<()> {
     super::info::apply_threads(args.threads);
     let model = super::info::resolve_model(&args.model.model)?;
     for input in &args.inputs {
@@ -24,20 +26,20 @@ pub fn run(args: &SeparateArgs) -> Result<()> {
         }
     }
     let t_load = Instant::now();
-    let opts = LoadOptions {
-        model,
-        config: args.model.config.clone(),
+    let options = EngineOptions {
         device: args.device,
         precision: args.precision,
-        dim_t: args.segment,
-        warmup: false,
         threads: args.threads,
+        warmup: false,
+        profile: args.profile,
+        ..base
     };
+    let opts = LoadOptions { model, config: args.model.config.clone(), segment: args.segment, options };
     let mut sep = Separator::load(&opts)?;
-    for w in sep.warnings.drain(..) {
+    for w in sep.drain_events() {
         eprintln!("warning: {w}");
     }
-    let overlap = args.overlap.unwrap_or_else(|| sep.config().default_overlap());
+    let overlap = args.overlap.unwrap_or_else(|| sep.default_overlap());
     if overlap < 1 {
         bail!("--overlap must be at least 1");
     }
@@ -54,9 +56,6 @@ pub fn run(args: &SeparateArgs) -> Result<()> {
         );
     }
     std::fs::create_dir_all(&args.out_dir).with_context(|| format!("cannot create output folder {}", args.out_dir.display()))?;
-    if args.profile {
-        sep.profile = Some(StageTimes::default());
-    }
     for input in &args.inputs {
         separate_file(&mut sep, args, input, overlap)?;
     }
@@ -64,7 +63,7 @@ pub fn run(args: &SeparateArgs) -> Result<()> {
         print_profile(&p);
     }
     if !args.quiet {
-        if let Some(peak) = crate::device::gpu_peak_memory(sep.device()) {
+        if let Some(peak) = crate::memory::gpu_peak_memory(sep.device()) {
             eprintln!("GPU memory: peak {:.0} MB (model, activations and workspaces)", peak as f64 / 1e6);
         }
     }
@@ -100,7 +99,7 @@ fn separate_file(sep: &mut Separator, args: &SeparateArgs, input: &Path, overlap
     };
     let stems = sep.separate(&mix, args.scheme, overlap, args.batch, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
-    for w in sep.warnings.drain(..) {
+    for w in sep.drain_events() {
         eprintln!("warning: {w}");
     }
     let names = sep.stems();
@@ -113,7 +112,7 @@ fn separate_file(sep: &mut Separator, args: &SeparateArgs, input: &Path, overlap
         written.push((name.clone(), out));
     }
     // A single-target model: its complement is the input minus the target (as UVR writes it).
-    if let Some(name) = sep.config().complement_stem() {
+    if let Some(name) = sep.info().complement.clone() {
         let target = &written[0].1;
         let rest: Vec<Vec<f32>> = channels.iter().zip(target).map(|(x, t)| x.iter().zip(t).map(|(a, b)| a - b).collect()).collect();
         written.push((name, rest));

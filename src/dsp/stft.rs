@@ -8,6 +8,27 @@ use realfft::num_complex::Complex;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use std::sync::Arc;
 
+/// Periodic Hann window of `n` points (`torch.hann_window(n)`), computed in f64.
+pub fn hann_window(n: usize) -> Vec<f32> {
+    (0..n).map(|i| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos()) as f32).collect()
+}
+
+/// What the iSTFT divides its overlap-add by: for each of the `len` output samples (after the
+/// centre padding of `window.len() / 2` is removed), 1 / the sum of the squared window over the
+/// `len / hop + 1` frames `hop` apart, or 0 where that sum vanishes.
+pub fn inverse_envelope(window: &[f32], hop: usize, len: usize) -> Vec<f32> {
+    let n_fft = window.len();
+    let frames = len / hop + 1;
+    let mut env = vec![0f64; n_fft + hop * (frames - 1)];
+    for t in 0..frames {
+        for (n, w) in window.iter().enumerate() {
+            env[t * hop + n] += (*w as f64) * (*w as f64);
+        }
+    }
+    let half = n_fft / 2;
+    env[half..half + len].iter().map(|&e| if e > 1e-11 { (1.0 / e) as f32 } else { 0.0 }).collect()
+}
+
 /// Planned STFT/iSTFT for one (n_fft, hop, dim_f) and one chunk length.
 pub struct Stft {
     n_fft: usize,
@@ -37,18 +58,9 @@ impl Stft {
         assert!(n_fft >= 2 && n_fft % 2 == 0 && hop > 0 && len % hop == 0 && dim_f <= n_fft / 2 + 1);
         assert!(len > n_fft / 2, "chunk of {len} samples is too short for n_fft {n_fft}");
         let frames = len / hop + 1;
-        let window: Vec<f32> = (0..n_fft)
-            .map(|n| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos()) as f32)
-            .collect();
         let full = n_fft + hop * (frames - 1);
-        let mut env = vec![0f64; full];
-        for t in 0..frames {
-            for (n, w) in window.iter().enumerate() {
-                env[t * hop + n] += (*w as f64) * (*w as f64);
-            }
-        }
-        let half = n_fft / 2;
-        let inv_envelope = env[half..half + len].iter().map(|&e| if e > 1e-11 { (1.0 / e) as f32 } else { 0.0 }).collect();
+        let window = hann_window(n_fft);
+        let inv_envelope = inverse_envelope(&window, hop, len);
         let mut planner = RealFftPlanner::<f32>::new();
         let fwd = planner.plan_fft_forward(n_fft);
         let inv = planner.plan_fft_inverse(n_fft);

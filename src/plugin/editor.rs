@@ -14,7 +14,7 @@
 
 use super::params::{MAX_STEMS, MdxParams, OVERLAP_RANGE, PRESET_COUNT, PrecisionSetting, Preset, SAFETY_RANGE};
 use super::shared::{EngineState, Shared};
-use crate::models::{self, ModelEntry};
+use crate::catalog::{self as models, ModelEntry};
 use nice_plug::prelude::*;
 use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{EguiEditor, EguiEditorState, EguiNiceSettings, NiceEguiApp, RepaintNotifier, create_egui_editor};
@@ -315,7 +315,7 @@ impl EditorApp {
 
             ui.label("CPU threads");
             let th = self.params.cpu_threads.get();
-            let cores = crate::kernels::pool::resolve_threads(0) as u32;
+            let cores = crate::engine::resolve_threads(0) as u32;
             let th_text = |n: u32| if n == 0 { format!("auto ({})", super::plugin_threads(0)) } else { format!("{n}") };
             egui::ComboBox::from_id_salt("cpu_threads").selected_text(th_text(th)).show_ui(ui, |ui| {
                 for n in std::iter::once(0).chain(1..=cores) {

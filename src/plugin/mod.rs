@@ -44,7 +44,8 @@ pub mod worker;
 
 use crate::device::DeviceRequest;
 use crate::engine::LoadOptions;
-use crate::model::ModelConfig;
+use crate::nets::tfc_tdf::ModelConfig;
+use crate::options::EngineOptions;
 use loader::{LoadKey, Loader};
 use nice_plug::prelude::*;
 use params::{MAX_STEMS, MdxParams, OVERLAP_RANGE, SAFETY_RANGE};
@@ -246,7 +247,7 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         // The host's thread: denormals flushed for this call only (decaying tails, smoothers).
-        let _denormals = crate::kernels::pool::DenormalsFlushed::new();
+        let _denormals = crate::backend::cpu::kernels::pool::DenormalsFlushed::new();
         let generation = self.params.generation();
         if !self.restart_requested && generation != self.generation {
             // A setting that fixes the latency changed: it applies on the next activation, which
@@ -303,15 +304,15 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
         if !setting.is_empty() && Path::new(setting).is_file() {
             return Ok(PathBuf::from(setting));
         }
-        let found = crate::models::discover();
+        let found = crate::catalog::discover();
         let ready = || found.iter().filter(|m| m.is_ready());
         let pick = if setting.is_empty() {
             ready().next()
         } else {
             let (hash, name) = (self.params.model_hash.get(), self.params.model_name.get());
             let file_name = Path::new(setting).file_name().map(|f| f.to_os_string());
-            let same_hash = |m: &&crate::models::ModelEntry| !hash.is_empty() && crate::models::uvr_hash(&m.path).is_ok_and(|h| h == hash);
-            let same_name = |m: &&crate::models::ModelEntry| (!name.is_empty() && m.name == name) || m.path.file_name().map(|f| f.to_os_string()) == file_name;
+            let same_hash = |m: &&crate::catalog::ModelEntry| !hash.is_empty() && crate::catalog::uvr_hash(&m.path).is_ok_and(|h| h == hash);
+            let same_name = |m: &&crate::catalog::ModelEntry| (!name.is_empty() && m.name == name) || m.path.file_name().map(|f| f.to_os_string()) == file_name;
             let found = ready().find(same_hash).or_else(|| ready().find(same_name));
             if found.is_none() {
                 return Err(Problem::MissingModel(PathBuf::from(setting)));
@@ -319,7 +320,7 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
             found
         };
         let Some(m) = pick else {
-            return Err(Problem::NoModel { folder: crate::models::app_models_dir() });
+            return Err(Problem::NoModel { folder: crate::catalog::app_models_dir() });
         };
         if !setting.is_empty() {
             self.shared.push_notice(format!("{setting} is gone: using the same model found at {}", m.path.display()));
@@ -331,16 +332,16 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
     /// Work out this activation from the persisted settings: model, config, sizes, latency.
     fn plan(&mut self, host_rate: u32, max_block: usize) -> Result<Setup, Problem> {
         let path = self.resolve_model()?;
-        let table = crate::models::UvrTable::builtin();
+        let table = crate::catalog::UvrTable::builtin();
         let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         let name = table
             .display_name(&file_name)
             .unwrap_or_else(|| path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned()));
         let bad = |message: String| Problem::BadModel { model: name.clone(), message };
-        let cfg = crate::engine::resolve_config(&path, None).map_err(|e| bad(e.to_string()))?;
+        let cfg = crate::catalog::resolve_config(&path, None).map_err(|e| bad(e.to_string()))?;
         // What finds the model again if it moves.
         self.params.model_name.put(name.clone());
-        if let Ok(h) = crate::models::uvr_hash(&path) {
+        if let Ok(h) = crate::catalog::uvr_hash(&path) {
             self.params.model_hash.put(h);
         }
         let outputs = cfg.output_stems();
@@ -361,7 +362,8 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
             .map_err(|e| bad(e.to_string()))?;
         let threads = plugin_threads(self.params.cpu_threads.get());
         let key = LoadKey { model: path.clone(), dim_t, precision, threads };
-        let options = LoadOptions { model: path, config: None, device: DeviceRequest::Auto, precision, dim_t, warmup: true, threads };
+        let engine = EngineOptions { device: DeviceRequest::Auto, precision, warmup: true, threads, ..EngineOptions::from_env() };
+        let options = LoadOptions { model: path, config: None, segment: dim_t, options: engine };
         let info = ActiveInfo {
             model: name.clone(),
             chunk,
@@ -402,7 +404,7 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
 /// CPU threads for the engine: the setting, or (0) every core but one, at least one.
 pub(crate) fn plugin_threads(setting: u32) -> usize {
     match setting {
-        0 => crate::kernels::pool::resolve_threads(0).saturating_sub(1).max(1),
+        0 => crate::engine::resolve_threads(0).saturating_sub(1).max(1),
         n => n as usize,
     }
 }

@@ -121,10 +121,10 @@ impl ChunkEngine for Separator {
         format!("{}, {}", self.device_name(), self.precision().name())
     }
     fn gpu_memory(&self) -> Option<u64> {
-        crate::device::gpu_peak_memory(self.device())
+        crate::memory::gpu_peak_memory(self.device())
     }
     fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
+        self.drain_events().map(|e| e.to_string()).collect()
     }
 }
 
@@ -216,7 +216,7 @@ impl WorkerHandle {
         let ctx = Worker { plan, shared: shared.clone(), ends, options, stop: stop.clone(), stop_rx };
         // The thread's channel ends drop when it ends: the audio side sees it as disconnected.
         let thread = std::thread::Builder::new().name("mdx-stems inference".into()).spawn(move || {
-            crate::kernels::pool::flush_denormals();
+            crate::backend::cpu::kernels::pool::flush_denormals();
             ctx.run(source)
         })?;
         Ok(WorkerHandle { thread: Some(thread), stop, stop_tx: Some(stop_tx) })
@@ -442,7 +442,7 @@ impl Worker {
                     Slot::Ready { engine, .. } => engine.gpu_memory(),
                     _ => None,
                 };
-                self.shared.peak_rss_mb.store(mb(crate::device::peak_rss_bytes()), Ordering::Relaxed);
+                self.shared.peak_rss_mb.store(mb(crate::memory::peak_rss_bytes()), Ordering::Relaxed);
                 self.shared.gpu_mb.store(mb(gpu), Ordering::Relaxed);
                 self.shared.changed();
             }

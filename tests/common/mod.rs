@@ -1,5 +1,8 @@
-//! Shared helpers for the integration tests: fixture paths and tensor comparison.
+//! Shared helpers for the integration tests: fixture paths, comparisons, scratch folders.
 #![allow(dead_code)]
+
+#[allow(unused_imports)]
+pub use mdx_stems::testing::{max_abs_diff, temp_dir};
 
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
@@ -43,15 +46,13 @@ pub fn fixture_load_options(
     precision: mdx_stems::device::Precision,
 ) -> mdx_stems::engine::LoadOptions {
     let dir = fixture_dir(name);
-    mdx_stems::engine::LoadOptions {
-        model: dir.join(file),
-        config: Some(dir.join("config.yaml")),
-        device,
-        precision: Some(precision),
-        dim_t: None,
-        warmup: false,
-        threads: 0,
-    }
+    let options = mdx_stems::options::EngineOptions { device, precision: Some(precision), ..Default::default() };
+    mdx_stems::engine::LoadOptions { model: dir.join(file), config: Some(dir.join("config.yaml")), segment: None, options }
+}
+
+/// The engine's undrained events, one message a line (as the CLI prints them).
+pub fn warnings(sep: &mdx_stems::engine::Separator) -> String {
+    sep.events().iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
 }
 
 /// The fixture's `mix` [2, 2, C] through the engine -> [2, stems, 2, C] flattened.
@@ -73,11 +74,6 @@ pub fn to_f32(t: &Tensor) -> Vec<f32> {
 
 pub fn to_f64(t: &Tensor) -> Vec<f64> {
     t.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-}
-
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 /// Signal-to-noise ratio of `est` against `reference`, in dB.

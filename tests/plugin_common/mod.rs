@@ -94,11 +94,8 @@ pub fn cli_stems(m: &TempModel, x: &[Vec<f32>; 2], rate: u32, overlap: usize, st
     stems.iter().map(|s| read_wav(&out_dir.join(format!("song_{rate}_({s}).wav")))).collect()
 }
 
-
-pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
+#[allow(unused_imports)]
+pub use mdx_stems::testing::max_abs_diff as max_diff;
 
 /// Runs of at least `min` samples of exact silence in `out` where `reference` (aligned with it)
 /// is not silent (peak above 0.01 in the run): (start, length) of each.

@@ -3,6 +3,8 @@
 
 use super::norm::{Activation, Norm, norm_act_f32};
 use super::*;
+use crate::backend::cpu::ops;
+use crate::testing::max_abs_diff;
 
 
 /// Direct 3x3 convolution (padding 1) in f64; also returns Σ|w x| per output (the scale its
@@ -61,8 +63,8 @@ fn check_conv(kernel: Conv3x3Kernel, nt_max: Option<usize>) {
         let mut out = vec![f32::NAN; b * cout * h * wd];
         match nt_max {
             #[cfg(target_arch = "x86_64")]
-            Some(nt) if avx2() => winograd::conv3x3_nt(&x, &w, &mut out, b, cin, cout, h, wd, nt),
-            _ => conv3x3_f32_with(kernel, &x, &w, &mut out, b, cin, cout, h, wd),
+            Some(nt) if avx2() => winograd::conv3x3_nt(&x, &w, &mut out, &ConvShape::conv3x3(b, cin, cout, h, wd), nt),
+            _ => conv3x3_f32_with(kernel, &x, &w, &mut out, &ConvShape::conv3x3(b, cin, cout, h, wd)),
         }
         let mut worst = 0f64;
         for i in 0..out.len() {
@@ -230,9 +232,9 @@ fn norm_act_in_place_equals_out_of_place() {
     assert_eq!(out, inplace);
 }
 
-
 fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    let v = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    max_abs_diff(&v(a), &v(b))
 }
 
 #[test]
@@ -287,7 +289,7 @@ fn in_place_ops_write_only_their_tensor() {
     let xs = rand_vec(b * cin * h * wd, 3);
     let ws = rand_vec(cout * cin * 9, 4);
     let mut want = vec![0f32; b * cout * h * wd];
-    conv3x3_f32(&xs, &ws, &mut want, b, cin, cout, h, wd);
+    conv3x3_f32(&xs, &ws, &mut want, &ConvShape::conv3x3(b, cin, cout, h, wd));
     let xt = Tensor::from_vec(xs, (b, cin, h, wd), &Device::Cpu).unwrap();
     let wt = Tensor::from_vec(ws, (cout, cin, 3, 3), &Device::Cpu).unwrap();
     let got = ops::conv3x3(&xt, &wt).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();

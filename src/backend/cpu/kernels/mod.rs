@@ -1,12 +1,13 @@
-//! CPU kernels for the f32 network: what candle's CPU backend does slowly.
+//! CPU kernels for f32: what candle's CPU backend does slowly.
 //!
 //! - [`conv3x3_f32`]: 3x3 convolution, stride 1, padding 1. On x86-64 with AVX2 + FMA it is
 //!   Winograd F(4x4, 3x3) (`winograd.rs`, 4x fewer multiply-adds than direct convolution);
 //!   elsewhere an implicit GEMM on the `gemm` crate (`conv_gemm.rs`, no im2col buffer).
 //! - [`norm::norm_act_f32`]: normalisation (instance / group / folded batch norm) fused with the
 //!   activation (exact-erf GELU, ReLU, ELU): two passes over memory, statistics in f64.
-//! - [`ops`]: the candle glue (custom ops) that [`crate::model::network`] calls on the CPU for
-//!   f32 tensors; CUDA, Metal and half precision keep candle's own ops.
+//! - [`elementwise`]: in-place sums and products.
+//!
+//! The candle glue that the CPU backend ([`super`]) calls is in [`super::ops`].
 //!
 //! Threads: every kernel runs on the *current* rayon pool (`rayon::current_num_threads`), like
 //! candle's CPU matmul. [`pool::build`] makes a pool of a chosen size and the engine runs the
@@ -15,12 +16,13 @@
 pub mod conv_gemm;
 pub mod elementwise;
 pub mod norm;
-pub mod ops;
 pub mod pool;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]
 pub mod winograd;
+
+pub use crate::backend::ConvShape;
 
 /// Deterministic pseudo-random values in [-1, 1) (xorshift), for the kernels' tests and
 /// benchmarks (`kernel-bench`).
@@ -94,39 +96,29 @@ pub fn conv3x3_kernel(h: usize, w: usize) -> Conv3x3Kernel {
 pub const WINOGRAD_MIN_PIXELS: usize = 2048;
 
 /// `out[b, co, y, x] = Σ_ci Σ_dy Σ_dx w[co, ci, dy, dx] · x[b, ci, y + dy - 1, x + dx - 1]`
-/// (zero padding), all contiguous NCHW / OIHW f32. Runs on the current rayon pool.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3x3_f32(x: &[f32], w: &[f32], out: &mut [f32], b: usize, cin: usize, cout: usize, h: usize, wd: usize) {
-    conv3x3_f32_with(conv3x3_kernel(h, wd), x, w, out, b, cin, cout, h, wd)
+/// (zero padding), all contiguous NCHW / OIHW f32; `shape` is 3x3, padding 1, stride 1. Runs on
+/// the current rayon pool.
+pub fn conv3x3_f32(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape) {
+    conv3x3_f32_with(conv3x3_kernel(shape.h, shape.w), x, w, out, shape)
 }
 
 /// [`conv3x3_f32`] with a chosen kernel (tests and benchmarks compare them). Asking for
 /// [`Conv3x3Kernel::Winograd`] where it cannot run falls back to the GEMM kernel.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3x3_f32_with(
-    kernel: Conv3x3Kernel,
-    x: &[f32],
-    w: &[f32],
-    out: &mut [f32],
-    b: usize,
-    cin: usize,
-    cout: usize,
-    h: usize,
-    wd: usize,
-) {
-    assert_eq!(x.len(), b * cin * h * wd, "conv3x3: input length");
-    assert_eq!(w.len(), cout * cin * 9, "conv3x3: weight length");
-    assert_eq!(out.len(), b * cout * h * wd, "conv3x3: output length");
+pub fn conv3x3_f32_with(kernel: Conv3x3Kernel, x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape) {
+    assert!(shape.kh == 3 && shape.kw == 3 && shape.pad == 1 && shape.stride == 1, "conv3x3: {shape:?}");
+    assert_eq!(x.len(), shape.input_len(), "conv3x3: input length");
+    assert_eq!(w.len(), shape.filter_len(), "conv3x3: weight length");
+    assert_eq!(out.len(), shape.output_len(), "conv3x3: output length");
     if out.is_empty() {
         return;
     }
-    if cin == 0 {
+    if shape.cin == 0 {
         out.fill(0.0);
         return;
     }
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Conv3x3Kernel::Winograd if avx2() => winograd::conv3x3(x, w, out, b, cin, cout, h, wd),
-        _ => conv_gemm::conv3x3(x, w, out, b, cin, cout, h, wd),
+        Conv3x3Kernel::Winograd if avx2() => winograd::conv3x3(x, w, out, shape),
+        _ => conv_gemm::conv3x3(x, w, out, shape),
     }
 }

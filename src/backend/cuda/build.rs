@@ -1,4 +1,4 @@
-//! Build script: with the `cuda` feature, compile `src/cuda/kernels.cu` to PTX with nvcc
+//! Build script: with the `cuda` feature, compile `src/backend/cuda/kernels.cu` to PTX with nvcc
 //! (the same nvcc that candle-kernels uses; see .ci/CUDA.md). Without `cuda` it does nothing.
 
 use std::env;
@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    println!("cargo::rerun-if-changed=src/cuda/build.rs");
+    println!("cargo::rerun-if-changed=src/backend/cuda/build.rs");
     if env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
-    println!("cargo::rerun-if-changed=src/cuda/kernels.cu");
+    println!("cargo::rerun-if-changed=src/backend/cuda/kernels.cu");
     // cudarc's `dynamic-linking` (set by candle-core) links the CUDA libraries candle uses but
     // not cuFFT, whose bindings we enable for the GPU STFT.
     println!("cargo::rustc-link-lib=dylib=cufft");
@@ -27,8 +27,8 @@ fn main() {
         .arg(format!("-arch=compute_{cap}"))
         .arg("-o")
         .arg(&out)
-        .arg("src/cuda/kernels.cu")
+        .arg("src/backend/cuda/kernels.cu")
         .status()
         .unwrap_or_else(|e| panic!("cannot run nvcc ({nvcc}): {e}; set NVCC or CUDA_HOME (see .ci/CUDA.md)"));
-    assert!(status.success(), "nvcc failed on src/cuda/kernels.cu");
+    assert!(status.success(), "nvcc failed on src/backend/cuda/kernels.cu");
 }

@@ -286,6 +286,35 @@ fn mismatch_hint(found: &BTreeMap<String, Vec<usize>>, cfg: &ModelConfig) -> Opt
     None
 }
 
+/// A prefix into a name -> tensor map; `pp` appends a path segment like candle's VarBuilder, so
+/// the network's structs find their tensors by the checkpoint's key paths.
+#[derive(Clone)]
+pub struct Weights<'a> {
+    map: &'a HashMap<String, Tensor>,
+    prefix: String,
+}
+
+impl<'a> Weights<'a> {
+    pub fn new(map: &'a HashMap<String, Tensor>) -> Self {
+        Weights { map, prefix: String::new() }
+    }
+
+    pub fn pp(&self, s: impl std::fmt::Display) -> Self {
+        let prefix = if self.prefix.is_empty() { s.to_string() } else { format!("{}.{s}", self.prefix) };
+        Weights { map: self.map, prefix }
+    }
+
+    /// The tensor `<prefix>.<name>`, checked against `shape`.
+    pub fn get(&self, shape: &[usize], name: &str) -> candle_core::Result<Tensor> {
+        let key = format!("{}.{name}", self.prefix);
+        let t = self.map.get(&key).ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {key}")))?;
+        if t.dims() != shape {
+            candle_core::bail!("tensor {key}: expected shape {shape:?}, found {:?}", t.dims());
+        }
+        Ok(t.clone())
+    }
+}
+
 /// Cast every tensor to `dtype` on `device` (one upload per tensor at load time).
 pub fn to_device(
     tensors: &HashMap<String, Tensor>,

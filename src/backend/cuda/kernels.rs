@@ -1,34 +1,25 @@
-//! CUDA-only building blocks of the channels-last network ([`crate::model::nhwc`]).
+//! Our CUDA kernels and cuBLAS calls for the channels-last network (the ops of
+//! [`super::Cuda`] that candle has no fast form of), plus the device-memory plumbing.
 //!
 //! - [`norm_act`]: InstanceNorm / GroupNorm / BatchNorm / identity + activation as our own
-//!   kernels (`kernels.cu`, PTX built by `src/cuda/build.rs`): statistics in f32, two passes over the
-//!   activation (one read for the statistics, one read + write for the normalised output).
-//! - [`stft`]: STFT/iSTFT with cuFFT, so audio (not spectrograms) crosses the PCIe bus.
-//! - [`graph`]: the whole chunk pass recorded once per batch size and replayed as a CUDA graph.
-//! - [`cudnn`] (feature `cudnn`): convolutions through cuDNN in channels-last layout with
-//!   tensor-core algorithms, a reused workspace and per-shape algorithm choice.
+//!   kernels (`kernels.cu`, PTX built by `src/backend/cuda/build.rs`): statistics in f32, two
+//!   passes over the activation (one read for the statistics, one read + write for the
+//!   normalised output).
+//! - [`linear_f`], [`matmul_wt`]: GEMMs that accumulate into an existing tensor (beta = 1).
+//! - [`upscale_concat`], [`mul`]: layout and element-wise kernels that move 16 bytes per thread.
 //!
 //! Everything here takes and returns candle tensors on a CUDA device and launches on that
 //! device's stream, so it interleaves with candle's own ops without extra synchronisation.
-//! Nothing here is used on the CPU or on Metal: [`crate::model::nhwc`] falls back to candle's
-//! own ops there (and the NCHW network in [`crate::model::network`] stays the reference).
 
-#[cfg(feature = "cudnn")]
-pub mod cudnn;
-#[cfg(feature = "cudnn")]
-mod cudnn_graph;
-pub mod graph;
-pub mod stft;
-
-use crate::model::config::{ActKind, NormKind};
-use crate::model::network::Weights;
+use crate::backend::generic::{self, NormTensors};
+use crate::backend::{Act, NORM_EPS};
 use candle_core::cuda::cudarc::cublas::sys as cublas_sys;
 use candle_core::cuda::cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg};
 use candle_core::cuda::{CudaDType, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, DType, Device, Layout, Result, Shape, Storage, Tensor, bail};
 
-/// PTX of `kernels.cu`, compiled by src/cuda/build.rs.
+/// PTX of `kernels.cu`, compiled by src/backend/cuda/build.rs.
 pub const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/mdx_kernels.ptx"));
 pub(crate) const MODULE: &str = "mdx_stems_nhwc";
 
@@ -111,11 +102,11 @@ pub fn copy_to_host(t: &Tensor, dst: &mut [f32]) -> Result<()> {
     dev.cuda_stream().memcpy_dtoh(&v, dst).w()
 }
 
-fn act_code(act: ActKind) -> (i32, f32) {
+fn act_code(act: Act) -> (i32, f32) {
     match act {
-        ActKind::Gelu => (1, 0.0),
-        ActKind::Relu => (2, 0.0),
-        ActKind::Elu(a) => (3, a as f32),
+        Act::Gelu => (1, 0.0),
+        Act::Relu => (2, 0.0),
+        Act::Elu(a) => (3, a as f32),
     }
 }
 
@@ -128,37 +119,21 @@ pub enum NormParams {
 }
 
 impl NormParams {
-    /// The parameters of the norm `kind` over `c` channels stored under `w` (checkpoint names:
-    /// `weight`, `bias`, and for BatchNorm `running_mean`, `running_var`), as f32 on `device`.
-    pub fn from_weights(kind: NormKind, c: usize, w: &Weights, device: &Device) -> Result<Self> {
-        let f32v = |t: Tensor| t.to_dtype(DType::F32)?.to_device(device)?.contiguous();
-        Ok(match kind {
-            NormKind::Instance | NormKind::Group(_) => NormParams::Stats {
-                groups: if let NormKind::Group(g) = kind { g } else { c },
-                gamma: f32v(w.get(&[c], "weight")?)?,
-                beta: f32v(w.get(&[c], "bias")?)?,
-                eps: 1e-5,
-            },
-            NormKind::Batch => {
-                let weight = w.get(&[c], "weight")?.to_dtype(DType::F32)?;
-                let bias = w.get(&[c], "bias")?.to_dtype(DType::F32)?;
-                let mean = w.get(&[c], "running_mean")?.to_dtype(DType::F32)?;
-                let var = w.get(&[c], "running_var")?.to_dtype(DType::F32)?;
-                let scale = weight.div(&(var + 1e-5)?.sqrt()?)?;
-                let shift = bias.sub(&mean.mul(&scale)?)?;
-                NormParams::Affine { scale: f32v(scale)?, shift: f32v(shift)? }
+    /// The parameters of a norm as the generic backend prepared it (f32; BatchNorm folded), as
+    /// f32 vectors on `device`; `c` channels.
+    pub fn new(n: &generic::Norm, c: usize, device: &Device) -> Result<Self> {
+        let f32v = |t: &Tensor| t.to_dtype(DType::F32)?.to_device(device)?.flatten_all()?.contiguous();
+        Ok(match &n.tensors {
+            NormTensors::Stats { groups, weight, bias } => {
+                NormParams::Stats { groups: groups.unwrap_or(c), gamma: f32v(weight)?, beta: f32v(bias)?, eps: NORM_EPS as f32 }
             }
-            NormKind::Identity => NormParams::Affine {
+            NormTensors::Affine { scale, shift } => NormParams::Affine { scale: f32v(scale)?, shift: f32v(shift)? },
+            NormTensors::Identity => NormParams::Affine {
                 scale: Tensor::ones(c, DType::F32, device)?,
                 shift: Tensor::zeros(c, DType::F32, device)?,
             },
         })
     }
-}
-
-/// `KEY=1` (or any value but `0`) in the environment: switches used to compare variants.
-pub(crate) fn env_flag(key: &str) -> bool {
-    std::env::var(key).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 const STATS_THREADS: usize = 256;
@@ -181,18 +156,19 @@ pub(crate) fn sfx(dtype: DType) -> Result<&'static str> {
     })
 }
 
-/// `act(norm(x))` for a channels-last activation `x` [B, H, W, C] on a CUDA device.
-pub fn norm_act(x: &Tensor, norm: &NormParams, act: ActKind) -> Result<Tensor> {
+/// `act(norm(x))` for a channels-last activation `x` [B, H, W, C] on a CUDA device. `scalar`:
+/// the one-value-per-thread kernels even where the 16-byte ones could run (comparisons).
+pub fn norm_act(x: &Tensor, norm: &NormParams, act: Act, scalar: bool) -> Result<Tensor> {
     let x = x.contiguous()?;
     match x.dtype() {
-        DType::F32 => norm_act_t::<f32>(&x, norm, act),
-        DType::F16 => norm_act_t::<half::f16>(&x, norm, act),
-        DType::BF16 => norm_act_t::<half::bf16>(&x, norm, act),
+        DType::F32 => norm_act_t::<f32>(&x, norm, act, scalar),
+        DType::F16 => norm_act_t::<half::f16>(&x, norm, act, scalar),
+        DType::BF16 => norm_act_t::<half::bf16>(&x, norm, act, scalar),
         d => bail!("CUDA norm_act: unsupported dtype {d:?}"),
     }
 }
 
-fn norm_act_t<T: CudaDType + DeviceRepr>(x: &Tensor, norm: &NormParams, act: ActKind) -> Result<Tensor> {
+fn norm_act_t<T: CudaDType + DeviceRepr>(x: &Tensor, norm: &NormParams, act: Act, scalar: bool) -> Result<Tensor> {
     let (b, h, w, c) = x.dims4()?;
     let r = h * w;
     let n = b * r * c;
@@ -206,7 +182,7 @@ fn norm_act_t<T: CudaDType + DeviceRepr>(x: &Tensor, norm: &NormParams, act: Act
     // Vector kernels (16-byte loads, V channels per thread) where the layout allows them.
     let v = if x.dtype() == DType::F32 { 4 } else { 8 };
     let aligned = (xl.start_offset() * x.dtype().size_in_bytes()) % 16 == 0;
-    let vec = c % v == 0 && c / v <= STATS_THREADS && aligned && !env_flag("MDX_STEMS_SCALAR_NORM");
+    let vec = c % v == 0 && c / v <= STATS_THREADS && aligned && !scalar;
     let lanes = if vec { STATS_THREADS / (c / v) } else { 0 };
     let (ri, ci) = (r as i32, c as i32);
 

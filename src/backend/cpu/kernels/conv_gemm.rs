@@ -5,6 +5,7 @@
 //! that copy (row stride W + 2): each tap is one GEMM [Cout x Cin] x [Cin x (rows * (W + 2))]
 //! accumulating into a padded-width output band that is then cropped. No im2col.
 
+use super::ConvShape;
 use super::pool::SendPtr;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -16,17 +17,8 @@ thread_local! {
 /// Target GEMM width (output pixels, padded width) per band.
 const BAND_COLS: usize = 6144;
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv3x3(
-    x: &[f32],
-    w: &[f32],
-    out: &mut [f32],
-    b: usize,
-    cin: usize,
-    cout: usize,
-    h: usize,
-    wd: usize,
-) {
+pub(crate) fn conv3x3(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape) {
+    let ConvShape { n: b, cin, cout, h, w: wd, .. } = *shape;
     // Per-tap weights [9][cout][cin].
     let mut wt = vec![0f32; 9 * cout * cin];
     for co in 0..cout {

@@ -6,7 +6,7 @@
 //! downloads audio (4 MB per stem pair) instead of stem spectrograms, and the CPU does no FFTs.
 //! cuFFT plans are cached per batch size; dropping the [`GpuStft`] frees them.
 
-use super::{MODULE, PTX, sfx, view, wrap};
+use super::kernels::{MODULE, PTX, sfx, view, wrap};
 use candle_core::cuda::cudarc::cufft::{result as fr, sys as fs};
 use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtrMut, LaunchConfig, PushKernelArg};
 use candle_core::cuda::WrapErr;
@@ -54,17 +54,8 @@ impl GpuStft {
     pub fn new(dev: &CudaDevice, n_fft: usize, hop: usize, dim_f: usize, len: usize) -> Result<Self> {
         assert!(n_fft % 2 == 0 && len % hop == 0 && dim_f <= n_fft / 2 + 1 && len > n_fft / 2);
         let frames = len / hop + 1;
-        let window: Vec<f32> =
-            (0..n_fft).map(|n| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos()) as f32).collect();
-        let full = n_fft + hop * (frames - 1);
-        let mut env = vec![0f64; full];
-        for t in 0..frames {
-            for (n, w) in window.iter().enumerate() {
-                env[t * hop + n] += (*w as f64) * (*w as f64);
-            }
-        }
-        let half = n_fft / 2;
-        let inv_env: Vec<f32> = env[half..half + len].iter().map(|&e| if e > 1e-11 { (1.0 / e) as f32 } else { 0.0 }).collect();
+        let window = crate::dsp::stft::hann_window(n_fft);
+        let inv_env = crate::dsp::stft::inverse_envelope(&window, hop, len);
         Ok(GpuStft {
             dev: dev.clone(),
             n_fft,

@@ -6,6 +6,7 @@
 //! 620 TFLOP/s for four).
 
 use candle_core::cuda::cudarc::cudnn::sys;
+use crate::backend::ConvShape;
 use candle_core::{DType, Result, bail};
 use std::ffi::c_void;
 
@@ -89,35 +90,15 @@ pub(crate) struct Plan {
     pub(crate) name: String,
 }
 
-/// Shape of a convolution: input [n, h, w, c], filter [k, r, s, c], padding, stride.
-#[derive(Clone, Copy)]
-pub(crate) struct Shape {
-    pub n: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-    pub k: usize,
-    pub r: usize,
-    pub s: usize,
-    pub pad: usize,
-    pub stride: usize,
-}
-
-impl Shape {
-    pub(crate) fn out_hw(&self) -> (usize, usize) {
-        ((self.h + 2 * self.pad - self.r) / self.stride + 1, (self.w + 2 * self.pad - self.s) / self.stride + 1)
-    }
-}
-
 /// Build the operation graph for y = alpha * conv(x, w) + beta * y (alpha 1) and finalise up
 /// to `max_plans` execution plans from the heuristics' ranking.
-pub(crate) fn plans(handle: sys::cudnnHandle_t, dtype: DType, sh: Shape, beta: f32, max_plans: usize) -> Result<(Graph, Vec<Plan>)> {
+pub(crate) fn plans(handle: sys::cudnnHandle_t, dtype: DType, sh: ConvShape, beta: f32, max_plans: usize) -> Result<(Graph, Vec<Plan>)> {
     let dt = data_type(dtype)?;
     let (ho, wo) = sh.out_hw();
     let i = |v: usize| v as i64;
-    let x = tensor(UID_X, dt, [i(sh.n), i(sh.c), i(sh.h), i(sh.w)])?;
-    let w = tensor(UID_W, dt, [i(sh.k), i(sh.c), i(sh.r), i(sh.s)])?;
-    let y = tensor(UID_Y, dt, [i(sh.n), i(sh.k), i(ho), i(wo)])?;
+    let x = tensor(UID_X, dt, [i(sh.n), i(sh.cin), i(sh.h), i(sh.w)])?;
+    let w = tensor(UID_W, dt, [i(sh.cout), i(sh.cin), i(sh.kh), i(sh.kw)])?;
+    let y = tensor(UID_Y, dt, [i(sh.n), i(sh.cout), i(ho), i(wo)])?;
     let conv = Desc::new(D::CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR)?;
     conv.set(A::CUDNN_ATTR_CONVOLUTION_COMP_TYPE, T::CUDNN_TYPE_DATA_TYPE, &[sys::cudnnDataType_t::CUDNN_DATA_FLOAT])?;
     conv.set(A::CUDNN_ATTR_CONVOLUTION_CONV_MODE, T::CUDNN_TYPE_CONVOLUTION_MODE, &[sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION])?;

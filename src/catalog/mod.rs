@@ -1,5 +1,6 @@
 //! Models users already have: find them ([`discover`]), recognise them ([`UvrTable`],
-//! [`uvr_hash`]) and explain them ([`infer_from_checkpoint`], [`ModelEntry::config`]).
+//! [`uvr_hash`]), explain them ([`infer_from_checkpoint`], [`ModelEntry::config`]), and resolve
+//! one ([`resolve`]: name -> file -> config -> origin), all before an engine is built.
 //!
 //! A model's config is, in order: an explicit `--config`; `<model stem>.yaml` beside the model;
 //! the config UVR uses for the checkpoint's hash (the built-in table, then UVR's or
@@ -18,11 +19,55 @@ pub use discover::{app_models_dir, audio_separator_dirs, default_dirs, discover,
 pub use infer::{infer_from_checkpoint, infer_from_shapes, read_shapes, InferredNorm, InferredShape};
 pub use uvr::{uvr_hash, UvrTable, UVR_HASH_BYTES};
 
-use crate::engine::EngineError;
-use crate::model::weights::WeightsError;
-use crate::model::ModelConfig;
+use crate::nets::tfc_tdf::{ConfigError, ModelConfig, TfcTdf, WeightsError};
+use crate::nets::{ModelBuilder, ModelError};
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// Why a model could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// No explicit config, no `<stem>.yaml` beside the model, and an unknown UVR hash; `detail`
+    /// says what the weights determine and which values are missing.
+    #[error("no config for {model}: {detail}")]
+    NoConfig { model: PathBuf, expected: PathBuf, detail: String },
+    #[error("model file {0} does not exist")]
+    MissingModel(PathBuf),
+}
+
+/// A model file with its config and where the config came from.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    pub path: PathBuf,
+    pub config: ModelConfig,
+    pub origin: ConfigOrigin,
+}
+
+impl ResolvedModel {
+    /// Read and check the weights: what the engine builds the model from. `segment`: STFT
+    /// frames per chunk (`None`: the config's chunk).
+    pub fn open(&self, segment: Option<usize>) -> Result<Box<dyn ModelBuilder>, ModelError> {
+        Ok(Box::new(TfcTdf::open(self.config.clone(), &self.path, segment)?))
+    }
+}
+
+/// Resolve a model file and its config (see [`find_config`]) with UVR's built-in table.
+pub fn resolve(model: &Path, config: Option<&Path>) -> Result<ResolvedModel, CatalogError> {
+    if !model.is_file() {
+        return Err(CatalogError::MissingModel(model.to_path_buf()));
+    }
+    let (config, origin) = find_config(model, config, UvrTable::builtin())?;
+    Ok(ResolvedModel { path: model.to_path_buf(), config, origin })
+}
+
+/// A model's config (see [`find_config`]) with UVR's built-in table.
+pub fn resolve_config(model: &Path, config: Option<&Path>) -> Result<ModelConfig, CatalogError> {
+    find_config(model, config, UvrTable::builtin()).map(|(cfg, _)| cfg)
+}
 
 /// Where a model was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -98,7 +143,7 @@ pub(crate) fn lookup_config(
     model: &Path,
     explicit: Option<&Path>,
     table: &UvrTable,
-) -> Result<Option<(ModelConfig, ConfigOrigin)>, EngineError> {
+) -> Result<Option<(ModelConfig, ConfigOrigin)>, CatalogError> {
     if let Some(c) = explicit {
         return Ok(Some((ModelConfig::from_yaml_file(c)?, ConfigOrigin::Explicit(c.to_path_buf()))));
     }
@@ -120,10 +165,10 @@ pub(crate) fn lookup_config(
 /// Find a model's config (see [`lookup_config`]'s order) using `table` for UVR hashes. When there
 /// is none, the error says what the checkpoint's shapes determine and exactly which values are
 /// missing.
-pub fn find_config(model: &Path, explicit: Option<&Path>, table: &UvrTable) -> Result<(ModelConfig, ConfigOrigin), EngineError> {
+pub fn find_config(model: &Path, explicit: Option<&Path>, table: &UvrTable) -> Result<(ModelConfig, ConfigOrigin), CatalogError> {
     match lookup_config(model, explicit, table)? {
         Some(found) => Ok(found),
-        None => Err(EngineError::NoConfig {
+        None => Err(CatalogError::NoConfig {
             model: model.to_path_buf(),
             expected: model.with_extension("yaml"),
             detail: no_config_detail(model),

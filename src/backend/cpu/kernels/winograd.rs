@@ -15,6 +15,7 @@
 //! into `U` [36][ceil(cout/4)][cin][4] (they are not cached: for the full model that would be
 //! 4x the conv weights, about 1.5 GB).
 
+use super::ConvShape;
 use super::pool::SendPtr;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
@@ -123,24 +124,13 @@ pub(crate) fn plan(b: usize, cout: usize, h: usize, w: usize, nthreads: usize, n
 
 /// `out[b, co, y, x] = Σ_ci Σ_dy Σ_dx w[co, ci, dy, dx] x[b, ci, y + dy - 1, x + dx - 1]`.
 /// The caller checks AVX2 + FMA and the lengths.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv3x3(x: &[f32], w: &[f32], out: &mut [f32], b: usize, cin: usize, cout: usize, h: usize, wd: usize) {
-    conv3x3_nt(x, w, out, b, cin, cout, h, wd, tiles_per_unit(cout))
+pub(crate) fn conv3x3(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape) {
+    conv3x3_nt(x, w, out, shape, tiles_per_unit(shape.cout))
 }
 
 /// [`conv3x3`] with at most `nt_max` tiles per work unit (tests use small units).
-#[allow(clippy::too_many_arguments)]
-pub fn conv3x3_nt(
-    x: &[f32],
-    w: &[f32],
-    out: &mut [f32],
-    b: usize,
-    cin: usize,
-    cout: usize,
-    h: usize,
-    wd: usize,
-    nt_max: usize,
-) {
+pub fn conv3x3_nt(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape, nt_max: usize) {
+    let ConvShape { n: b, cin, cout, h, w: wd, .. } = *shape;
     let cpan = cout.div_ceil(MR);
     let mut u = vec![0f32; 36 * cpan * cin * MR];
     transform_weights(w, cout, cin, &mut u);

@@ -1,21 +1,15 @@
-//! candle glue: the CPU kernels as candle custom ops, for f32 tensors on the CPU device.
-//!
-//! [`use_cpu_kernels`] says whether a tensor takes this path; the network falls back to
-//! candle's own ops otherwise (CUDA, Metal, f16/bf16). Inputs that are not contiguous are made
-//! contiguous first. In-place ops ([`NormActOp::apply_inplace`], [`add_assign`]) write into the
-//! tensor's storage: use them only on tensors nothing else refers to (no clones, views or
-//! reshapes of it still in use).
+//! candle glue: the CPU kernels as candle custom ops, for f32 tensors on the CPU device (what
+//! the CPU backend, [`super::Cpu`], runs). Inputs that are not contiguous are made contiguous
+//! first. In-place ops ([`NormActOp::apply_inplace`], [`add_assign`]) write into the tensor's
+//! storage: use them only on tensors nothing else refers to (no clones, views or reshapes of it
+//! still in use).
 
-use super::norm::{self, Activation, Norm};
+use super::kernels::norm::{self, Activation, Norm};
+use super::kernels::{ConvShape, alloc_output, conv3x3_f32, elementwise};
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, DType, InplaceOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor, bail,
+    CpuStorage, CustomOp1, CustomOp2, InplaceOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor, bail,
 };
-
-/// Whether `x` runs through the CPU kernels: f32 on the CPU device.
-pub fn use_cpu_kernels(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
-}
 
 /// The contiguous f32 values a layout covers.
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
@@ -40,7 +34,7 @@ fn contiguous(x: &Tensor) -> Result<Tensor> {
 }
 
 /// 3x3 convolution, stride 1, padding 1, no bias: x [B, Cin, H, W], w [Cout, Cin, 3, 3] ->
-/// [B, Cout, H, W] with [`super::conv3x3_f32`].
+/// [B, Cout, H, W] with [`conv3x3_f32`].
 pub fn conv3x3(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     contiguous(x)?.apply_op2_no_bwd(&contiguous(w)?, &Conv3x3Op)
 }
@@ -60,8 +54,8 @@ impl CustomOp2 for Conv3x3Op {
         }
         let x = f32_slice(s1, l1, self.name())?;
         let k = f32_slice(s2, l2, self.name())?;
-        let mut out = super::alloc_output(b * cout * h * w);
-        super::conv3x3_f32(x, k, &mut out, b, cin, cout, h, w);
+        let mut out = alloc_output(b * cout * h * w);
+        conv3x3_f32(x, k, &mut out, &ConvShape::conv3x3(b, cin, cout, h, w));
         Ok((CpuStorage::F32(out), Shape::from((b, cout, h, w))))
     }
 }
@@ -120,7 +114,7 @@ impl CustomOp1 for NormActOp {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, "mdx-norm-act")?;
         let (norm, b, c, hw) = self.norm_for(l.dims())?;
-        let mut out = super::alloc_output(x.len());
+        let mut out = alloc_output(x.len());
         norm::norm_act_f32(x, &mut out, b, c, hw, &norm, self.act);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -178,8 +172,8 @@ impl InplaceOp2 for AssignOp {
         let a = f32_slice_mut(s1, l1, name)?;
         let b = f32_slice(s2, l2, name)?;
         match self {
-            AssignOp::Add => super::elementwise::add_assign_f32(a, b),
-            AssignOp::Mul => super::elementwise::mul_assign_f32(a, b),
+            AssignOp::Add => elementwise::add_assign_f32(a, b),
+            AssignOp::Mul => elementwise::mul_assign_f32(a, b),
         }
         Ok(())
     }
@@ -187,7 +181,7 @@ impl InplaceOp2 for AssignOp {
 
 /// `a @ b` for f32 CPU tensors: [M, K] x [K, N], or batches [B, M, K] x [B, K, N] where either
 /// side may be a single matrix or a stride-0 broadcast. Any strides within a matrix. The
-/// `gemm` crate does the work on the current rayon pool; the output is an [`super::alloc_output`]
+/// `gemm` crate does the work on the current rayon pool; the output is an [`alloc_output`]
 /// buffer.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.apply_op2_no_bwd(b, &MatMul)
@@ -303,7 +297,7 @@ impl CustomOp2 for MatMul {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (ao, bo) = (Operand::of(l1, "lhs")?, Operand::of(l2, "rhs")?);
         let (batch, m, k, n) = MatMul::shapes(&ao, &bo)?;
-        let mut out = super::alloc_output(batch * m * n);
+        let mut out = alloc_output(batch * m * n);
         MatMul::run(&mut out, false, f32_all(s1, "mdx-matmul")?, ao, f32_all(s2, "mdx-matmul")?, bo, batch, m, k, n);
         let shape = if l1.dims().len() == 2 && l2.dims().len() == 2 { Shape::from((m, n)) } else { Shape::from((batch, m, n)) };
         Ok((CpuStorage::F32(out), shape))

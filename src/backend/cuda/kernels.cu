@@ -1,6 +1,6 @@
-// CUDA kernels for the channels-last (NHWC) network path (src/cuda/).
+// CUDA kernels for the channels-last (NHWC) network path (src/backend/cuda/).
 //
-// Compiled to PTX by src/cuda/build.rs (nvcc --ptx) when the `cuda` feature is on and loaded at run time
+// Compiled to PTX by src/backend/cuda/build.rs (nvcc --ptx) when the `cuda` feature is on and loaded at run time
 // through candle's `CudaDevice::get_or_load_custom_func`. Every kernel takes an activation
 // [B, R, C] with R = H*W rows of C contiguous channels (NHWC flattened), element type float,
 // __half or __nv_bfloat16 (suffixes _f32, _f16, _bf16). Arithmetic and statistics are f32.
@@ -167,7 +167,7 @@ extern "C" __global__ void scale_act_f16(const f16 *x, f16 *y, const float *scal
 extern "C" __global__ void scale_act_bf16(const bf16 *x, bf16 *y, const float *scale, const float *shift, size_t n, size_t rc, int C, int sb, int act, float alpha) { scale_act<bf16>(x, y, scale, shift, n, rc, C, sb, act, alpha); }
 
 // ------------------------------------------------------------------------------------------
-// STFT / iSTFT around cuFFT (src/cuda/stft.rs), as torch.stft / torch.istft with a periodic
+// STFT / iSTFT around cuFFT (src/backend/cuda/stft.rs), as torch.stft / torch.istft with a periodic
 // Hann window, center=True (reflect padding), one-sided, no normalisation.
 // Signals: J = n_chunks * channels, each `len` samples; T = len / hop + 1 frames.
 

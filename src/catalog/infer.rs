@@ -5,8 +5,8 @@
 //! They do not hold the STFT (n_fft, hop_length), the segment length (dim_t), the activation
 //! or the stem names: those must come from a config, and the messages here say so exactly.
 
-use crate::model::config::{ActKind, AudioConfig, InferenceConfig, ModelConfig, NetConfig, NormKind};
-use crate::model::weights::{self, Checkpoint};
+use crate::nets::tfc_tdf::checkpoint::{self, Checkpoint};
+use crate::nets::tfc_tdf::config::{ActKind, AudioConfig, InferenceConfig, ModelConfig, NetConfig, NormKind};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
@@ -283,7 +283,7 @@ pub fn infer_from_shapes(shapes: &Shapes) -> Result<InferredShape, String> {
         norm,
     };
     // Every tensor must be what a network of these values has, or the inference is not sound.
-    let expected = weights::expected_tensors(&shape.placeholder_config());
+    let expected = checkpoint::expected_tensors(&shape.placeholder_config());
     let wrong: Vec<String> = expected
         .iter()
         .filter(|(k, s)| shapes.get(*k) != Some(*s))

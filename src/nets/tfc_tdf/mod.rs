@@ -1,15 +1,28 @@
-//! The MDX23C model: config ([`config`]), checkpoint reading ([`weights`]), the network
-//! ([`network`]) and its size ([`ModelConfig::macs_per_chunk`]). Nothing here knows about the
-//! plugin framework or audio files.
+//! TFC-TDF v3 (MDX23C): its config ([`config`]), checkpoint reading and the strict shape check
+//! ([`checkpoint`]), the network written once over the backends ([`graph`]), and the separation
+//! model around it ([`model`]: STFT, network, iSTFT; [`TfcTdf`] builds it). Nothing here knows
+//! about the plugin framework or audio files.
 
+pub mod checkpoint;
 pub mod config;
-pub mod network;
-pub mod nhwc;
-pub mod weights;
+pub mod graph;
+pub mod model;
 
-pub use config::{ActKind, ModelConfig, NormKind};
-pub use network::TfcTdfNet;
-pub use weights::{Checkpoint, WeightsError};
+pub use checkpoint::{Checkpoint, SplitMix64, Weights, WeightsError};
+pub use config::{ActKind, ConfigError, ModelConfig, NormKind};
+pub use model::{Net, Network, TfcTdf, network};
+
+impl From<ConfigError> for crate::nets::ModelError {
+    fn from(e: ConfigError) -> Self {
+        crate::nets::ModelError::Files(Box::new(e))
+    }
+}
+
+impl From<WeightsError> for crate::nets::ModelError {
+    fn from(e: WeightsError) -> Self {
+        crate::nets::ModelError::Files(Box::new(e))
+    }
+}
 
 impl ModelConfig {
     /// Multiply-adds of one forward pass over a chunk of `chunk` samples (FLOPs = 2x this).
@@ -58,6 +71,6 @@ impl ModelConfig {
 
     /// Parameter count of the network this config describes (BatchNorm running stats included).
     pub fn parameter_count(&self) -> usize {
-        weights::expected_tensors(self).values().map(|s| s.iter().product::<usize>()).sum()
+        checkpoint::expected_tensors(self).values().map(|s| s.iter().product::<usize>()).sum()
     }
 }

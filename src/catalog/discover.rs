@@ -204,7 +204,7 @@ pub fn inspect(path: &Path, source: ModelSource, table: &UvrTable) -> ModelEntry
     ModelEntry { path: path.to_path_buf(), name, stems, source, config }
 }
 
-fn check(path: &Path, table: &UvrTable) -> Result<(crate::model::ModelConfig, ConfigOrigin), String> {
+fn check(path: &Path, table: &UvrTable) -> Result<(crate::nets::tfc_tdf::ModelConfig, ConfigOrigin), String> {
     let shapes = infer::read_shapes(path)?;
     let inferred = infer::infer_from_shapes(&shapes)?;
     match super::lookup_config(path, None, table) {

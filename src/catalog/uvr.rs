@@ -7,7 +7,7 @@
 //! (`mdx_model_data.json` and the `.yaml` files in its model folder) are read as well, for
 //! hashes the built-in table does not know (models a user set up in UVR, newer UVR releases).
 
-use crate::model::config::{ConfigError, ModelConfig};
+use crate::nets::tfc_tdf::config::{ConfigError, ModelConfig};
 use md5::{Digest, Md5};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

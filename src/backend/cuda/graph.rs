@@ -15,18 +15,18 @@
 //!   and cache their plans and workspaces, so nothing in the captured pass uploads or
 //!   synchronises;
 //! - everything runs on the device's one stream (event tracking is off, see
-//!   [`super::single_stream_mode`]), a non-blocking stream of its own ([`crate::device`]
-//!   creates it);
+//!   [`super::kernels::single_stream_mode`]), a non-blocking stream of its own
+//!   ([`crate::device`] creates it);
 //! - no other thread of the process sets up a GPU or runs a chunk pass meanwhile
 //!   ([`crate::device::gpu_lock`]): creating a stream synchronises the whole context and a
 //!   first launch loads kernels, either of which breaks a recording in progress (the fixture
 //!   tests, four threads at once, showed both).
 //!
-//! Owned by the engine's [`crate::engine::Separator`]; recorded and launched by whichever
-//! thread calls it (one at a time: it takes `&mut self`).
-//! `MDX_STEMS_NO_CUDA_GRAPH=1` runs the pass launch by launch instead.
+//! Owned by the CUDA backend ([`super::Cuda`], behind a mutex); recorded and launched by
+//! whichever thread runs the model (one at a time: it takes `&mut self`).
+//! [`crate::options::CudaOptions::graphs`] off runs the pass launch by launch instead.
 
-use super::{dev_ptr, view, wrap};
+use super::kernels::{cuda_device, dev_ptr, view, wrap};
 use candle_core::cuda::WrapErr;
 use candle_core::cuda::cudarc::driver::{CudaGraph, CudaSlice, sys};
 use candle_core::{CudaDevice, Result, Tensor, bail};
@@ -52,12 +52,8 @@ pub struct ChunkGraphs {
 }
 
 impl ChunkGraphs {
-    /// None when `MDX_STEMS_NO_CUDA_GRAPH=1`.
-    pub fn new(dev: &CudaDevice) -> Option<Self> {
-        if std::env::var("MDX_STEMS_NO_CUDA_GRAPH").is_ok_and(|v| v != "0" && !v.is_empty()) {
-            return None;
-        }
-        Some(ChunkGraphs { dev: dev.clone(), graphs: HashMap::new() })
+    pub fn new(dev: &CudaDevice) -> Self {
+        ChunkGraphs { dev: dev.clone(), graphs: HashMap::new() }
     }
 
     /// Batch sizes recorded so far.
@@ -143,7 +139,7 @@ fn upload_into(t: &Tensor, data: &[f32]) -> Result<()> {
     if t.elem_count() != data.len() {
         bail!("chunk graph: {} samples for a buffer of {}", data.len(), t.elem_count());
     }
-    let Some(dev) = super::cuda_device(t.device()) else { bail!("chunk graph: not a CUDA tensor") };
+    let Some(dev) = cuda_device(t.device()) else { bail!("chunk graph: not a CUDA tensor") };
     let stream = dev.cuda_stream();
     stream.context().bind_to_thread().w()?;
     let dst = dev_ptr(t)?;

@@ -4,14 +4,16 @@
 //! plan (descriptors + algorithm) per distinct shape, and one workspace reused by every call,
 //! so dropping the network frees all of it. The algorithm for a shape is chosen once, on its
 //! first use (the engine's warm-up), by timing the candidates (`cudnnFindConvolutionForwardAlgorithmEx`;
-//! `MDX_CUDNN_HEURISTIC=1` uses cuDNN's heuristic ranking instead).
+//! [`CudnnSearch::heuristic`] uses cuDNN's heuristic ranking instead).
 //!
 //! Precision: f16 and bf16 use tensor cores with f32 accumulation. f32 is exact FP32 (no TF32)
 //! unless the network asks for TF32 (`tf32 = true`). Only GEMM-type algorithms are accepted
 //! (implicit GEMM, precomputed implicit GEMM, GEMM): no FFT or Winograd transforms, whose
 //! rounding differs from a direct convolution.
 
-use super::{cuda_device, view};
+use super::kernels::{cuda_device, dev_ptr, view, wrap};
+use crate::backend::ConvShape;
+use crate::options::CudnnSearch;
 use candle_core::cuda::cudarc::cudnn::{result as cr, sys};
 use candle_core::cuda::cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr};
 use candle_core::cuda::CudaDType;
@@ -30,15 +32,7 @@ struct Key {
     tf32: bool,
     /// Accumulate into the output (beta = 1): a different graph for the graph API.
     acc: bool,
-    n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    k: usize,
-    r: usize,
-    s: usize,
-    pad: usize,
-    stride: usize,
+    shape: ConvShape,
 }
 
 struct Plan {
@@ -100,6 +94,7 @@ struct Inner {
     handle: sys::cudnnHandle_t,
     plans: HashMap<Key, Plan>,
     workspace: Option<CudaSlice<u8>>,
+    search: CudnnSearch,
 }
 
 // The raw cuDNN handle and descriptors are only used under the mutex, one call at a time,
@@ -147,12 +142,12 @@ fn data_type(d: DType) -> Result<sys::cudnnDataType_t> {
 }
 
 impl Convs {
-    pub fn new(dev: &CudaDevice) -> Result<Self> {
+    pub fn new(dev: &CudaDevice, search: CudnnSearch) -> Result<Self> {
         let stream = dev.cuda_stream();
         stream.context().bind_to_thread().map_err(candle_core::Error::wrap)?;
         let handle = cr::create_handle().map_err(|e| err("create", e))?;
         unsafe { cr::set_stream(handle, stream.cu_stream() as *mut _) }.map_err(|e| err("set stream", e))?;
-        Ok(Convs { inner: Mutex::new(Inner { dev: dev.clone(), handle, plans: HashMap::new(), workspace: None }) })
+        Ok(Convs { inner: Mutex::new(Inner { dev: dev.clone(), handle, plans: HashMap::new(), workspace: None, search }) })
     }
 
     /// Algorithms chosen so far, one per shape.
@@ -162,7 +157,11 @@ impl Convs {
             .plans
             .iter()
             .map(|(k, p)| PlanInfo {
-                shape: format!("{:?}{}{} n{} {}x{} c{}->k{} {}x{} pad{} stride{}", k.dtype, if k.tf32 { "/tf32" } else { "" }, if k.acc { "+acc" } else { "" }, k.n, k.h, k.w, k.c, k.k, k.r, k.s, k.pad, k.stride),
+                shape: {
+                    let s = &k.shape;
+                    let (dt, tf32, acc) = (k.dtype, if k.tf32 { "/tf32" } else { "" }, if k.acc { "+acc" } else { "" });
+                    format!("{dt:?}{tf32}{acc} n{} {}x{} c{}->k{} {}x{} pad{} stride{}", s.n, s.h, s.w, s.cin, s.cout, s.kh, s.kw, s.pad, s.stride)
+                },
                 algo: p.chosen.clone(),
                 workspace: p.graph.as_ref().map(|(_, g)| g.workspace).unwrap_or(p.ws),
             })
@@ -201,7 +200,8 @@ impl Convs {
             bail!("cuDNN conv: input {:?} {:?} and filter {:?} {:?} do not match", x.dims(), x.dtype(), w.dims(), w.dtype());
         }
         let Some(dev) = cuda_device(x.device()) else { bail!("cuDNN conv: not a CUDA tensor") };
-        let key = Key { dtype: x.dtype(), tf32, acc: acc.is_some(), n, h, w: wd, c, k, r, s, pad, stride };
+        let shape = ConvShape { n, cin: c, cout: k, h, w: wd, kh: r, kw: s, pad, stride };
+        let key = Key { dtype: x.dtype(), tf32, acc: acc.is_some(), shape };
         let mut guard = self.inner.lock().unwrap();
         let inner = &mut *guard;
         let stream = dev.cuda_stream();
@@ -211,15 +211,14 @@ impl Convs {
         let (wg, wl) = w.storage_and_layout();
         let xv = view::<T>(&xg, xl, n * h * wd * c)?;
         let wv = view::<T>(&wg, wl, k * r * s * c)?;
-        let ho = (h + 2 * pad - r) / stride + 1;
-        let wo = (wd + 2 * pad - s) / stride + 1;
+        let (ho, wo) = shape.out_hw();
         let mut y = unsafe { dev.alloc::<T>(n * ho * wo * k)? };
 
         if !inner.plans.contains_key(&key) {
             let mut plan = make_plan(inner, key, &xv, &wv, &mut y)?;
             plan.chosen = format!("legacy {:?}", plan.algo);
             let strict = key.dtype == DType::F32 && !key.tf32;
-            if !strict && !super::env_flag("MDX_CUDNN_NO_GRAPH") {
+            if !strict && inner.search.graph_api {
                 let (xp, _gx) = xv.device_ptr(&stream);
                 let (wp, _gw) = wv.device_ptr(&stream);
                 let (yp, _gy) = y.device_ptr_mut(&stream);
@@ -230,13 +229,13 @@ impl Convs {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        if std::env::var_os("MDX_CUDNN_LOG").is_some() {
+                        if inner.search.log {
                             eprintln!("cudnn: graph API unavailable for {key:?}: {e}");
                         }
                     }
                 }
             }
-            if std::env::var_os("MDX_CUDNN_LOG").is_some() {
+            if inner.search.log {
                 eprintln!("cudnn: {key:?} -> {}, workspace {} B", plan.chosen, plan.graph.as_ref().map(|(_, g)| g.workspace).unwrap_or(plan.ws));
             }
             inner.plans.insert(key, plan);
@@ -288,7 +287,7 @@ impl Convs {
         drop(acc_guard);
         match acc {
             Some(a) => Ok(a.clone()),
-            None => Ok(super::wrap(y, dev, (n, ho, wo, k))),
+            None => Ok(wrap(y, dev, (n, ho, wo, k))),
         }
     }
 }
@@ -302,8 +301,8 @@ fn make_plan<T: CudaDType + DeviceRepr>(
 ) -> Result<Plan> {
     let dt = data_type(key.dtype)?;
     let nhwc = sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC;
-    let ho = (key.h + 2 * key.pad - key.r) / key.stride + 1;
-    let wo = (key.w + 2 * key.pad - key.s) / key.stride + 1;
+    let sh = key.shape;
+    let (ho, wo) = sh.out_hw();
     let i = |v: usize| v as i32;
     let plan = unsafe {
         let x = cr::create_tensor_descriptor().map_err(|e| err("descriptor", e))?;
@@ -311,21 +310,21 @@ fn make_plan<T: CudaDType + DeviceRepr>(
         let conv = cr::create_convolution_descriptor().map_err(|e| err("descriptor", e))?;
         let yd = cr::create_tensor_descriptor().map_err(|e| err("descriptor", e))?;
         let plan = Plan { x, f, conv, y: yd, algo: ALLOWED[0], ws: 0, ho, wo, graph: None, chosen: String::new() };
-        cr::set_tensor4d_descriptor(plan.x, nhwc, dt, [i(key.n), i(key.c), i(key.h), i(key.w)]).map_err(|e| err("x descriptor", e))?;
-        cr::set_filter4d_descriptor(plan.f, dt, nhwc, [i(key.k), i(key.c), i(key.r), i(key.s)]).map_err(|e| err("filter descriptor", e))?;
+        cr::set_tensor4d_descriptor(plan.x, nhwc, dt, [i(sh.n), i(sh.cin), i(sh.h), i(sh.w)]).map_err(|e| err("x descriptor", e))?;
+        cr::set_filter4d_descriptor(plan.f, dt, nhwc, [i(sh.cout), i(sh.cin), i(sh.kh), i(sh.kw)]).map_err(|e| err("filter descriptor", e))?;
         cr::set_convolution2d_descriptor(
             plan.conv,
-            i(key.pad),
-            i(key.pad),
-            i(key.stride),
-            i(key.stride),
+            i(sh.pad),
+            i(sh.pad),
+            i(sh.stride),
+            i(sh.stride),
             1,
             1,
             sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
             sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
         )
         .map_err(|e| err("conv descriptor", e))?;
-        cr::set_tensor4d_descriptor(plan.y, nhwc, dt, [i(key.n), i(key.k), i(ho), i(wo)]).map_err(|e| err("y descriptor", e))?;
+        cr::set_tensor4d_descriptor(plan.y, nhwc, dt, [i(sh.n), i(sh.cout), i(ho), i(wo)]).map_err(|e| err("y descriptor", e))?;
         plan
     };
     let math = match (key.dtype, key.tf32) {
@@ -338,8 +337,7 @@ fn make_plan<T: CudaDType + DeviceRepr>(
     const N: usize = 8;
     let mut perf: [sys::cudnnConvolutionFwdAlgoPerf_t; N] = unsafe { std::mem::zeroed() };
     let mut count: i32 = 0;
-    let heuristic = std::env::var_os("MDX_CUDNN_HEURISTIC").is_some_and(|v| v != "0");
-    if heuristic {
+    if inner.search.heuristic {
         unsafe {
             sys::cudnnGetConvolutionForwardAlgorithm_v7(inner.handle, plan.x, plan.f, plan.conv, plan.y, N as i32, &mut count, perf.as_mut_ptr())
         }
@@ -383,7 +381,7 @@ fn make_plan<T: CudaDType + DeviceRepr>(
         found?;
     }
     let strict = key.dtype == DType::F32 && !key.tf32;
-    let any_algo = std::env::var_os("MDX_CUDNN_ANY_ALGO").is_some_and(|v| v != "0");
+    let any_algo = inner.search.any_algo;
     let chosen = perf[..count.max(0) as usize].iter().find(|p| {
         p.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
             && p.memory <= WORKSPACE_LIMIT
@@ -394,7 +392,7 @@ fn make_plan<T: CudaDType + DeviceRepr>(
         let seen: Vec<String> = perf[..count.max(0) as usize].iter().map(|p| format!("{:?}/{:?}/{:?}", p.algo, p.status, p.mathType)).collect();
         bail!("cuDNN: no usable forward algorithm for {key:?} (candidates: {})", seen.join(", "));
     };
-    if std::env::var_os("MDX_CUDNN_LOG").is_some() {
+    if inner.search.log {
         for q in &perf[..count.max(0) as usize] {
             eprintln!("cudnn:   candidate {:?} {:?} {:?} {:.3} ms {} B", q.algo, q.status, q.mathType, q.time, q.memory);
         }
@@ -420,7 +418,7 @@ fn autotune_graph(
     yp: u64,
 ) -> Result<Option<(super::cudnn_graph::Graph, super::cudnn_graph::Plan)>> {
     use super::cudnn_graph as g;
-    let shape = g::Shape { n: key.n, h: key.h, w: key.w, c: key.c, k: key.k, r: key.r, s: key.s, pad: key.pad, stride: key.stride };
+    let shape = key.shape;
     let beta: f32 = if key.acc { 1.0 } else { 0.0 };
     let (graph, cands) = g::plans(inner.handle, key.dtype, shape, beta, 8)?;
     let cands: Vec<_> = cands.into_iter().filter(|c| c.workspace <= WORKSPACE_LIMIT).collect();
@@ -453,15 +451,15 @@ fn autotune_graph(
     let legacy_ws = if plan.ws > 0 { wsp as *mut c_void } else { std::ptr::null_mut() };
     let legacy_into = |out: u64| plan.legacy_forward(handle, xp, wp, out, legacy_ws, plan.ws, beta);
     let legacy = time(&mut || legacy_into(yp))?;
-    let log = std::env::var_os("MDX_CUDNN_LOG").is_some();
+    let log = inner.search.log;
     // Reference output of the legacy algorithm (from zeros, so beta = 1 adds nothing) to check
     // each candidate's numerics against: an engine that rounds more (reduced-precision
     // reductions, say) is not taken, however fast.
     let dev = candle_core::Device::Cuda(inner.dev.clone());
     let (ho, wo) = shape.out_hw();
-    let oshape = (key.n, ho, wo, key.k);
+    let oshape = (shape.n, ho, wo, shape.cout);
     let reference = candle_core::Tensor::zeros(oshape, key.dtype, &dev)?;
-    legacy_into(super::dev_ptr(&reference)?)?;
+    legacy_into(dev_ptr(&reference)?)?;
     let ref_max = reference.to_dtype(candle_core::DType::F32)?.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-30);
     let tol = match key.dtype {
         DType::BF16 => 3e-2,
@@ -472,7 +470,7 @@ fn autotune_graph(
     for (i, c) in cands.iter().enumerate() {
         let check = (|| -> Result<f32> {
             let out = candle_core::Tensor::zeros(oshape, key.dtype, &dev)?;
-            g::execute(handle, c, xp, wp, super::dev_ptr(&out)?, wsp)?;
+            g::execute(handle, c, xp, wp, dev_ptr(&out)?, wsp)?;
             let d = (out.to_dtype(candle_core::DType::F32)? - reference.to_dtype(candle_core::DType::F32)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
             Ok(d / ref_max)
         })();

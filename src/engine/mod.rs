@@ -1,0 +1,294 @@
+//! The engine: a separation model on the chosen device, fed chunks.
+//!
+//! [`Separator`] owns a [`SeparationModel`] (built by a [`ModelBuilder`] on the device
+//! [`crate::device::select`] picks), the CPU threads the model may use, and what happens when
+//! the GPU fails: an out-of-memory error halves the batch (and keeps it halved), any other GPU
+//! error computes those chunks on a CPU twin of the model, built when first needed. What the
+//! caller should know comes out as typed [`Event`]s ([`Separator::drain_events`]). Whole-signal
+//! separation (chunking and overlap-add, [`Separator::separate`]) is in [`whole`].
+//!
+//! The engine sees only the model interface ([`crate::nets`]); [`Separator::load`] resolves a
+//! model file with [`crate::catalog`] first, then builds.
+
+mod whole;
+
+use crate::backend::cpu::kernels::pool;
+use crate::backend::is_out_of_memory;
+use crate::catalog::CatalogError;
+use crate::device::{self, DeviceError, Precision, Selected};
+use crate::nets::{ModelBuilder, ModelError, ModelInfo, Pass, SeparationModel, Target};
+use crate::options::EngineOptions;
+use candle_core::Device;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use crate::backend::cpu::kernels::pool::resolve_threads;
+pub use crate::events::Event;
+pub use crate::nets::StageTimes;
+
+/// Everything that can go wrong loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error("{context}: {source}")]
+    Candle { context: String, source: candle_core::Error },
+    #[error("cannot start {threads} CPU worker threads: {reason}")]
+    Threads { threads: usize, reason: String },
+}
+
+/// A model file to load: resolved by [`crate::catalog`], then built with `options`.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub model: PathBuf,
+    /// Explicit config; else `<model stem>.yaml` beside the model, else UVR's hash table.
+    pub config: Option<PathBuf>,
+    /// Segment size in STFT frames (chunk = hop * (segment - 1)); `None`: the config's chunk_size.
+    pub segment: Option<usize>,
+    pub options: EngineOptions,
+}
+
+impl LoadOptions {
+    /// `model` with its config found as usual, default options (CPU).
+    pub fn new(model: impl Into<PathBuf>) -> Self {
+        LoadOptions { model: model.into(), config: None, segment: None, options: EngineOptions::default() }
+    }
+}
+
+/// A loaded model ready to separate.
+pub struct Separator {
+    model: Box<dyn SeparationModel>,
+    /// Builds the CPU twin when a GPU call fails.
+    builder: Box<dyn ModelBuilder>,
+    selected: Selected,
+    precision: Precision,
+    options: EngineOptions,
+    /// The CPU twin, built on the first GPU error.
+    cpu_fallback: Option<Box<dyn SeparationModel>>,
+    /// The model's CPU work runs inside this pool: the CPU kernels and candle's CPU matmuls use
+    /// at most its threads. Built at load with [`EngineOptions::threads`].
+    pool: Arc<rayon::ThreadPool>,
+    /// Largest batch the GPU ran without running out of memory, once it has (see `process_chunks`).
+    gpu_batch_limit: Option<usize>,
+    /// When `Some`, per-stage timings are collected (costs a device sync per stage).
+    pub profile: Option<StageTimes>,
+    /// Not yet drained by the caller.
+    events: Vec<Event>,
+}
+
+impl Separator {
+    /// Resolve the model file (name -> file -> config), read and check its weights, and build it.
+    pub fn load(load: &LoadOptions) -> Result<Self, EngineError> {
+        let resolved = crate::catalog::resolve(&load.model, load.config.as_deref())?;
+        let builder = resolved.open(load.segment)?;
+        Self::new(builder, &load.options)
+    }
+
+    /// Build the model on the device `options` asks for (a GPU that cannot build it falls back
+    /// to the CPU, with an event).
+    pub fn new(mut builder: Box<dyn ModelBuilder>, options: &EngineOptions) -> Result<Self, EngineError> {
+        let mut selected = device::select(options.device)?;
+        // GPU set-up must not overlap another thread's CUDA graph recording (see the lock).
+        let setup = selected.is_gpu().then(device::gpu_lock);
+        let precision = options.precision.unwrap_or_else(|| selected.default_precision());
+        let mut events: Vec<Event> = selected.warning.take().into_iter().collect();
+        let target = Target { device: &selected.device, precision, options };
+        let model = match builder.build(&target, &mut events) {
+            Ok(m) => m,
+            Err(e) if selected.is_gpu() => {
+                events.push(Event::GpuModelFailed { device: selected.name.clone(), reason: e.to_string() });
+                selected = Selected { device: Device::Cpu, name: "CPU".into(), warning: None };
+                builder.build(&Target { device: &Device::Cpu, precision, options }, &mut events)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        builder.release();
+        let pool = build_pool(options.threads)?;
+        let mut sep = Separator {
+            model,
+            builder,
+            selected,
+            precision,
+            options: options.clone(),
+            cpu_fallback: None,
+            pool,
+            gpu_batch_limit: None,
+            profile: options.profile.then(StageTimes::default),
+            events,
+        };
+        drop(setup);
+        if options.warmup {
+            let unit = sep.unit_len();
+            let input = vec![0f32; 2 * unit];
+            let mut out = vec![0f32; sep.num_stems() * 2 * unit];
+            let profile = sep.profile.take();
+            sep.process_chunks(&input, 1, &mut out)?;
+            sep.profile = profile;
+            sep.model.reset();
+        }
+        Ok(sep)
+    }
+
+    /// What the model needs: rate, stems, schedule.
+    pub fn info(&self) -> &ModelInfo {
+        self.model.info()
+    }
+    pub fn stems(&self) -> Vec<String> {
+        self.info().stems.clone()
+    }
+    pub fn num_stems(&self) -> usize {
+        self.info().stems.len()
+    }
+    /// Samples per chunk (or per block of a streaming model) at the model's rate.
+    pub fn chunk_len(&self) -> usize {
+        self.unit_len()
+    }
+    fn unit_len(&self) -> usize {
+        self.info().unit_len()
+    }
+    pub fn sample_rate(&self) -> u32 {
+        self.info().sample_rate
+    }
+    /// The model's default overlap for whole-signal separation.
+    pub fn default_overlap(&self) -> usize {
+        self.info().default_overlap()
+    }
+    pub fn device_name(&self) -> &str {
+        &self.selected.name
+    }
+    pub fn device(&self) -> &Device {
+        &self.selected.device
+    }
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+    /// What computes the model ("CPU kernels", "channels-last CUDA", "candle").
+    pub fn backend_name(&self) -> &'static str {
+        self.model.backend_name()
+    }
+
+    /// Start a new stream (streaming models keep state between calls; chunked ones do not).
+    pub fn reset(&mut self) {
+        self.model.reset();
+        if let Some(m) = self.cpu_fallback.as_mut() {
+            m.reset();
+        }
+    }
+
+    /// Events since the last drain (fallbacks, retries), oldest first.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    /// Events not drained yet.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Batch sizes whose GPU chunk pass has been recorded as a CUDA graph (empty elsewhere).
+    pub fn cuda_graph_batches(&self) -> Vec<usize> {
+        self.model.recorded_batches()
+    }
+
+    /// The options the engine was built with (their test seams are shared with the caller's).
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// CPU threads the model uses (the resolved count, never 0).
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Use `n` CPU threads for the model from the next chunk on (0 = every core).
+    pub fn set_threads(&mut self, n: usize) -> Result<(), EngineError> {
+        if pool::resolve_threads(n) != self.threads() {
+            self.pool = build_pool(n)?;
+        }
+        self.options.threads = n;
+        Ok(())
+    }
+
+    /// Separate `n` stereo chunks: `input` is [n][2][chunk], `out` receives [n][stems][2][chunk].
+    ///
+    /// Chunks run in batches of up to `n` (fewer once the GPU has run out of memory): an
+    /// out-of-memory error halves the batch, again and again down to 1, and the smaller batch is
+    /// kept for later calls; any other GPU error (or out-of-memory at batch 1) computes those
+    /// chunks on the CPU and says so ([`Event::ChunksOnCpu`]).
+    pub fn process_chunks(&mut self, input: &[f32], n: usize, out: &mut [f32]) -> Result<(), EngineError> {
+        let c = self.unit_len();
+        let s = self.num_stems();
+        assert_eq!(input.len(), n * 2 * c, "input must be [n][2][chunk]");
+        assert_eq!(out.len(), n * s * 2 * c, "output must be [n][stems][2][chunk]");
+        let mut profile = self.profile.take();
+        let on_gpu = self.selected.is_gpu();
+        let mut first = 0;
+        let mut result = Ok(());
+        let mut events = std::mem::take(&mut self.events);
+        {
+            let mut pass = Pass::new(&self.pool, profile.as_mut(), &self.selected.name, &mut events);
+            while first < n {
+                let m = (n - first).min(self.gpu_batch_limit.unwrap_or(usize::MAX)).max(1);
+                let inp = &input[first * 2 * c..(first + m) * 2 * c];
+                let o = &mut out[first * s * 2 * c..(first + m) * s * 2 * c];
+                let r = if on_gpu && self.options.faults.take() {
+                    Err(candle_core::Error::Msg("injected GPU fault (test)".into()))
+                } else {
+                    // One GPU chunk pass at a time in the process (see `device::gpu_lock`).
+                    let _turn = self.selected.device.is_cuda().then(device::gpu_lock);
+                    self.model.process(inp, m, o, &mut pass)
+                };
+                match r {
+                    Ok(()) => first += m,
+                    Err(e) if on_gpu && m > 1 && is_out_of_memory(&e) => {
+                        let half = m / 2;
+                        pass.events.push(Event::OutOfMemory { device: self.selected.name.clone(), batch: m, halved: half });
+                        self.gpu_batch_limit = Some(half);
+                    }
+                    Err(e) if on_gpu => {
+                        pass.events.push(Event::ChunksOnCpu { device: self.selected.name.clone(), reason: e.to_string() });
+                        if let Err(e) = cpu_fallback(&mut self.cpu_fallback, self.builder.as_mut(), &self.options, pass.events)
+                            .and_then(|cpu| cpu.process(inp, m, o, &mut pass).map_err(|source| EngineError::Candle { context: "CPU fallback".into(), source }))
+                        {
+                            result = Err(e);
+                            break;
+                        }
+                        first += m;
+                    }
+                    Err(e) => {
+                        result = Err(EngineError::Candle { context: "running the network".into(), source: e });
+                        break;
+                    }
+                }
+            }
+        }
+        self.events = events;
+        if let Some(p) = profile.as_mut() {
+            p.chunks += n;
+        }
+        self.profile = profile;
+        result
+    }
+}
+
+/// The CPU twin of the model (f32), built on first use.
+fn cpu_fallback<'a>(
+    slot: &'a mut Option<Box<dyn SeparationModel>>,
+    builder: &mut dyn ModelBuilder,
+    options: &EngineOptions,
+    events: &mut Vec<Event>,
+) -> Result<&'a mut Box<dyn SeparationModel>, EngineError> {
+    if slot.is_none() {
+        *slot = Some(builder.build(&Target { device: &Device::Cpu, precision: Precision::F32, options }, events)?);
+    }
+    Ok(slot.as_mut().expect("built above"))
+}
+
+/// The network's pool: shared with every engine of the process that uses as many threads.
+fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, EngineError> {
+    pool::shared(threads).map_err(|e| EngineError::Threads { threads, reason: e.to_string() })
+}
