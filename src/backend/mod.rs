@@ -249,7 +249,7 @@ pub trait WithBackend {
 /// on the CPU, the CUDA backend on CUDA devices, candle's own ops (NCHW) everywhere else.
 pub fn select<W: WithBackend>(device: &Device, dtype: DType, options: &EngineOptions, w: W) -> Result<W::Output> {
     match device {
-        Device::Cpu if dtype == DType::F32 => w.with(cpu::Cpu::new()),
+        Device::Cpu if dtype == DType::F32 => w.with(cpu::Cpu::with_profiler(options.op_profiler.clone())),
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => w.with(cuda::Cuda::new(device, dtype, options)?),
         _ => {
