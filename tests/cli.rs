@@ -208,7 +208,7 @@ fn models_lists_the_models_folder_and_names_select_a_model() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("Tiny Vocals") && out.contains("vocals, instrumental") && out.contains("ready"), "{out}");
     assert!(out.contains("broken") && out.contains("not ready"), "{out}");
-    assert!(out.contains("2 models, 1 ready"), "{out}");
+    assert!(out.contains("2 model files, 1 ready"), "{out}");
 
     let wav = dir.join("in.wav");
     write_wav_f32(&wav, 44100, &[vec![0.2; 3000], vec![-0.2; 3000]]).unwrap();
