@@ -174,6 +174,8 @@ pub enum DownloadError {
     DiskFull { path: PathBuf },
     #[error("{file} is not the published file ({what}); it was removed")]
     Verification { file: String, what: String },
+    #[error("the download was cancelled; run it again to resume")]
+    Cancelled,
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -189,6 +191,8 @@ pub struct DownloadOptions {
     pub stall_timeout: Duration,
     /// Attempts per file when the connection drops (each resumes where the last stopped).
     pub attempts: usize,
+    /// Set from another thread to stop the download (the partial file stays, to resume).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl DownloadOptions {
@@ -199,6 +203,7 @@ impl DownloadOptions {
             base_url: std::env::var("MDX_STEMS_MODEL_BASE_URL").ok().filter(|s| !s.trim().is_empty()),
             stall_timeout: Duration::from_secs(30),
             attempts: 4,
+            cancel: None,
         }
     }
 
@@ -412,6 +417,9 @@ fn fetch_resumable(agent: &ureq::Agent, url: &str, part: &Path, opts: &DownloadO
         let outcome = loop {
             match reader.read(&mut buf) {
                 Ok(0) => break Ok(()),
+                Ok(_) if opts.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) => {
+                    break Err(DownloadError::Cancelled);
+                }
                 Ok(n) => {
                     if let Err(e) = f.write_all(&buf[..n]) {
                         return Err(classify_io(part.into(), e));
@@ -428,7 +436,7 @@ fn fetch_resumable(agent: &ureq::Agent, url: &str, part: &Path, opts: &DownloadO
             Ok(()) if total.is_none_or(|t| done >= t) => return Ok(()),
             // The server closed before the announced end: resume.
             Ok(()) => last_err = Some(DownloadError::Network { host: host_of(url), reason: format!("connection closed after {done} of {} bytes", total.unwrap_or(0)) }),
-            Err(e @ DownloadError::Stalled { .. }) => return Err(e),
+            Err(e @ (DownloadError::Stalled { .. } | DownloadError::Cancelled)) => return Err(e),
             Err(e) => last_err = Some(e),
         }
     }

@@ -124,7 +124,7 @@ fn sha_check(p: &Path) -> Check {
 }
 
 fn opts(dir: &Path, base: &str) -> DownloadOptions {
-    DownloadOptions { dir: dir.to_path_buf(), base_url: Some(base.to_string()), stall_timeout: Duration::from_millis(800), attempts: 3 }
+    DownloadOptions { dir: dir.to_path_buf(), base_url: Some(base.to_string()), stall_timeout: Duration::from_millis(800), attempts: 3, cancel: None }
 }
 
 /// The model files in the folder (what `mdx-stems models` would list), not the staging area.
