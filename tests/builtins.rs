@@ -158,3 +158,33 @@ fn builtins_load_by_name_and_report_their_latency() {
     assert!(err.contains("builtin:hpss") && err.contains("builtin:center"), "{err}");
     assert_eq!(mdx_stems::catalog::resolve_model_arg("BUILTIN:HPSS").unwrap(), PathBuf::from("builtin:hpss"));
 }
+
+/// Cost of the separation thread, as the plugin's worker runs it (one 512-sample block per
+/// call, one thread): CPU time per second of 48 kHz stereo audio. The README's figures come
+/// from this test (`cargo test --release --test builtins cost -- --nocapture`); the assertion
+/// is loose because CI machines are shared.
+#[test]
+fn cost_of_the_builtins_per_second_of_48k_stereo() {
+    let rate = 48000u32;
+    let secs = 10.0;
+    let n = (rate as f32 * secs) as usize;
+    let mut seed = 7u32;
+    let mix: Vec<Vec<f32>> = (0..2)
+        .map(|_| {
+            (0..n)
+                .map(|i| {
+                    seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                    0.3 * (i as f32 * 0.05).sin() + 0.1 * ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5)
+                })
+                .collect()
+        })
+        .collect();
+    for name in mdx_stems::nets::builtin::ALL {
+        let mut sep = Separator::new(Box::new(BuiltinBuilder::new(Builtin::by_name(name).unwrap(), rate)), &Default::default()).unwrap();
+        let t = std::time::Instant::now();
+        sep.separate(&mix, Scheme::Uvr, 1, 1, &mut |_, _| {}).unwrap();
+        let share = t.elapsed().as_secs_f64() / secs as f64;
+        eprintln!("{name}: {:.2} % of one core at 48 kHz stereo ({:.1} ms per second of audio)", 100.0 * share, 1000.0 * share);
+        assert!(share < 0.2, "{name}: {share}");
+    }
+}
