@@ -33,3 +33,5 @@ pub mod plugin;
 pub mod cli;
 #[doc(hidden)]
 pub mod testing;
+#[doc(hidden)]
+pub mod fuzz;

@@ -40,6 +40,8 @@ pub const MAX_STATE_BYTES: usize = 1 << 20;
 /// Overlap (chunks over each sample) and chunks per network call.
 pub const MAX_OVERLAP: usize = 64;
 pub const MAX_BATCH: usize = 1_024;
+/// CPU threads (`--threads`, the plugin's "CPU threads" in a saved state).
+pub const MAX_THREADS: usize = 256;
 
 fn range<T: PartialOrd + std::fmt::Display>(what: &str, v: T, lo: T, hi: T) -> Result<(), String> {
     if v < lo || v > hi {
@@ -93,6 +95,9 @@ pub fn check_overlap(overlap: usize) -> Result<(), String> {
 }
 pub fn check_batch(batch: usize) -> Result<(), String> {
     range("batch", batch, 1, MAX_BATCH)
+}
+pub fn check_threads(threads: usize) -> Result<(), String> {
+    range("thread count", threads, 0, MAX_THREADS)
 }
 
 #[cfg(test)]
