@@ -329,7 +329,10 @@ fn flac_and_integer_wav_outputs_selected_stems_and_a_name_template() {
         let got = read_audio(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((got.sample_rate, got.frames()), (44100, 7000));
         for ch in 0..2 {
-            let d = max_abs_diff(&got.channels[ch], &reference.channels[ch]);
+            // Integers clip at full scale (the random-weight model's stems exceed it).
+            let clipped: Vec<f32> = reference.channels[ch].iter().map(|v| v.clamp(-1.0, 1.0 - step)).collect();
+            assert!(reference.channels[ch].iter().any(|v| v.abs() < 0.9), "some samples are below full scale");
+            let d = max_abs_diff(&got.channels[ch], &clipped);
             assert!(d <= step * 0.51, "{format} {depth}: {d} from the float stems");
         }
         assert!(!out.join(format!("model/instrumental-song.{format}")).exists(), "only the stems asked for");
@@ -394,7 +397,7 @@ fn ctrl_c_stops_and_removes_the_partial_stems() {
     }
     w.finalize().unwrap();
     let out = dir.join("out");
-    let mut child = cli(&dir)
+    let child = cli(&dir)
         .arg("separate")
         .arg(&input)
         .args(fixture_model_args("tiny_instnorm_gelu"))
