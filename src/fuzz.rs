@@ -6,7 +6,7 @@
 //! "Fuzzing"). Not part of the engine's API.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A mutant taking longer than this counts as a hang.
 pub const SLOW: Duration = Duration::from_secs(10);
