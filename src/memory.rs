@@ -13,6 +13,12 @@ pub fn current_rss_bytes() -> Option<u64> {
     proc_status_bytes("VmRSS:")
 }
 
+/// Restart [`peak_rss_bytes`] from the current RSS (Linux: `/proc/self/clear_refs`; nothing
+/// elsewhere). For measurements of one step's peak memory.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// A `kB` line of `/proc/self/status`, in bytes (None elsewhere than Linux).
 fn proc_status_bytes(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
