@@ -206,6 +206,9 @@ impl Plug {
                 .filter_map(|d| d.id().map(|i| i.to_string_lossy().into_owned()))
                 .collect();
             assert_eq!(ids, [PLUGIN_ID, STEREO_ID], "plugin ids in the bundle");
+            // The Audio Unit's factory functions wrap the CLAP factory's plugins by index.
+            let au_order: Vec<&str> = mdx_stems::plugin::ids::PLUGINS.iter().map(|p| p.clap_id).collect();
+            assert_eq!(ids, au_order, "plugin ids in the order `ids::PLUGINS` gives the Audio Unit");
         }
         let instance = PluginInstance::<TestHost>::new(|_| HostShared::default(), |_| HostMain::default(), &entry, &id, &host_info)
             .unwrap_or_else(|e| panic!("instantiating: {e:?}"));
