@@ -242,7 +242,16 @@ fn run_torch(args: &Args, batch: usize) -> anyhow::Result<Row> {
     })
 }
 
+/// CPU time of this process (all threads) in ms (Unix; elsewhere the wall time since the first
+/// call, an upper bound).
+#[cfg(not(unix))]
+fn process_cpu_ms() -> f64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
+}
+
 /// CPU time of this process (all threads) in ms.
+#[cfg(unix)]
 fn process_cpu_ms() -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid out-pointer.

@@ -2,7 +2,8 @@
 //! bands of an im2col that never covers the whole image, against candle's own conv2d (values;
 //! peak memory against the im2col candle's conv2d allocates on Metal), and a whole chunk pass's peak memory in f16 against the estimate `mdx-stems
 //! info` prints for Metal. One test in this binary, so that the process's peak memory is this
-//! test's alone.
+//! test's alone. Linux with glibc only (the RSS probes read `/proc`, malloc is tuned for them).
+#![cfg(all(target_os = "linux", target_env = "gnu"))]
 
 use candle_core::{DType, Device, Tensor};
 use mdx_stems::backend::Backend;

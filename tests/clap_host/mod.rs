@@ -181,7 +181,16 @@ pub struct ProcessTimes {
     pub per_call: Vec<std::time::Duration>,
 }
 
+/// CPU time of the calling thread (Unix; elsewhere the wall time since the first call, an
+/// upper bound).
+#[cfg(not(unix))]
+pub fn thread_cpu_time() -> std::time::Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
+}
+
 /// CPU time of the calling thread.
+#[cfg(unix)]
 pub fn thread_cpu_time() -> std::time::Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid clock id and a valid out-pointer.
