@@ -29,7 +29,7 @@ fn linux(dir: &Path) -> Command {
 
 /// The Windows executable in `dir`, with `bcryptprimitives.dll` beside it: Wine 8 (Debian 12)
 /// lacks that DLL, whose `ProcessPrng` Rust's std imports, so a shim (`tests/wine/`) is built
-/// with mingw-w64 (`MDX_STEMS_MINGW_GCC`, default `x86_64-w64-mingw32-gcc`). The DLL beside an
+/// with mingw-w64 (`MDX_STEMS_MINGW_GCC`, default `x86_64-w64-mingw32-gcc-posix`, the linker of `.cargo/config.toml`). The DLL beside an
 /// executable comes before the system's, so the shim is what runs even where Wine has its own.
 fn install_windows_exe(dir: &Path) -> PathBuf {
     let exe = PathBuf::from(std::env::var_os("MDX_STEMS_WINDOWS_EXE").expect("MDX_STEMS_WINDOWS_EXE: the Windows mdx-stems.exe to run"));
@@ -37,7 +37,7 @@ fn install_windows_exe(dir: &Path) -> PathBuf {
     if std::fs::hard_link(&exe, &dst).is_err() {
         std::fs::copy(&exe, &dst).unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
     }
-    let gcc = std::env::var_os("MDX_STEMS_MINGW_GCC").unwrap_or_else(|| "x86_64-w64-mingw32-gcc".into());
+    let gcc = std::env::var_os("MDX_STEMS_MINGW_GCC").unwrap_or_else(|| "x86_64-w64-mingw32-gcc-posix".into());
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/wine/bcryptprimitives.c");
     let o = Command::new(&gcc)
         .args(["-shared", "-O2", "-o"])

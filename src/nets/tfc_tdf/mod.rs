@@ -137,3 +137,38 @@ impl ModelConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The full-size InstVoc HQ network in f16 (what `mdx-stems info` prints for Metal): the
+    /// peak holds 11 full-resolution activations of 128 channels x 256 frames x 1024 bins, and
+    /// the convolution temporaries stay within one band's im2col (plus the smaller padded
+    /// input and product), far under conv2d's whole-image im2col.
+    #[test]
+    fn generic_memory_of_the_full_size_model() {
+        let path = crate::testing::shared_dir().join("uvr-mdxc/model_2_stem_full_band_8k.yaml");
+        let cfg = ModelConfig::from_yaml_file(&path).unwrap();
+        let chunk = cfg.audio.chunk_size;
+        let g = cfg.generic_memory(chunk, 1, 2);
+        let unit = 128 * 256 * 1024 * 2u64;
+        assert_eq!(g.activations, 11 * unit);
+        assert_eq!(g.weights, 2 * cfg.parameter_count() as u64);
+        let band = (crate::backend::generic::CONV_BAND_ELEMENTS * 2) as u64;
+        assert!(g.conv_temporaries > band / 2 && g.conv_temporaries <= band * 3 / 2, "{}", g.conv_temporaries);
+        let im2col = 9 * 2 * unit; // conv2d's on Metal for the first decoder conv (256 channels in)
+        assert!(g.conv_temporaries * 10 < im2col);
+        let b4 = cfg.generic_memory(chunk, 4, 2);
+        assert_eq!(b4.activations, 4 * g.activations);
+        eprintln!(
+            "full-size f16 on Metal: batch 1 {:.0} MB (weights {:.0}, activations {:.0}, conv {:.0}); batch 4 {:.0} MB; conv2d's im2col alone {:.0} MB",
+            g.total() as f64 / 1e6,
+            g.weights as f64 / 1e6,
+            g.activations as f64 / 1e6,
+            g.conv_temporaries as f64 / 1e6,
+            b4.total() as f64 / 1e6,
+            im2col as f64 / 1e6
+        );
+    }
+}
