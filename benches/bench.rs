@@ -18,7 +18,7 @@ use mdx_stems::device::{self, DeviceRequest, Precision};
 use mdx_stems::engine::{Separator, StageTimes};
 use mdx_stems::memory;
 use mdx_stems::nets::tfc_tdf::{Checkpoint, ModelConfig, SplitMix64, TfcTdf};
-use mdx_stems::options::EngineOptions;
+use mdx_stems::options::{EngineOptions, OpProfiler, OpTime};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -58,6 +58,10 @@ struct Args {
     /// Print per-stage timings of the timed runs.
     #[arg(long)]
     profile: bool,
+    /// Print per-op timings of the timed runs (wall and CPU time per op kind and shape; each op
+    /// synchronises the device; slower, for diagnosis only).
+    #[arg(long)]
+    ops: bool,
     /// With `--precision f32` on CUDA: let convolutions and matmuls use TF32 tensor cores
     /// (as PyTorch does for convolutions by default). Reported as precision `tf32`.
     #[arg(long)]
@@ -104,6 +108,8 @@ fn run() -> anyhow::Result<()> {
     if args.tf32 {
         options.cuda.tf32 = true;
     }
+    let profiler = args.ops.then(OpProfiler::default);
+    options.op_profiler = profiler.clone();
     let t = Instant::now();
     let ckpt = Checkpoint::random(&cfg, 0);
     let mut sep = Separator::new(Box::new(TfcTdf::from_checkpoint(cfg.clone(), ckpt, None)?), &options)?;
@@ -121,6 +127,9 @@ fn run() -> anyhow::Result<()> {
     }
     if args.profile {
         sep.profile = Some(StageTimes::default());
+    }
+    if let Some(p) = &profiler {
+        p.start();
     }
     memory::reset_gpu_peak_memory(sep.device());
     let mut times = vec![];
@@ -151,6 +160,10 @@ fn run() -> anyhow::Result<()> {
     }];
     if let Some(p) = sep.profile {
         print_profile(&p);
+    }
+    if let Some(p) = &profiler {
+        let threads = if sep.device().is_cpu() { sep.threads() } else { 1 };
+        print_ops(&p.take_all(), args.repeats.max(1) * b, times.iter().sum::<f64>() / times.len() as f64, threads);
     }
     drop(sep);
 
@@ -257,6 +270,23 @@ fn process_cpu_ms() -> f64 {
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
+/// The per-op table of `--ops`: per chunk, heaviest first; "parallel" is CPU time / (wall x
+/// threads), 100% when every thread worked for the whole op.
+fn print_ops(ops: &[(String, OpTime)], chunks: usize, ms_per_chunk: f64, threads: usize) {
+    let mut rows: Vec<_> = ops.iter().collect();
+    rows.sort_by(|a, b| b.1.wall.cmp(&a.1.wall));
+    let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / chunks as f64;
+    let total: f64 = rows.iter().map(|(_, t)| per(t.wall)).sum();
+    eprintln!("| op and input shape | calls per chunk | ms per chunk | share | CPU ms per chunk | parallel |");
+    eprintln!("| --- | --- | --- | --- | --- | --- |");
+    for (name, t) in rows {
+        let (wall, cpu) = (per(t.wall), per(t.cpu));
+        let par = if wall > 0.0 && cpu > 0.0 { format!("{:.0}%", 100.0 * cpu / (wall * threads as f64)) } else { "-".into() };
+        eprintln!("| {} | {} | {wall:.1} | {:.1}% | {cpu:.1} | {par} |", name.trim_end(), t.calls / chunks, 100.0 * wall / ms_per_chunk);
+    }
+    eprintln!("ops total {total:.1} ms of {ms_per_chunk:.1} ms per chunk (the rest: STFT, iSTFT, copies between ops)");
 }
 
 fn print_profile(p: &StageTimes) {

@@ -25,6 +25,7 @@ pub mod backend;
 pub mod memory;
 pub mod nets;
 pub mod catalog;
+pub mod download;
 pub mod engine;
 pub mod plugin;
 pub mod cli;

@@ -8,10 +8,7 @@ fn main() {
     let result = match &cli.command {
         Command::Separate(a) => mdx_stems::cli::separate::run(a, EngineOptions::from_env()),
         Command::Info(a) => mdx_stems::cli::info::run(a),
-        Command::Models => {
-            print!("{}", mdx_stems::catalog::print_models_table(&mdx_stems::catalog::discover()));
-            Ok(())
-        }
+        Command::Models(a) => mdx_stems::cli::models::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

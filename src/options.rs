@@ -30,7 +30,7 @@ pub struct EngineOptions {
     pub generic_ops: bool,
     /// Test seam: makes GPU passes fail as a GPU error would.
     pub faults: FaultInjector,
-    /// Diagnosis: per-op device-synchronised timings of the CUDA backend, while started.
+    /// Diagnosis: per-op timings of the CPU and CUDA backends (device-synchronised), while started.
     pub op_profiler: Option<OpProfiler>,
 }
 
@@ -146,14 +146,23 @@ impl FaultInjector {
     }
 }
 
-/// Per-op timings (op kind and input shape -> total time, calls), collected between
-/// [`OpProfiler::start`] and [`OpProfiler::take`]; each timed op synchronises the device.
-/// Clones share the collection.
+/// Per-op timings (op kind and input shape -> total wall time, CPU time of the process, calls),
+/// collected between [`OpProfiler::start`] and [`OpProfiler::take`]; each timed op synchronises
+/// the device. Clones share the collection.
 #[derive(Debug, Clone, Default)]
 pub struct OpProfiler(Arc<Mutex<Option<OpTimes>>>);
 
-/// Op kind and input shape -> (total time, calls).
-type OpTimes = BTreeMap<String, (Duration, usize)>;
+/// One op's totals in an [`OpProfiler`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OpTime {
+    pub wall: Duration,
+    /// CPU time of the whole process (all threads) while the op ran; zero where not measured.
+    pub cpu: Duration,
+    pub calls: usize,
+}
+
+/// Op kind and input shape -> totals.
+type OpTimes = BTreeMap<String, OpTime>;
 
 impl OpProfiler {
     pub fn start(&self) {
@@ -162,7 +171,12 @@ impl OpProfiler {
 
     /// Stop collecting; (op kind and input shape, total time, calls), sorted by name.
     pub fn take(&self) -> Vec<(String, Duration, usize)> {
-        self.lock().take().map(|m| m.into_iter().map(|(k, (d, n))| (k, d, n)).collect()).unwrap_or_default()
+        self.take_all().into_iter().map(|(k, t)| (k, t.wall, t.calls)).collect()
+    }
+
+    /// Stop collecting; every op's totals, sorted by name.
+    pub fn take_all(&self) -> Vec<(String, OpTime)> {
+        self.lock().take().map(|m| m.into_iter().collect()).unwrap_or_default()
     }
 
     pub fn is_on(&self) -> bool {
@@ -171,10 +185,16 @@ impl OpProfiler {
 
     /// Add one call of `what` taking `d` (ignored while stopped).
     pub fn record(&self, what: String, d: Duration) {
+        self.record_with_cpu(what, d, Duration::ZERO);
+    }
+
+    /// Add one call of `what` taking `wall`, during which the process used `cpu` of CPU time.
+    pub fn record_with_cpu(&self, what: String, wall: Duration, cpu: Duration) {
         if let Some(m) = self.lock().as_mut() {
             let e = m.entry(what).or_default();
-            e.0 += d;
-            e.1 += 1;
+            e.wall += wall;
+            e.cpu += cpu;
+            e.calls += 1;
         }
     }
 

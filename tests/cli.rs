@@ -208,11 +208,44 @@ fn models_lists_the_models_folder_and_names_select_a_model() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("Tiny Vocals") && out.contains("vocals, instrumental") && out.contains("ready"), "{out}");
     assert!(out.contains("broken") && out.contains("not ready"), "{out}");
-    assert!(out.contains("2 models, 1 ready"), "{out}");
+    assert!(out.contains("2 model files, 1 ready"), "{out}");
 
     let wav = dir.join("in.wav");
     write_wav_f32(&wav, 44100, &[vec![0.2; 3000], vec![-0.2; 3000]]).unwrap();
     let o = cli(&dir).arg("separate").arg(&wav).args(["--model", "tiny", "--quiet", "--out-dir"]).arg(&dir).output().unwrap();
     assert!(o.status.success(), "a unique prefix of a listed name selects the model: {}", stderr(&o));
     assert!(dir.join("in_(vocals).wav").is_file());
+}
+
+#[test]
+fn separate_with_no_model_at_hand_uses_the_builtin_hpss_and_says_so() {
+    let dir = temp_dir("no-model");
+    let wav = dir.join("song.wav");
+    let rate = 48000;
+    let x: Vec<Vec<f32>> = (0..2).map(|c| (0..rate as usize).map(|i| 0.3 * ((i * (c + 3)) as f32 * 0.01).sin() + if i % 6000 == 0 { 0.5 } else { 0.0 }).collect()).collect();
+    write_wav_f32(&wav, rate, &x).unwrap();
+    let o = cli(&dir).arg("separate").arg(&wav).arg("--out-dir").arg(&dir).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line: Vec<&str> = err.lines().filter(|l| l.contains("builtin:hpss")).collect();
+    assert!(line.len() >= 1 && line[0].contains("no MDX23C model found") && line[0].contains("--download"), "{err}");
+    let mut sum = vec![vec![0f32; x[0].len()]; 2];
+    for stem in ["Drums", "Harmonic", "Residual"] {
+        let s = read_audio(&dir.join(format!("song_({stem}).wav"))).unwrap();
+        assert_eq!(s.sample_rate, rate, "a built-in runs at the file's rate");
+        for ch in 0..2 {
+            for (a, b) in sum[ch].iter_mut().zip(&s.channels[ch]) {
+                *a += b;
+            }
+        }
+    }
+    for ch in 0..2 {
+        let d = sum[ch].iter().zip(&x[ch]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(d < 1e-5, "the written stems add up to the input: {d}");
+    }
+    let o = cli(&dir).arg("models").output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.lines().nth(1).is_some_and(|l| l.starts_with("builtin:hpss")), "{out}");
+    let o = cli(&dir).args(["models", "--available"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("MDX23C-8KFFT-InstVoc_HQ"));
 }

@@ -85,7 +85,7 @@ fn checkpoint_without_yaml_is_recognised_by_uvr_hash_and_separates_identically()
     let options = EngineOptions { device: DeviceRequest::Cpu, precision: Some(Precision::F32), ..Default::default() };
     let builder = TfcTdf::from_checkpoint(cfg, Checkpoint::read(&ckpt).unwrap(), None).unwrap();
     let mut by_hash = Separator::new(Box::new(builder), &options).unwrap();
-    let explicit = LoadOptions { model: src.join("model.ckpt"), config: Some(src.join("config.yaml")), segment: None, options };
+    let explicit = LoadOptions { model: src.join("model.ckpt"), config: Some(src.join("config.yaml")), segment: None, sample_rate: None, options };
     let mut by_yaml = Separator::load(&explicit).unwrap();
     let mix = planar(&load_st(name, "demix.safetensors")["mix"]);
     let a = by_hash.separate(&mix, Scheme::Uvr, 2, 1, &mut |_, _| {}).unwrap();
@@ -189,5 +189,7 @@ fn junk_files_are_listed_as_not_ready_and_never_fail_the_listing() {
     let mismatch = list.iter().find(|e| e.name == "mismatch").unwrap();
     assert!(mismatch.config.as_ref().unwrap_err().contains("does not match"), "{:?}", mismatch.config);
     let table = mdx_stems::catalog::print_models_table(&list);
-    assert!(table.contains("6 models, 1 ready"), "{table}");
+    assert!(table.contains("6 model files, 1 ready"), "{table}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[1].starts_with("builtin:hpss") && lines[2].starts_with("builtin:center"), "built-ins first: {table}");
 }

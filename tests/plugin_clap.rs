@@ -102,8 +102,10 @@ fn latency_is_chunk_plus_hop_plus_buffer_and_follows_settings_through_the_restar
     assert_eq!(plug.latency() as usize, 3968 + 992 + 64);
 }
 
+/// A model that is set but gone (and not found elsewhere): the input passes through, with no
+/// latency, and the stems are silent.
 #[test]
-fn without_a_model_the_plugin_passes_audio_through_with_no_latency() {
+fn a_missing_model_passes_audio_through_with_no_latency() {
     let _serial = serial();
     let mut plug = Plug::load(&release_clap());
     plug.set_fields(&[("model_path", json!("/nonexistent/model.ckpt"))]);
@@ -117,6 +119,50 @@ fn without_a_model_the_plugin_passes_audio_through_with_no_latency() {
             assert_eq!(peak(&port[ch]), 0.0);
         }
     }
+}
+
+/// No model anywhere (empty folders): the plugin separates with `builtin:hpss` instead of
+/// passing dry, reports its latency exactly, and its stems equal the engine's.
+#[test]
+fn without_a_model_the_plugin_separates_with_the_builtin_hpss() {
+    let _serial = serial();
+    let dir = std::env::temp_dir().join(format!("mdx-stems-no-models-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display().to_string();
+    let text = run_child(
+        "builtin",
+        &[("MDX_STEMS_MODELS", &d), ("MDX_STEMS_UVR_DIR", &format!("{d}/no-uvr")), ("AUDIO_SEPARATOR_MODEL_DIR", &format!("{d}/no-as"))],
+    );
+    eprintln!("{text}");
+}
+
+fn child_builtin() {
+    let (rate, max_block) = (48000u32, 256usize);
+    let mut plug = Plug::load(&release_clap());
+    plug.set_offline(true);
+    plug.activate(rate as f64, max_block as u32);
+    let lat = plug.latency() as usize;
+    // Blocks of one hop (512) and the median's 15 frames of look-ahead plus the STFT's
+    // n_fft - hop: 2 * 512 + 256 + (15 * 512 + 1536).
+    assert_eq!(lat, 2 * 512 + max_block + 15 * 512 + 1536, "reported latency");
+    let x = song(rate, 1.5, 7);
+    let n = x[0].len();
+    let out = render(&mut plug, &x, n + lat, max_block, 5);
+    let mut opts = mdx_stems::engine::LoadOptions::new("builtin:hpss");
+    opts.sample_rate = Some(rate);
+    let mut sep = mdx_stems::engine::Separator::load(&opts).unwrap();
+    let want = sep.separate(&x.to_vec(), mdx_stems::dsp::overlap::Scheme::Uvr, 1, 1, &mut |_, _| {}).unwrap();
+    for ch in 0..2 {
+        let main = max_diff(&out[0][ch][lat..lat + n], &x[ch]);
+        println!("main ch {ch}: max |out - input delayed by the latency| = {main:.2e}");
+        assert!(main < 1e-5, "the stems add up to the input, {lat} samples late: {main}");
+        for s in 0..3 {
+            let d = max_diff(&out[1 + s][ch][lat..lat + n], &want[s][ch]);
+            println!("stem {s} ch {ch}: max |plugin - engine| = {d:.2e}, peak {:.3}", peak(&want[s][ch]));
+            assert!(d < 1e-5 && peak(&want[s][ch]) > 1e-3, "stem {s}");
+        }
+    }
+    assert!(plug.state_json()["fields"]["model_path"].as_str().is_none_or(|p| p.trim_matches('"').is_empty()), "the fallback is not saved");
 }
 
 /// Offline bounce vs the CLI: after removing the reported latency the main output is the sum
@@ -454,6 +500,7 @@ fn child_process() {
         "timeline" => child_timeline(),
         "deactivate" => child_deactivate(),
         "moved" => child_moved(),
+        "builtin" => child_builtin(),
         "alloc" => child_alloc(),
         "slowload" => child_slow_load(),
         other => panic!("unknown child {other}"),

@@ -251,7 +251,7 @@ pub trait WithBackend {
 pub fn select<W: WithBackend>(device: &Device, dtype: DType, options: &EngineOptions, w: W) -> Result<W::Output> {
     match device {
         _ if options.generic_ops => w.with(generic::Generic::new(device.clone(), dtype, generic::Layout::ChannelsFirst)),
-        Device::Cpu if dtype == DType::F32 => w.with(cpu::Cpu::new()),
+        Device::Cpu if dtype == DType::F32 => w.with(cpu::Cpu::with_profiler(options.op_profiler.clone())),
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => w.with(cuda::Cuda::new(device, dtype, options)?),
         _ => {

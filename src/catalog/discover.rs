@@ -124,6 +124,7 @@ pub fn discover() -> Vec<ModelEntry> {
 fn extensions(source: ModelSource) -> &'static [&'static str] {
     match source {
         ModelSource::App | ModelSource::Path => &["ckpt", "safetensors", "pth", "pt"],
+        ModelSource::Builtin => &[],
         ModelSource::Uvr | ModelSource::AudioSeparator => &["ckpt", "safetensors"],
     }
 }

@@ -19,8 +19,9 @@ pub use discover::{app_models_dir, audio_separator_dirs, default_dirs, discover,
 pub use infer::{infer_from_checkpoint, infer_from_shapes, read_shapes, InferredNorm, InferredShape};
 pub use uvr::{uvr_hash, UvrTable, UVR_HASH_BYTES};
 
+use crate::nets::builtin::{Builtin, BuiltinBuilder};
 use crate::nets::tfc_tdf::{ConfigError, ModelConfig, TfcTdf, WeightsError};
-use crate::nets::{ModelBuilder, ModelError};
+use crate::nets::{ModelBuilder, ModelError, ModelInfo};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,8 @@ pub enum CatalogError {
     NoConfig { model: PathBuf, expected: PathBuf, detail: String },
     #[error("model file {0} does not exist")]
     MissingModel(PathBuf),
+    #[error("no built-in model `{0}`; the built-ins are {list}", list = crate::nets::builtin::ALL.join(", "))]
+    UnknownBuiltin(String),
 }
 
 /// A model file with its config and where the config came from.
@@ -53,6 +56,77 @@ impl ResolvedModel {
     pub fn open(&self, segment: Option<usize>) -> Result<Box<dyn ModelBuilder>, ModelError> {
         Ok(Box::new(TfcTdf::open(self.config.clone(), &self.path, segment)?))
     }
+}
+
+/// A model to build: a built-in separator (by name) or a file with its config.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    Builtin(Builtin),
+    File(ResolvedModel),
+}
+
+impl Resolved {
+    /// What the model needs and gives; a built-in at `rate` (it runs at any rate).
+    pub fn info(&self, rate: u32) -> ModelInfo {
+        match self {
+            Resolved::Builtin(b) => b.info(rate),
+            Resolved::File(f) => ModelInfo {
+                sample_rate: f.config.audio.sample_rate,
+                stems: f.config.stems(),
+                complement: f.config.complement_stem(),
+                schedule: crate::nets::Schedule::Chunks { chunk: f.config.audio.chunk_size, default_overlap: f.config.default_overlap() },
+            },
+        }
+    }
+
+    /// The display name: the built-in's, or UVR's name for the file, else its file stem.
+    pub fn name(&self) -> String {
+        match self {
+            Resolved::Builtin(b) => b.name().to_string(),
+            Resolved::File(f) => display_name(&f.path),
+        }
+    }
+
+    /// The builder the engine loads: a built-in at `rate`; a file's weights, read and checked,
+    /// with `segment` STFT frames per chunk (`None`: the config's chunk).
+    pub fn open(&self, segment: Option<usize>, rate: u32) -> Result<Box<dyn ModelBuilder>, ModelError> {
+        match self {
+            Resolved::Builtin(b) => Ok(Box::new(BuiltinBuilder::new(*b, rate))),
+            Resolved::File(f) => f.open(segment),
+        }
+    }
+}
+
+/// UVR's display name for a model file, else its file stem.
+pub fn display_name(path: &Path) -> String {
+    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    UvrTable::builtin()
+        .display_name(&file_name)
+        .unwrap_or_else(|| path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned()))
+}
+
+/// Resolve a model: a built-in name (`builtin:hpss`), else a file and its config (see
+/// [`resolve`]).
+pub fn resolve_any(model: &Path, config: Option<&Path>) -> Result<Resolved, CatalogError> {
+    if let Some(name) = model.to_str().filter(|n| Builtin::is_builtin_name(n)) {
+        return Builtin::by_name(name).map(Resolved::Builtin).ok_or_else(|| CatalogError::UnknownBuiltin(name.to_string()));
+    }
+    resolve(model, config).map(Resolved::File)
+}
+
+/// The built-in separators as list entries (always ready), in [`crate::nets::builtin::ALL`]'s order.
+pub fn builtin_entries() -> Vec<ModelEntry> {
+    crate::nets::builtin::ALL
+        .iter()
+        .filter_map(|n| Builtin::by_name(n))
+        .map(|b| ModelEntry {
+            path: PathBuf::from(b.name()),
+            name: b.name().to_string(),
+            stems: b.stems(),
+            source: ModelSource::Builtin,
+            config: Ok(ConfigOrigin::Builtin),
+        })
+        .collect()
 }
 
 /// Resolve a model file and its config (see [`find_config`]) with UVR's built-in table.
@@ -72,6 +146,8 @@ pub fn resolve_config(model: &Path, config: Option<&Path>) -> Result<ModelConfig
 /// Where a model was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ModelSource {
+    /// Built into the program (no file).
+    Builtin,
     /// The app's own models folder ([`app_models_dir`]).
     App,
     /// Ultimate Vocal Remover's `MDX_Net_Models` folder.
@@ -85,6 +161,7 @@ pub enum ModelSource {
 impl fmt::Display for ModelSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            ModelSource::Builtin => "built-in",
             ModelSource::App => "app",
             ModelSource::Uvr => "UVR",
             ModelSource::AudioSeparator => "audio-separator",
@@ -102,6 +179,8 @@ pub enum ConfigOrigin {
     BesideModel(PathBuf),
     /// Recognised by UVR's hash of the file; `yaml` is the config's file name as UVR names it.
     UvrHash { hash: String, yaml: String },
+    /// A built-in separator: no file, nothing to configure.
+    Builtin,
 }
 
 impl fmt::Display for ConfigOrigin {
@@ -112,6 +191,7 @@ impl fmt::Display for ConfigOrigin {
                 write!(f, "{}", p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned()))
             }
             ConfigOrigin::UvrHash { yaml, .. } => write!(f, "UVR config {yaml}"),
+            ConfigOrigin::Builtin => f.write_str("built in, no file"),
         }
     }
 }
@@ -204,6 +284,9 @@ pub fn no_config_detail(model: &Path) -> String {
 /// A `--model` argument: a path to an existing file, else a model's display name (or file
 /// name), else a unique prefix of one, among [`discover`]'s list, ignoring case.
 pub fn resolve_model_arg(arg: &str) -> Result<PathBuf, String> {
+    if Builtin::is_builtin_name(arg) {
+        return Builtin::by_name(arg).map(|b| PathBuf::from(b.name())).ok_or_else(|| CatalogError::UnknownBuiltin(arg.to_string()).to_string());
+    }
     let p = Path::new(arg);
     if p.is_file() {
         return Ok(p.to_path_buf());
@@ -267,10 +350,13 @@ fn has_model_ext(p: &Path) -> bool {
         .is_some_and(|e| ["ckpt", "safetensors", "pth", "pt", "yaml"].iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// The model list as a text table: name, stems, source, status (or why not ready), path.
+/// The model list as a text table: the built-ins first, then `entries` (the files found):
+/// name, stems, source, status (or why not ready), path.
 pub fn print_models_table(entries: &[ModelEntry]) -> String {
     let headers = ["NAME", "STEMS", "SOURCE", "STATUS", "PATH"];
-    let rows: Vec<[String; 5]> = entries
+    let files = entries.iter().filter(|e| e.source != ModelSource::Builtin).count();
+    let all: Vec<ModelEntry> = builtin_entries().into_iter().chain(entries.iter().filter(|e| e.source != ModelSource::Builtin).cloned()).collect();
+    let rows: Vec<[String; 5]> = all
         .iter()
         .map(|e| {
             let status = match &e.config {
@@ -278,7 +364,8 @@ pub fn print_models_table(entries: &[ModelEntry]) -> String {
                 Err(reason) => format!("not ready: {reason}"),
             };
             let stems = if e.stems.is_empty() { "-".to_string() } else { e.stems.join(", ") };
-            [e.name.clone(), stems, e.source.to_string(), status, e.path.display().to_string()]
+            let path = if e.source == ModelSource::Builtin { "-".to_string() } else { e.path.display().to_string() };
+            [e.name.clone(), stems, e.source.to_string(), status, path]
         })
         .collect();
     let mut widths = headers.map(|h| h.chars().count());
@@ -303,14 +390,15 @@ pub fn print_models_table(entries: &[ModelEntry]) -> String {
     for r in &rows {
         out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
     }
-    if entries.is_empty() {
+    if files == 0 {
         out.push_str(&format!(
-            "(no models found; put .ckpt files with their .yaml in {}, or install models with UVR)\n",
+            "(no model files found: the built-ins are used; `mdx-stems models --available` lists MDX23C models to download \
+             into {}, or put .ckpt files with their .yaml there, or install models with UVR)\n",
             app_models_dir().display()
         ));
     } else {
-        let ready = entries.iter().filter(|e| e.is_ready()).count();
-        out.push_str(&format!("{} model{}, {ready} ready\n", entries.len(), if entries.len() == 1 { "" } else { "s" }));
+        let ready = entries.iter().filter(|e| e.source != ModelSource::Builtin && e.is_ready()).count();
+        out.push_str(&format!("{files} model file{}, {ready} ready\n", if files == 1 { "" } else { "s" }));
     }
     out
 }

@@ -2,6 +2,7 @@
 //! this module only reads files, reports progress and writes stems.
 
 pub mod info;
+pub mod models;
 pub mod separate;
 
 use crate::device::{DeviceRequest, Precision};
@@ -10,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "mdx-stems", version, about = "Separate music into stems with MDX23C (TFC-TDF v3) models")]
+#[command(name = "mdx-stems", version, about = "Separate music into stems with MDX23C (TFC-TDF v3) models, or built-in separators that need no model")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -22,15 +23,30 @@ pub enum Command {
     Separate(SeparateArgs),
     /// Describe a model: stems, chunk, size, FLOPs, plugin latency.
     Info(ModelArgs),
-    /// List the models found in the app's, UVR's and python-audio-separator's folders.
-    Models,
+    /// List the built-in separators and the models found in the app's, UVR's and
+    /// python-audio-separator's folders; list or download public MDX23C models.
+    Models(ModelsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    /// List the public MDX23C models that `--download` fetches (size, stems, source, SDR).
+    #[arg(long, conflicts_with = "download")]
+    pub available: bool,
+    /// Download a model of `--available`'s list by name (or a unique prefix) into the app's
+    /// models folder, with its config; resumes an interrupted download.
+    #[arg(long, value_name = "NAME")]
+    pub download: Option<String>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Which model to load.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model weights (.ckpt/.pth PyTorch checkpoint or .safetensors), or the name (or a unique
-    /// prefix of the name) of a model that `mdx-stems models` lists.
+    /// Model weights (.ckpt/.pth PyTorch checkpoint or .safetensors), the name (or a unique
+    /// prefix of the name) of a model that `mdx-stems models` lists, or a built-in.
     #[arg(long, short)]
     pub model: String,
     /// Model config (.yaml); default: the .yaml with the same name next to the model.
@@ -43,8 +59,14 @@ pub struct SeparateArgs {
     /// Audio files (WAV, FLAC, MP3, OGG Vorbis, AIFF).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    #[command(flatten)]
-    pub model: ModelArgs,
+    /// Model weights (.ckpt/.pth/.safetensors), a name (or unique prefix) that `mdx-stems
+    /// models` lists, or a built-in (`builtin:hpss`, `builtin:center`). Default: the first
+    /// ready model found, else `builtin:hpss`.
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// Model config (.yaml); default: the .yaml with the same name next to the model.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
     /// Where to write `<input>_(<stem>).wav` (created if missing).
     #[arg(long, short, default_value = ".")]
     pub out_dir: PathBuf,

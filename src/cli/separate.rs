@@ -19,12 +19,22 @@ pub fn stem_path(out_dir: &Path, input: &Path, stem: &str) -> PathBuf {
 /// `base`: the options from the environment; the arguments set the rest.
 pub fn run(args: &SeparateArgs, base: EngineOptions) -> Result<()> {
     super::info::apply_threads(args.threads);
-    let model = super::info::resolve_model(&args.model.model)?;
+    let model = match &args.model {
+        Some(m) => super::info::resolve_model(m)?,
+        None => {
+            let (model, line) = default_model();
+            if !args.quiet {
+                eprintln!("{line}");
+            }
+            model
+        }
+    };
     for input in &args.inputs {
         if !input.is_file() {
             bail!("input file {} does not exist", input.display());
         }
     }
+    let builtin = crate::nets::builtin::Builtin::is_builtin_name(&model.to_string_lossy());
     let t_load = Instant::now();
     let options = EngineOptions {
         device: args.device,
@@ -34,7 +44,12 @@ pub fn run(args: &SeparateArgs, base: EngineOptions) -> Result<()> {
         profile: args.profile,
         ..base
     };
-    let opts = LoadOptions { model, config: args.model.config.clone(), segment: args.segment, options };
+    // A built-in runs at the file's own rate (no resampling: its stems add up to the input).
+    let first_rate = match builtin {
+        true => Some(audio::read_audio(&args.inputs[0])?.sample_rate),
+        false => None,
+    };
+    let mut opts = LoadOptions { model, config: args.config.clone(), segment: args.segment, sample_rate: first_rate, options };
     let mut sep = Separator::load(&opts)?;
     for w in sep.drain_events() {
         eprintln!("warning: {w}");
@@ -45,18 +60,27 @@ pub fn run(args: &SeparateArgs, base: EngineOptions) -> Result<()> {
     }
     if !args.quiet {
         eprintln!(
-            "model: {} stems {:?} on {} ({}), chunk {} samples, {:?} overlap {overlap}, loaded in {:.2} s",
+            "model: {} stems {:?} on {} ({}), {}, loaded in {:.2} s",
             opts.model.display(),
             sep.stems(),
             sep.device_name(),
-            sep.precision().name(),
-            sep.chunk_len(),
-            args.scheme,
+            if builtin { "built-in DSP" } else { sep.precision().name() },
+            match sep.info().schedule {
+                crate::nets::Schedule::Chunks { chunk, .. } => format!("chunk {chunk} samples, {:?} overlap {overlap}", args.scheme),
+                crate::nets::Schedule::Stream { block, latency } => format!("stream of {block}-sample blocks, {latency} samples late at {} Hz", sep.sample_rate()),
+            },
             t_load.elapsed().as_secs_f64()
         );
     }
     std::fs::create_dir_all(&args.out_dir).with_context(|| format!("cannot create output folder {}", args.out_dir.display()))?;
     for input in &args.inputs {
+        if builtin {
+            let rate = audio::read_audio(input)?.sample_rate;
+            if rate != sep.sample_rate() {
+                opts.sample_rate = Some(rate);
+                sep = Separator::load(&opts)?;
+            }
+        }
         separate_file(&mut sep, args, input, overlap)?;
     }
     if let Some(p) = sep.profile {
@@ -70,6 +94,21 @@ pub fn run(args: &SeparateArgs, base: EngineOptions) -> Result<()> {
     Ok(())
 }
 
+/// No `--model`: the first ready model found, else the default built-in; and the one line that
+/// says which (with how to get an MDX23C model when none was found).
+pub fn default_model() -> (PathBuf, String) {
+    if let Some(m) = crate::catalog::discover().into_iter().find(|m| m.is_ready()) {
+        let line = format!("model: {} (the first ready model found; --model picks another)", m.name);
+        return (m.path, line);
+    }
+    let line = format!(
+        "no MDX23C model found: separating with {} (drums, harmonic, residual; no vocals). For vocals get a model: mdx-stems models --download {}",
+        crate::nets::builtin::DEFAULT,
+        crate::download::RECOMMENDED
+    );
+    (PathBuf::from(crate::nets::builtin::DEFAULT), line)
+}
+
 fn separate_file(sep: &mut Separator, args: &SeparateArgs, input: &Path, overlap: usize) -> Result<()> {
     let t0 = Instant::now();
     let buf = audio::read_audio(input)?.into_stereo();
@@ -80,11 +119,14 @@ fn separate_file(sep: &mut Separator, args: &SeparateArgs, input: &Path, overlap
     }
     let model_rate = sep.sample_rate();
     let mix = audio::resample(&channels, sample_rate, model_rate)?;
-    let total = crate::dsp::overlap::chunk_count(
-        args.scheme,
-        &crate::dsp::overlap::OverlapParams { chunk: sep.chunk_len(), overlap, stems: sep.num_stems(), batch: args.batch },
-        mix[0].len(),
-    );
+    let total = match sep.info().schedule {
+        crate::nets::Schedule::Chunks { .. } => crate::dsp::overlap::chunk_count(
+            args.scheme,
+            &crate::dsp::overlap::OverlapParams { chunk: sep.chunk_len(), overlap, stems: sep.num_stems(), batch: args.batch },
+            mix[0].len(),
+        ),
+        crate::nets::Schedule::Stream { block, latency } => (mix[0].len() + latency).div_ceil(block),
+    };
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {

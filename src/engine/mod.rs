@@ -41,6 +41,9 @@ pub enum EngineError {
     Threads { threads: usize, reason: String },
 }
 
+/// The rate built-ins are built at when the caller names none.
+pub const DEFAULT_RATE: u32 = 44100;
+
 /// A model file to load: resolved by [`crate::catalog`], then built with `options`.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -49,13 +52,16 @@ pub struct LoadOptions {
     pub config: Option<PathBuf>,
     /// Segment size in STFT frames (chunk = hop * (segment - 1)); `None`: the config's chunk_size.
     pub segment: Option<usize>,
+    /// The rate to build a model that runs at any rate (the built-ins) at; `None`: 44100.
+    /// Networks have their own rate.
+    pub sample_rate: Option<u32>,
     pub options: EngineOptions,
 }
 
 impl LoadOptions {
     /// `model` with its config found as usual, default options (CPU).
     pub fn new(model: impl Into<PathBuf>) -> Self {
-        LoadOptions { model: model.into(), config: None, segment: None, options: EngineOptions::default() }
+        LoadOptions { model: model.into(), config: None, segment: None, sample_rate: None, options: EngineOptions::default() }
     }
 }
 
@@ -81,10 +87,11 @@ pub struct Separator {
 }
 
 impl Separator {
-    /// Resolve the model file (name -> file -> config), read and check its weights, and build it.
+    /// Resolve the model (a built-in name, or a file -> config), read and check its weights,
+    /// and build it.
     pub fn load(load: &LoadOptions) -> Result<Self, EngineError> {
-        let resolved = crate::catalog::resolve(&load.model, load.config.as_deref())?;
-        let builder = resolved.open(load.segment)?;
+        let resolved = crate::catalog::resolve_any(&load.model, load.config.as_deref())?;
+        let builder = resolved.open(load.segment, load.sample_rate.unwrap_or(DEFAULT_RATE))?;
         Self::new(builder, &load.options)
     }
 
@@ -105,6 +112,10 @@ impl Separator {
             asked
         };
         builder.release();
+        if !model.device().same_device(&selected.device) {
+            // The model computes elsewhere (a built-in runs on the CPU whatever was asked).
+            selected = Selected { device: model.device().clone(), name: "CPU".into(), warning: None };
+        }
         let pool = build_pool(options.threads)?;
         let mut sep = Separator {
             model,

@@ -5,6 +5,7 @@
 //! (a fixed latency, consecutive blocks in and out) fit the same interface through
 //! [`Schedule::Stream`].
 
+pub mod builtin;
 pub mod tfc_tdf;
 
 pub use crate::events::Event;

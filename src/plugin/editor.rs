@@ -33,7 +33,7 @@ pub fn default_state() -> Arc<EguiEditorState> {
 
 pub fn create(params: Arc<MdxParams>, shared: Arc<Shared>, state: Arc<EguiEditorState>) -> Option<MdxEditor> {
     let repaint = shared.repaint.clone();
-    let app = EditorApp { params, shared, gui: None, scan: Scan::default(), path_text: String::new() };
+    let app = EditorApp { params, shared, gui: None, scan: Scan::default(), fetch: Fetch::default(), path_text: String::new() };
     create_egui_editor(state, repaint, EguiNiceSettings::new().with_tile("MDX Stems"), app)
 }
 
@@ -84,11 +84,93 @@ impl Drop for Scan {
     }
 }
 
+/// One model download on a helper thread (never the GUI or audio thread): progress in
+/// atomics, the result in a slot; cancelled and joined when the editor closes.
+#[derive(Default)]
+struct Fetch {
+    name: String,
+    done: Arc<std::sync::atomic::AtomicU64>,
+    total: Arc<std::sync::atomic::AtomicU64>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+    result: Arc<Mutex<Option<Result<String, String>>>>,
+    thread: Option<JoinHandle<()>>,
+    /// The last outcome, shown under the list.
+    message: String,
+}
+
+impl Fetch {
+    fn start(&mut self, model: &'static crate::download::Available, done: RepaintNotifier) {
+        if self.thread.is_some() {
+            return;
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.name = model.name.to_string();
+        self.done.store(0, Relaxed);
+        self.total.store(0, Relaxed);
+        self.cancel.store(false, Relaxed);
+        self.message.clear();
+        let (d, t, out) = (self.done.clone(), self.total.clone(), self.result.clone());
+        let mut opts = crate::download::DownloadOptions::from_env();
+        opts.stall_timeout = std::time::Duration::from_secs(10);
+        opts.cancel = Some(self.cancel.clone());
+        self.thread = std::thread::Builder::new()
+            .name("mdx-stems download".into())
+            .spawn(move || {
+                let rp = done.clone();
+                let mut last = std::time::Instant::now();
+                let r = crate::download::download(model, &opts, &mut |done, total| {
+                    d.store(done, Relaxed);
+                    t.store(total.unwrap_or(0), Relaxed);
+                    if last.elapsed() > std::time::Duration::from_millis(100) {
+                        last = std::time::Instant::now();
+                        rp.request_repaint();
+                    }
+                });
+                if let Ok(mut o) = out.lock() {
+                    *o = Some(r.map(|p| p.to_string_lossy().into_owned()).map_err(|e| e.to_string()));
+                }
+                done.request_repaint();
+            })
+            .ok();
+    }
+
+    /// The finished download's path, once.
+    fn poll(&mut self) -> Option<String> {
+        if !self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            return None;
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        match self.result.lock().ok().and_then(|mut r| r.take()) {
+            Some(Ok(path)) => {
+                self.message = format!("Downloaded and verified {}", self.name);
+                Some(path)
+            }
+            Some(Err(e)) => {
+                self.message = e;
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        self.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 pub struct EditorApp {
     params: Arc<MdxParams>,
     shared: Arc<Shared>,
     gui: Option<GuiContext>,
     scan: Scan,
+    fetch: Fetch,
     path_text: String,
 }
 
@@ -241,6 +323,32 @@ impl EditorApp {
             ui.add(egui::TextEdit::singleline(&mut self.path_text).desired_width(360.0));
             if ui.button("Use").clicked() {
                 pick = Some(self.path_text.trim().to_string());
+            }
+        });
+        if let Some(p) = self.fetch.poll() {
+            self.scan.start(self.shared.repaint.clone());
+            pick = Some(p);
+        }
+        egui::CollapsingHeader::new("Download MDX23C models").show(ui, |ui| {
+            let busy = self.fetch.thread.is_some();
+            for m in crate::download::AVAILABLE {
+                ui.horizontal(|ui| {
+                    if ui.add_enabled(!busy, egui::Button::new("Download")).clicked() {
+                        self.fetch.start(m, self.shared.repaint.clone());
+                    }
+                    ui.label(format!("{} ({})", m.name, m.stems)).on_hover_text(format!("{}; {}", m.source, m.sdr));
+                });
+            }
+            if busy {
+                use std::sync::atomic::Ordering::Relaxed;
+                let (d, t) = (self.fetch.done.load(Relaxed), self.fetch.total.load(Relaxed));
+                let frac = if t > 0 { d as f32 / t as f32 } else { 0.0 };
+                ui.add(egui::ProgressBar::new(frac).text(format!("{}: {:.0} / {:.0} MB", self.fetch.name, d as f64 / 1e6, t as f64 / 1e6)));
+                if ui.button("Cancel").clicked() {
+                    self.fetch.cancel.store(true, Relaxed);
+                }
+            } else if !self.fetch.message.is_empty() {
+                ui.label(&self.fetch.message);
             }
         });
         if let Some(p) = pick {

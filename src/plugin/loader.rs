@@ -31,6 +31,8 @@ pub struct LoadKey {
     pub precision: Option<Precision>,
     /// CPU threads of the engine (resolved, never 0).
     pub threads: usize,
+    /// The host's rate (built-ins are built at it; networks ignore it).
+    pub rate: u32,
 }
 
 #[derive(Default)]

@@ -296,13 +296,15 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
         self.retired.retain(|w| !w.is_finished());
     }
 
-    /// The model file this activation uses: the setting; else the first ready model found; and
-    /// when the setting's file is gone, the model with the same UVR hash, else the same name,
-    /// among those found (the project moved to another machine or the models to another folder).
+    /// The model this activation uses: the setting (a file, or a built-in's name); else the
+    /// first ready model found, else the default built-in ([`crate::nets::builtin::DEFAULT`],
+    /// not saved in the setting, so a model installed later takes over); and when the
+    /// setting's file is gone, the model with the same UVR hash, else the same name, among
+    /// those found (the project moved to another machine or the models to another folder).
     fn resolve_model(&self) -> Result<PathBuf, Problem> {
         let setting = self.params.model_path.get();
         let setting = setting.trim();
-        if !setting.is_empty() && Path::new(setting).is_file() {
+        if crate::nets::builtin::Builtin::is_builtin_name(setting) || (!setting.is_empty() && Path::new(setting).is_file()) {
             return Ok(PathBuf::from(setting));
         }
         let found = crate::catalog::discover();
@@ -321,7 +323,8 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
             found
         };
         let Some(m) = pick else {
-            return Err(Problem::NoModel { folder: crate::catalog::app_models_dir() });
+            // No model file at all: separate with the default built-in rather than pass dry.
+            return Ok(PathBuf::from(crate::nets::builtin::DEFAULT));
         };
         if !setting.is_empty() {
             self.shared.push_notice(format!("{setting} is gone: using the same model found at {}", m.path.display()));
@@ -331,52 +334,76 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
     }
 
     /// Work out this activation from the persisted settings: model, config, sizes, latency.
+    /// The model is resolved by the catalog (a built-in or a file); the plan follows its
+    /// [`Schedule`](crate::nets::Schedule): chunks with the overlap and segment settings, or a
+    /// stream built at the host's rate.
     fn plan(&mut self, host_rate: u32, max_block: usize) -> Result<Setup, Problem> {
         let path = self.resolve_model()?;
-        let table = crate::catalog::UvrTable::builtin();
-        let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        let name = table
-            .display_name(&file_name)
-            .unwrap_or_else(|| path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned()));
+        let fallback = self.params.model_path.get().trim().is_empty() && crate::nets::builtin::Builtin::is_builtin_name(&path.to_string_lossy());
+        let resolved = crate::catalog::resolve_any(&path, None);
+        let name = match &resolved {
+            Ok(r) => r.name(),
+            Err(_) => crate::catalog::display_name(&path),
+        };
         let bad = |message: String| Problem::BadModel { model: name.clone(), message };
-        let cfg = crate::catalog::resolve_config(&path, None).map_err(|e| bad(e.to_string()))?;
-        // What finds the model again if it moves.
-        self.params.model_name.put(name.clone());
-        if let Ok(h) = crate::catalog::uvr_hash(&path) {
-            self.params.model_hash.put(h);
-        }
-        let outputs = cfg.output_stems();
+        let resolved = resolved.map_err(|e| bad(e.to_string()))?;
+        let info = resolved.info(host_rate);
+        let mut outputs = info.stems.clone();
+        outputs.extend(info.complement.clone());
         if outputs.len() > MAX_STEMS {
             return Err(Problem::TooManyStems { model: name, stems: outputs.len(), max: MAX_STEMS });
         }
-        let hop_len = cfg.audio.hop_length;
-        let default_dim_t = cfg.audio.chunk_size / hop_len + 1;
-        let segment = self.params.segment.get() as usize;
-        // From the model's own segment down to MIN_SEGMENT frames; other values mean the default.
-        let usable = segment >= MIN_SEGMENT.min(default_dim_t) && segment < default_dim_t;
-        let dim_t = (usable && cfg.check_chunk(cfg.chunk_for_dim_t(segment)).is_ok()).then_some(segment);
-        let chunk = dim_t.map_or(cfg.audio.chunk_size, |d| cfg.chunk_for_dim_t(d));
-        let overlap = overlap_for(self.params.overlap.get(), &cfg);
         let precision = self.params.precision.get().precision();
         let safety = self.params.safety.get().clamp(*SAFETY_RANGE.start(), *SAFETY_RANGE.end()) as usize;
-        let plan = StreamPlan::new(host_rate, cfg.audio.sample_rate, chunk, overlap, cfg.num_stems(), max_block, safety)
-            .map_err(|e| bad(e.to_string()))?;
         let threads = plugin_threads(self.params.cpu_threads.get());
-        let key = LoadKey { model: path.clone(), dim_t, precision, threads };
+        let segment = self.params.segment.get() as usize;
+        let (plan, dim_t, default_dim_t, segments) = match (&resolved, info.schedule) {
+            (crate::catalog::Resolved::File(f), _) => {
+                let cfg = &f.config;
+                // What finds the model again if it moves.
+                self.params.model_name.put(name.clone());
+                if let Ok(h) = crate::catalog::uvr_hash(&path) {
+                    self.params.model_hash.put(h);
+                }
+                let hop_len = cfg.audio.hop_length;
+                let default_dim_t = cfg.audio.chunk_size / hop_len + 1;
+                // From the model's own segment down to MIN_SEGMENT frames; other values mean the default.
+                let usable = segment >= MIN_SEGMENT.min(default_dim_t) && segment < default_dim_t;
+                let dim_t = (usable && cfg.check_chunk(cfg.chunk_for_dim_t(segment)).is_ok()).then_some(segment);
+                let chunk = dim_t.map_or(cfg.audio.chunk_size, |d| cfg.chunk_for_dim_t(d));
+                let overlap = overlap_for(self.params.overlap.get(), cfg);
+                let plan = StreamPlan::new(host_rate, cfg.audio.sample_rate, chunk, overlap, cfg.num_stems(), max_block, safety)
+                    .map_err(|e| bad(e.to_string()))?;
+                (plan, dim_t, default_dim_t, segment_choices(cfg, default_dim_t))
+            }
+            (_, crate::nets::Schedule::Stream { block, latency }) => {
+                let plan = StreamPlan::streaming(host_rate, block, latency, info.stems.len(), max_block, safety).map_err(|e| bad(e.to_string()))?;
+                (plan, None, 0, vec![])
+            }
+            (_, crate::nets::Schedule::Chunks { .. }) => return Err(bad("a chunked model without a config".into())),
+        };
+        if fallback {
+            self.shared.push_notice(format!(
+                "No model found: separating with {} (drums, harmonic, residual). Download an MDX23C model for vocals.",
+                name
+            ));
+        }
+        let rate = if matches!(resolved, crate::catalog::Resolved::Builtin(_)) { host_rate } else { 0 };
+        let key = LoadKey { model: path.clone(), dim_t, precision, threads, rate };
         let engine = EngineOptions { device: DeviceRequest::Auto, precision, warmup: true, threads, ..EngineOptions::from_env() };
-        let options = LoadOptions { model: path, config: None, segment: dim_t, options: engine };
-        let info = ActiveInfo {
+        let options = LoadOptions { model: path, config: None, segment: dim_t, sample_rate: Some(host_rate), options: engine };
+        let info_line = ActiveInfo {
             model: name.clone(),
-            chunk,
+            chunk: plan.chunk,
             hop: plan.hop,
-            overlap,
-            model_rate: cfg.audio.sample_rate,
+            overlap: plan.overlap,
+            model_rate: plan.model_rate,
             host_rate,
             default_dim_t,
-            segments: segment_choices(&cfg, default_dim_t),
+            segments,
         };
-        let complement = cfg.complement_stem().is_some();
-        Ok(Setup { plan, key, options, name, outputs, complement, info })
+        let complement = info.complement.is_some();
+        Ok(Setup { plan, key, options, name, outputs, complement, info: info_line })
     }
 
     /// Start the worker and build the audio side for `setup`.

@@ -85,6 +85,10 @@ pub struct StreamPlan {
     /// blocks counted from there). `None` for rate pairs whose period is impractically long
     /// (the stream then runs unanchored).
     pub anchor: Option<u64>,
+    /// A streaming model's own delay ([`crate::nets::Schedule::Stream`]), in host frames
+    /// (such models run at the host's rate); 0 for chunked models. Its blocks are the chunks
+    /// (C = H = its block, overlap 1), consecutive, so it adds exactly this to the latency.
+    pub model_latency: usize,
 }
 
 /// Everything that can make a plan impossible.
@@ -150,7 +154,25 @@ impl StreamPlan {
             safety,
             audio_delay,
             anchor,
+            model_latency: 0,
         })
+    }
+
+    /// Plan a streaming model ([`crate::nets::Schedule::Stream`]) of `block`-sample blocks
+    /// and `latency` samples of delay, built at the host's rate: consecutive blocks are its
+    /// chunks (overlap 1).
+    pub fn streaming(host_rate: u32, block: usize, latency: usize, stems: usize, max_block: usize, safety: usize) -> Result<Self, PlanError> {
+        let mut p = Self::new(host_rate, host_rate, block, 1, stems, max_block, safety)?;
+        p.model_latency = latency;
+        Ok(p)
+    }
+
+    /// Frames after a block a streaming model did not see during which its output is still
+    /// wrong once restarted: its output depends on at most `2 * latency + block` frames of
+    /// input before it (the built-ins: the STFT window and the median's look-behind). 0 for
+    /// chunked models.
+    pub fn model_settle(&self) -> usize {
+        if self.model_latency == 0 { 0 } else { 2 * self.model_latency + self.block }
     }
 
     /// The plugin's latency in host samples: song sample `t` (host rate) comes out of the plugin
@@ -160,7 +182,7 @@ impl StreamPlan {
     /// both resamplers' delays and chunk buffering, in host frames) and A = [`audio_delay`]
     /// (`b + Hc + B`). Without resampling this is exactly `C + H + B`.
     pub fn latency_samples(&self) -> usize {
-        self.prefill + self.audio_delay
+        self.prefill + self.audio_delay + self.model_latency
     }
 
     /// Whether host and model rates differ (the worker resamples).

@@ -26,9 +26,10 @@ use super::plan::StreamPlan;
 use crate::audio::StreamResampler;
 use std::collections::VecDeque;
 
-/// A chunk runner: `input` is one stereo chunk `[2][C]`, `output` receives `[stems][2][C]`.
-/// Returns `false` when it did not compute the chunk (the output is then ignored).
-pub type RunChunk<'a> = dyn FnMut(&[f32], &mut [f32]) -> bool + 'a;
+/// A chunk runner: `input` is one stereo chunk `[2][C]`, `output` receives `[stems][2][C]`;
+/// with `fresh` a streaming model starts a new stream first (its state is reset). Returns
+/// `false` when it did not compute the chunk (the output is then ignored).
+pub type RunChunk<'a> = dyn FnMut(&[f32], &mut [f32], bool) -> bool + 'a;
 
 /// What became of one block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,9 @@ pub struct Streamer {
     song_start: u64,
     /// Model frames that have entered the window since the stream's start.
     model_in: u64,
+    /// A streaming model must start a new stream at the next chunk it computes (after a
+    /// restart, or a chunk it did not see).
+    fresh: bool,
 }
 
 impl Streamer {
@@ -109,6 +113,7 @@ impl Streamer {
             taint: None,
             song_start: 0,
             model_in: 0,
+            fresh: true,
         };
         st.restart();
         st
@@ -172,7 +177,10 @@ impl Streamer {
         }
         self.fifo_written = written;
         self.fifo_read = pos;
-        self.taint = (!history_quiet && level > 0).then_some((pos, written));
+        self.fresh = true;
+        // A streaming model starts afresh here: unless the input before was silent, its output
+        // is also wrong until its state has settled.
+        self.taint = (!history_quiet && (level > 0 || p.model_latency > 0)).then_some((pos, written + p.model_settle() as u64));
     }
 
     /// Handle one input block (`[2][Hh]`, planar) and write the answer to it (`[stems][2][Hh]`).
@@ -246,8 +254,9 @@ impl Streamer {
         for ch in 0..2 {
             self.chunk_in[ch * c..(ch + 1) * c].copy_from_slice(&self.win[ch][..c]);
         }
-        let computed = !skip && run(&self.chunk_in, &mut self.chunk_out);
+        let computed = !skip && run(&self.chunk_in, &mut self.chunk_out, self.fresh);
         if computed {
+            self.fresh = false;
             for (k, a) in self.acc.iter_mut().enumerate() {
                 for (d, v) in a.iter_mut().zip(&self.chunk_out[k * c..(k + 1) * c]) {
                     *d += v;
@@ -311,6 +320,12 @@ impl Streamer {
         } else {
             p.prefill as u64 + song_end
         };
+        // A streaming model restarts after a block it did not see: its output is wrong until
+        // its state holds only audio after the gap (at most twice its latency plus a block).
+        let end = end + p.model_settle() as u64;
+        if p.model_latency > 0 {
+            self.fresh = true;
+        }
         self.taint = Some(match self.taint {
             Some((a, b)) if b > self.fifo_read => (a.min(start), b.max(end)),
             _ => (start, end),
@@ -379,7 +394,7 @@ mod tests {
                     inp[ch * hh + t] = x[ch].get(j * hh + t).copied().unwrap_or(0.0);
                 }
             }
-            let r = st.push_block(&inp, skip(j), &mut |i, o| run(i, 1, o).is_ok(), &mut ob);
+            let r = st.push_block(&inp, skip(j), &mut |i, o, _| run(i, 1, o).is_ok(), &mut ob);
             valid.push(r.valid);
             for si in 0..s {
                 for ch in 0..2 {
@@ -487,7 +502,7 @@ mod tests {
                     inp[ch * hh + t] = x[ch].get(j * hh + t).copied().unwrap_or(0.0);
                 }
             }
-            let r = st.push_block(&inp, false, &mut |i, o| run(i, 1, o).is_ok(), &mut ob);
+            let r = st.push_block(&inp, false, &mut |i, o, _| run(i, 1, o).is_ok(), &mut ob);
             valid.push(r.valid);
             for si in 0..s {
                 for ch in 0..2 {
@@ -599,7 +614,7 @@ mod tests {
                         inp[ch * hh + t] = x[ch].get(j * hh + t).copied().unwrap_or(0.0);
                     }
                 }
-                st.push_block(&inp, false, &mut |i, o| run(i, 1, o).is_ok(), &mut ob);
+                st.push_block(&inp, false, &mut |i, o, _| run(i, 1, o).is_ok(), &mut ob);
                 for si in 0..2 {
                     for ch in 0..2 {
                         got[si][ch].extend_from_slice(&ob[(si * 2 + ch) * hh..(si * 2 + ch + 1) * hh]);

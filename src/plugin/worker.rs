@@ -105,6 +105,8 @@ pub trait ChunkEngine: Send {
     fn take_warnings(&mut self) -> Vec<String> {
         vec![]
     }
+    /// Start a new stream (a streaming model forgets its state; chunked models keep none).
+    fn reset(&mut self) {}
 }
 
 impl ChunkEngine for Separator {
@@ -125,6 +127,9 @@ impl ChunkEngine for Separator {
     }
     fn take_warnings(&mut self) -> Vec<String> {
         self.drain_events().map(|e| e.to_string()).collect()
+    }
+    fn reset(&mut self) {
+        Separator::reset(self)
     }
 }
 
@@ -407,12 +412,15 @@ impl Worker {
             let slow = self.options.slow;
             let ready = matches!(slot, Slot::Ready { .. });
             let result = {
-                let mut run = |input: &[f32], output: &mut [f32]| -> bool {
+                let mut run = |input: &[f32], output: &mut [f32], fresh: bool| -> bool {
                     let Slot::Ready { engine, .. } = &mut slot else { return false };
                     if !slow.is_zero() && self.options.slow_chunks.is_none_or(|n| chunks_run < n) {
                         std::thread::sleep(slow);
                     }
                     chunks_run += 1;
+                    if fresh {
+                        engine.reset();
+                    }
                     let r = engine.process(input, output);
                     for w in engine.take_warnings() {
                         self.shared.push_notice(w);

@@ -32,7 +32,7 @@ pub fn fixture_load_options(
 ) -> mdx_stems::engine::LoadOptions {
     let dir = fixture_dir(name);
     let options = mdx_stems::options::EngineOptions { device, precision: Some(precision), ..Default::default() };
-    mdx_stems::engine::LoadOptions { model: dir.join(file), config: Some(dir.join("config.yaml")), segment: None, options }
+    mdx_stems::engine::LoadOptions { model: dir.join(file), config: Some(dir.join("config.yaml")), segment: None, sample_rate: None, options }
 }
 
 /// The engine's undrained events, one message a line (as the CLI prints them).

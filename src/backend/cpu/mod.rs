@@ -19,16 +19,39 @@ use super::{Act, Backend, NORM_EPS, NoStft, NormSpec};
 use candle_core::{DType, Device, Result, Tensor};
 use kernels::norm::Activation;
 use ops::{NormActOp, NormParams};
+use crate::options::OpProfiler;
 use std::borrow::Cow;
+use std::time::{Duration, Instant};
 
 /// f32 on the CPU through our kernels.
 pub struct Cpu {
     device: Device,
+    /// While started: each op's wall and process CPU time (`bench --ops`).
+    profiler: Option<OpProfiler>,
 }
 
 impl Cpu {
     pub fn new() -> Self {
-        Cpu { device: Device::Cpu }
+        Cpu { device: Device::Cpu, profiler: None }
+    }
+
+    pub fn with_profiler(profiler: Option<OpProfiler>) -> Self {
+        Cpu { device: Device::Cpu, profiler }
+    }
+
+    /// Run `f`; while the profiler runs, add its wall and CPU time to `what` + the input's shape.
+    fn timed<T>(&self, what: &'static str, x: &Tensor, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let Some(p) = self.profiler.as_ref().filter(|p| p.is_on()) else { return f() };
+        let what = format!("{what:14} {:?}", x.dims());
+        self.time_into(p, what, f)
+    }
+
+    fn time_into<T>(&self, p: &OpProfiler, what: String, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let (t, c) = (Instant::now(), crate::memory::process_cpu_time());
+        let r = f()?;
+        let cpu = crate::memory::process_cpu_time().zip(c).map_or(Duration::ZERO, |(b, a)| b.saturating_sub(a));
+        p.record_with_cpu(what, t.elapsed(), cpu);
+        Ok(r)
     }
 }
 
@@ -52,6 +75,26 @@ fn activation(a: Act) -> Activation {
         Act::Relu => Activation::Relu,
         Act::Elu(alpha) => Activation::Elu(alpha as f32),
     }
+}
+
+/// [`generic::layout_out`] for channels-first, the copy on the pool.
+fn layout_out(x: Tensor, shape: (usize, usize, usize, usize, usize)) -> Result<Tensor> {
+    let y = ops::permute(&x, &[0, 1, 3, 2])?;
+    drop(x);
+    y.reshape(shape)
+}
+
+/// [`generic::space_to_depth_first`], the copy on the pool.
+fn space_to_depth(x: &Tensor, [st, sf]: [usize; 2]) -> Result<(Tensor, (usize, usize, usize))> {
+    let (b, c, t, f) = x.dims4()?;
+    let (to, fo) = (t / st, f / sf);
+    let cols = ops::permute(&x.reshape((b * c, to, st, fo, sf))?, &[0, 2, 4, 1, 3])?.reshape((b, c * st * sf, to * fo))?;
+    Ok((cols, (b, to, fo)))
+}
+
+/// [`generic::depth_to_space_first`], the copy on the pool.
+fn depth_to_space(y: &Tensor, (b, t, f): (usize, usize, usize), cout: usize, [st, sf]: [usize; 2]) -> Result<Tensor> {
+    ops::permute(&y.reshape((b * cout, st, sf, t, f))?, &[0, 3, 1, 4, 2])?.reshape((b, cout, t * st, f * sf))
 }
 
 impl Backend for Cpu {
@@ -103,23 +146,33 @@ impl Backend for Cpu {
     }
 
     fn layout_in(&self, spec: &Tensor, subbands: usize) -> Result<Tensor> {
-        generic::layout_in(spec, subbands, LAYOUT)
+        self.timed("layout_in", spec, || {
+            // The subband fold is a reshape; then [B, C, F, T] -> [B, C, T, F] (generic::layout_in).
+            let (b, c4, dim_f, t) = spec.dims4()?;
+            ops::permute(&spec.reshape((b, c4 * subbands, dim_f / subbands, t))?, &[0, 1, 3, 2])
+        })
     }
     fn layout_out(&self, x: Tensor, shape: (usize, usize, usize, usize, usize)) -> Result<Tensor> {
-        generic::layout_out(x, shape, LAYOUT)
+        match self.profiler.as_ref().filter(|p| p.is_on()) {
+            Some(p) => self.time_into(p, format!("{:14} {:?}", "layout_out", x.dims()), || layout_out(x, shape)),
+            None => layout_out(x, shape),
+        }
     }
 
     fn norm_act(&self, n: &NormActOp, x: Cow<'_, Tensor>) -> Result<Tensor> {
         match x {
-            Cow::Owned(x) => n.apply_inplace(x),
-            Cow::Borrowed(x) => n.apply(x),
+            Cow::Owned(x) => match self.profiler.as_ref().filter(|p| p.is_on()) {
+                Some(p) => self.time_into(p, format!("{:14} {:?}", "norm_act", x.dims()), || n.apply_inplace(x)),
+                None => n.apply_inplace(x),
+            },
+            Cow::Borrowed(x) => self.timed("norm_act copy", x, || n.apply(x)),
         }
     }
 
     fn conv3x3(&self, w: &Conv3x3, x: &Tensor, acc: Option<Tensor>) -> Result<Tensor> {
-        let y = ops::conv3x3(x, &w.w)?;
+        let y = self.timed("conv3x3", x, || ops::conv3x3(x, &w.w))?;
         match acc {
-            Some(a) => ops::add_assign(y, &a),
+            Some(a) => self.timed("add", &a, || ops::add_assign(y, &a)),
             None => Ok(y),
         }
     }
@@ -127,11 +180,11 @@ impl Backend for Cpu {
     fn conv1x1(&self, w: &Conv1x1, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, wd) = x.dims4()?;
         let cout = w.w.dim(0)?;
-        ops::matmul(&w.w.broadcast_left(b)?, &x.reshape((b, c, h * wd))?)?.reshape((b, cout, h, wd))
+        self.timed("conv1x1", x, || ops::matmul(&w.w.broadcast_left(b)?, &x.reshape((b, c, h * wd))?)?.reshape((b, cout, h, wd)))
     }
 
     fn conv1x1_concat(&self, w: &Conv1x1, a: Tensor, b: Tensor) -> Result<Tensor> {
-        let cat = Tensor::cat(&[&a, &b], 1)?;
+        let cat = self.timed("concat", &a, || ops::cat_channels(&a, &b))?;
         drop((a, b));
         self.conv1x1(w, &cat)
     }
@@ -142,29 +195,29 @@ impl Backend for Cpu {
         let fout = w.w.dim(1)?;
         let x = x.reshape((b * c * t, f))?;
         match acc {
-            Some(acc) => ops::matmul_acc(acc.reshape((b * c * t, fout))?, &x, &w.w)?.reshape((b, c, t, fout)),
-            None => ops::matmul(&x, &w.w)?.reshape((b, c, t, fout)),
+            Some(acc) => self.timed("linear acc", &x, || ops::matmul_acc(acc.reshape((b * c * t, fout))?, &x, &w.w)?.reshape((b, c, t, fout))),
+            None => self.timed("linear", &x, || ops::matmul(&x, &w.w)?.reshape((b, c, t, fout))),
         }
     }
 
     fn downscale(&self, w: &Downscale, x: Tensor) -> Result<Tensor> {
-        let (cols, (b, to, fo)) = generic::space_to_depth_first(&x, w.scale)?;
+        let (cols, (b, to, fo)) = self.timed("space_to_depth", &x, || space_to_depth(&x, w.scale))?;
         drop(x);
         let cout = w.w.dim(0)?;
-        ops::matmul(&w.w.broadcast_left(b)?, &cols)?.reshape((b, cout, to, fo))
+        self.timed("downscale mm", &cols, || ops::matmul(&w.w.broadcast_left(b)?, &cols)?.reshape((b, cout, to, fo)))
     }
 
     fn upscale_concat(&self, w: &Upscale, x: Tensor, skip: Tensor) -> Result<Tensor> {
         let (b, c, t, f) = x.dims4()?;
-        let y = ops::matmul(&w.w.broadcast_left(b)?, &x.reshape((b, c, t * f))?)?;
+        let y = self.timed("upscale mm", &x, || ops::matmul(&w.w.broadcast_left(b)?, &x.reshape((b, c, t * f))?))?;
         drop(x);
-        let up = generic::depth_to_space_first(&y, (b, t, f), w.cout, w.scale)?;
+        let up = self.timed("depth_to_space", &y, || depth_to_space(&y, (b, t, f), w.cout, w.scale))?;
         drop(y);
-        Tensor::cat(&[&up, &skip], 1)
+        self.timed("concat", &up, || ops::cat_channels(&up, &skip))
     }
 
     fn mul(&self, x: Tensor, y: &Tensor) -> Result<Tensor> {
-        ops::mul_assign(x, y)
+        self.timed("mul", y, || ops::mul_assign(x, y))
     }
 
     fn stft(&self, s: &NoStft, _audio: &Tensor) -> Result<Tensor> {

@@ -5,7 +5,7 @@
 //! still in use).
 
 use super::kernels::norm::{self, Activation, Norm};
-use super::kernels::{ConvShape, alloc_output, conv3x3_f32, elementwise};
+use super::kernels::{ConvShape, alloc_output, conv3x3_f32, elementwise, layout};
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, InplaceOp1, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor, bail,
@@ -324,5 +324,106 @@ impl InplaceOp3 for MatMul {
         let dst = f32_slice_mut(s1, l1, "mdx-matmul-acc")?;
         MatMul::run(dst, true, f32_all(s2, "mdx-matmul-acc")?, ao, f32_all(s3, "mdx-matmul-acc")?, bo, batch, m, k, n);
         Ok(())
+    }
+}
+
+/// `x.permute(perm)?.contiguous()` on the pool ([`layout::permute_f32`]).
+pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
+    contiguous(x)?.apply_op1_no_bwd(&PermuteOp(perm.to_vec()))
+}
+
+struct PermuteOp(Vec<usize>);
+
+impl CustomOp1 for PermuteOp {
+    fn name(&self) -> &'static str {
+        "mdx-permute"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = l.dims();
+        if self.0.len() != dims.len() {
+            bail!("mdx-permute: {:?} for a tensor of shape {dims:?}", self.0);
+        }
+        let x = f32_slice(s, l, self.name())?;
+        let mut out = alloc_output(x.len());
+        layout::permute_f32(x, dims, &self.0, &mut out);
+        let od: Vec<usize> = self.0.iter().map(|&p| dims[p]).collect();
+        Ok((CpuStorage::F32(out), Shape::from(od)))
+    }
+}
+
+/// `Tensor::cat(&[a, b], 1)` for two [B, C, ...] tensors, on the pool ([`layout::concat_f32`]).
+pub fn cat_channels(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    contiguous(a)?.apply_op2_no_bwd(&contiguous(b)?, &CatChannels)
+}
+
+struct CatChannels;
+
+impl CustomOp2 for CatChannels {
+    fn name(&self) -> &'static str {
+        "mdx-cat-channels"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (da, db) = (l1.dims(), l2.dims());
+        if da.len() < 2 || da.len() != db.len() || da[0] != db[0] || da[2..] != db[2..] {
+            bail!("mdx-cat-channels: shapes {da:?} and {db:?} do not concatenate along axis 1");
+        }
+        let (a, b) = (f32_slice(s1, l1, self.name())?, f32_slice(s2, l2, self.name())?);
+        let mut out = alloc_output(a.len() + b.len());
+        layout::concat_f32(&[a, b], da[0], &mut out);
+        let mut d = da.to_vec();
+        d[1] += db[1];
+        Ok((CpuStorage::F32(out), Shape::from(d)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::kernels::rand_vec;
+    use candle_core::Device;
+
+    fn tensor(dims: &[usize], seed: u64) -> Tensor {
+        let n = dims.iter().product();
+        Tensor::from_vec(rand_vec(n, seed), dims, &Device::Cpu).unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// The network's permutations (layout in/out, space-to-depth, depth-to-space) and a few
+    /// odd ones, on 1 and 3 threads: exactly candle's `permute(..).contiguous()`.
+    #[test]
+    fn permute_and_concat_equal_candles_copies_exactly() {
+        let cases: &[(&[usize], &[usize])] = &[
+            (&[2, 6, 40, 33], &[0, 1, 3, 2]),
+            (&[12, 5, 2, 7, 2], &[0, 2, 4, 1, 3]),
+            (&[12, 2, 2, 5, 7], &[0, 3, 1, 4, 2]),
+            (&[3, 4, 5], &[2, 0, 1]),
+            (&[1, 200, 300], &[0, 2, 1]),
+            (&[7], &[0]),
+        ];
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                for (i, (dims, perm)) in cases.iter().enumerate() {
+                    let x = tensor(dims, i as u64);
+                    let want = x.permute(*perm).unwrap().contiguous().unwrap();
+                    let got = permute(&x, perm).unwrap();
+                    assert_eq!(got.dims(), want.dims(), "{dims:?} {perm:?}");
+                    assert_eq!(values(&got), values(&want), "{dims:?} {perm:?}");
+                }
+                for (da, db) in [([2, 3, 50, 70], [2, 5, 50, 70]), ([1, 128, 9, 4], [1, 1, 9, 4])] {
+                    let (a, b) = (tensor(&da, 7), tensor(&db, 8));
+                    let want = Tensor::cat(&[&a, &b], 1).unwrap();
+                    let got = cat_channels(&a, &b).unwrap();
+                    assert_eq!(got.dims(), want.dims());
+                    assert_eq!(values(&got), values(&want));
+                }
+                assert!(cat_channels(&tensor(&[2, 3, 4, 4], 1), &tensor(&[1, 3, 4, 4], 2)).is_err());
+            });
+        }
     }
 }

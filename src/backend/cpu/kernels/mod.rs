@@ -7,7 +7,7 @@
 //!   implicit GEMM on the `gemm` crate (`conv_gemm.rs`, no im2col buffer).
 //! - [`norm::norm_act_f32`]: normalisation (instance / group / folded batch norm) fused with the
 //!   activation (exact-erf GELU, ReLU, ELU): two passes over memory, statistics in f64.
-//! - [`elementwise`]: in-place sums and products.
+//! - [`elementwise`]: in-place sums and products; [`layout`]: permutations and concatenation.
 //!
 //! The candle glue that the CPU backend ([`super`]) calls is in [`super::ops`].
 //!
@@ -17,6 +17,7 @@
 
 pub mod conv_gemm;
 pub mod elementwise;
+pub mod layout;
 pub mod norm;
 pub mod pool;
 #[cfg(test)]
@@ -98,7 +99,9 @@ pub fn winograd_available() -> bool {
 
 /// The kernel [`conv3x3_f32`] picks on this machine for an `h` x `w` image. Winograd pays a
 /// weight transform of 36 x cin x cout values per call, which small images do not amortise:
-/// on the full-size network's deep layers (16 x 64 and smaller) the GEMM kernel is faster.
+/// on the full-size network's deep layers (32 x 128 and smaller) the GEMM kernel is faster at
+/// 2, 8 and 16 threads (`../shared/docs/cpu-scaling-notes.md`: 512->512 on 32 x 128 took 100 /
+/// 33 / 30 ms by GEMM against 120 / 50 / 40 ms by Winograd).
 pub fn conv3x3_kernel(h: usize, w: usize) -> Conv3x3Kernel {
     if winograd_available() && h * w >= WINOGRAD_MIN_PIXELS { Conv3x3Kernel::Winograd } else { Conv3x3Kernel::Gemm }
 }
@@ -118,7 +121,7 @@ pub fn winograd_nt(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape, nt:
 }
 
 /// Smallest image (pixels) that [`conv3x3_f32`] runs with Winograd.
-pub const WINOGRAD_MIN_PIXELS: usize = 2048;
+pub const WINOGRAD_MIN_PIXELS: usize = 8192;
 
 /// `out[b, co, y, x] = Σ_ci Σ_dy Σ_dx w[co, ci, dy, dx] · x[b, ci, y + dy - 1, x + dx - 1]`
 /// (zero padding), all contiguous NCHW / OIHW f32; `shape` is 3x3, padding 1, stride 1. Runs on

@@ -1,0 +1,234 @@
+//! Downloads by name against an HTTP server on 127.0.0.1 started here (no outside network):
+//! a fixture checkpoint served under catalog names. After each case the models folder holds
+//! the verified model (with its config) or no model at all.
+
+mod common;
+use common::*;
+
+use mdx_stems::download::{self, Available, Check, ConfigSource, DownloadError, DownloadOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How the server answers a request for the checkpoint.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Good,
+    /// The first response announces the whole file and closes halfway.
+    DropHalfway,
+    /// Sends half, then nothing (the connection stays open).
+    Stall,
+    /// Redirects to a non-http address.
+    BadRedirect,
+}
+
+/// A tiny HTTP/1.1 server: `files` by name, `Range: bytes=N-` honoured; every request's Range
+/// header is recorded. Stops when the test ends (its thread is detached, bounded by the test).
+struct Server {
+    base: String,
+    ranges: Arc<Mutex<Vec<Option<u64>>>>,
+}
+
+fn serve(files: Vec<(String, Vec<u8>)>, mode: Mode) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let ranges = Arc::new(Mutex::new(vec![]));
+    let rec = ranges.clone();
+    std::thread::spawn(move || {
+        let files = Arc::new(files);
+        let mut served = 0;
+        for stream in listener.incoming().take(20) {
+            let Ok(stream) = stream else { continue };
+            served += 1;
+            // One thread a connection: a stalled one must not hold up the next.
+            let (files, rec) = (files.clone(), rec.clone());
+            std::thread::spawn(move || handle(stream, &files, mode, served, &rec));
+        }
+    });
+    Server { base, ranges }
+}
+
+fn handle(mut s: TcpStream, files: &[(String, Vec<u8>)], mode: Mode, nth: usize, rec: &Mutex<Vec<Option<u64>>>) {
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+    let mut range = None;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+            range = v.trim().trim_end_matches('-').parse::<u64>().ok();
+        }
+    }
+    let Some((_, body)) = files.iter().find(|(n, _)| *n == path) else {
+        let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        return;
+    };
+    let is_ckpt = path.ends_with(".ckpt");
+    if is_ckpt {
+        rec.lock().unwrap().push(range);
+    }
+    if is_ckpt && mode == Mode::BadRedirect {
+        let _ = s.write_all(b"HTTP/1.1 302 Found\r\nlocation: ftp://example.invalid/model.ckpt\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        return;
+    }
+    let from = range.unwrap_or(0) as usize;
+    let part = &body[from.min(body.len())..];
+    let head = if range.is_some() {
+        format!("HTTP/1.1 206 Partial Content\r\ncontent-length: {}\r\ncontent-range: bytes {from}-{}/{}\r\nconnection: close\r\n\r\n", part.len(), body.len() - 1, body.len())
+    } else {
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", part.len())
+    };
+    let _ = s.write_all(head.as_bytes());
+    let first_ckpt = is_ckpt && nth <= 2 && range.is_none();
+    match mode {
+        Mode::DropHalfway | Mode::Stall if first_ckpt => {
+            let _ = s.write_all(&part[..part.len() / 2]);
+            let _ = s.flush();
+            if mode == Mode::Stall {
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            // Dropped: the connection closes before the announced end.
+        }
+        _ => {
+            let _ = s.write_all(part);
+        }
+    }
+}
+
+/// The fixture checkpoint with its config, and a catalog entry for it under `name`.
+fn fixture(check: fn(&Path) -> Check) -> (Vec<(String, Vec<u8>)>, Available) {
+    let d = fixture_dir("tiny_instnorm_gelu");
+    let ckpt = std::fs::read(d.join("model.ckpt")).unwrap();
+    let yaml = std::fs::read(d.join("config.yaml")).unwrap();
+    let entry = Available {
+        name: "model_vocals_mdx23c_sdr_10.17",
+        url: "https://publisher.invalid/v1/model_vocals_mdx23c_sdr_10.17.ckpt",
+        config: ConfigSource::Url("https://publisher.invalid/v1/config_vocals_mdx23c.yaml"),
+        stems: "vocals, instrumental",
+        size: Some(ckpt.len() as u64),
+        check: check(&d.join("model.ckpt")),
+        source: "test",
+        sdr: "-",
+    };
+    (vec![("model_vocals_mdx23c_sdr_10.17.ckpt".into(), ckpt), ("config_vocals_mdx23c.yaml".into(), yaml)], entry)
+}
+
+fn sha_check(p: &Path) -> Check {
+    Check::Sha256(Box::leak(download::sha256_file(p).unwrap().into_boxed_str()))
+}
+
+fn opts(dir: &Path, base: &str) -> DownloadOptions {
+    DownloadOptions { dir: dir.to_path_buf(), base_url: Some(base.to_string()), stall_timeout: Duration::from_millis(800), attempts: 3, cancel: None }
+}
+
+/// The model files in the folder (what `mdx-stems models` would list), not the staging area.
+fn models_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).map(|r| r.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn fresh(name: &str) -> PathBuf {
+    let d = temp_dir("download-tests", name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn a_good_download_is_verified_and_found_with_its_config() {
+    let (files, entry) = fixture(sha_check);
+    let srv = serve(files, Mode::Good);
+    let dir = fresh("good");
+    let mut last = (0, None);
+    let path = download::download(&entry, &opts(&dir, &srv.base), &mut |d, t| last = (d, t)).unwrap();
+    assert_eq!(path, dir.join("model_vocals_mdx23c_sdr_10.17.ckpt"));
+    assert_eq!(last, (entry.size.unwrap(), entry.size), "progress reached the total");
+    assert_eq!(models_in(&dir), vec![dir.join("model_vocals_mdx23c_sdr_10.17.ckpt"), dir.join("model_vocals_mdx23c_sdr_10.17.yaml")]);
+    let found = mdx_stems::catalog::discover_in(&[(dir.clone(), mdx_stems::catalog::ModelSource::App)], mdx_stems::catalog::UvrTable::builtin());
+    assert_eq!(found.len(), 1);
+    assert!(found[0].is_ready(), "{:?}", found[0].config);
+}
+
+#[test]
+fn a_dropped_connection_resumes_with_a_range_request() {
+    let (files, entry) = fixture(sha_check);
+    let srv = serve(files, Mode::DropHalfway);
+    let dir = fresh("resume");
+    download::download(&entry, &opts(&dir, &srv.base), &mut |_, _| {}).unwrap();
+    let ranges = srv.ranges.lock().unwrap().clone();
+    let half = entry.size.unwrap() / 2;
+    assert_eq!(ranges, vec![None, Some(half)], "the second request resumes at the half");
+    assert_eq!(download::sha256_file(&dir.join("model_vocals_mdx23c_sdr_10.17.ckpt")).unwrap(), match entry.check { Check::Sha256(h) => h, _ => unreachable!() });
+}
+
+#[test]
+fn a_stalled_server_times_out_and_the_next_run_resumes() {
+    let (files, entry) = fixture(sha_check);
+    let srv = serve(files, Mode::Stall);
+    let dir = fresh("stall");
+    let err = download::download(&entry, &opts(&dir, &srv.base), &mut |_, _| {}).unwrap_err();
+    assert!(matches!(err, DownloadError::Stalled { .. }), "{err}");
+    assert!(err.to_string().contains("stalled") && !err.to_string().contains('\n'), "{err}");
+    assert!(models_in(&dir).is_empty(), "no model after a stall: {:?}", models_in(&dir));
+    // Run again: it continues from the half it has.
+    download::download(&entry, &opts(&dir, &srv.base), &mut |_, _| {}).unwrap();
+    let ranges = srv.ranges.lock().unwrap().clone();
+    assert_eq!(ranges, vec![None, Some(entry.size.unwrap() / 2)]);
+    assert_eq!(models_in(&dir).len(), 2);
+}
+
+#[test]
+fn a_wrong_hash_removes_the_file() {
+    let (files, entry) = fixture(|_| Check::Sha256("0000000000000000000000000000000000000000000000000000000000000000"));
+    let srv = serve(files, Mode::Good);
+    let dir = fresh("hash");
+    let err = download::download(&entry, &opts(&dir, &srv.base), &mut |_, _| {}).unwrap_err();
+    assert!(matches!(err, DownloadError::Verification { .. }) && err.to_string().contains("sha256"), "{err}");
+    assert!(models_in(&dir).is_empty());
+    assert!(!dir.join(".downloads/model_vocals_mdx23c_sdr_10.17.ckpt").exists(), "the partial is removed");
+    // The real UVR entry served with other content: UVR's hash does not match either.
+    let (files, _) = fixture(sha_check);
+    let renamed: Vec<(String, Vec<u8>)> = files.into_iter().map(|(n, b)| (n.replace("model_vocals_mdx23c_sdr_10.17", "MDX23C-8KFFT-InstVoc_HQ"), b)).collect();
+    let srv = serve(renamed, Mode::Good);
+    let uvr = download::find(download::AVAILABLE, "MDX23C-8KFFT").unwrap();
+    let err = download::download(uvr, &opts(&dir, &srv.base), &mut |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("UVR hash") && err.to_string().contains("99b6ceaae542265a3b6d657bf9fde79f"), "{err}");
+    assert!(models_in(&dir).is_empty());
+}
+
+#[test]
+fn not_found_refused_redirect_and_no_network_are_one_line_errors() {
+    let (files, entry) = fixture(sha_check);
+    let dir = fresh("errors");
+    let srv = serve(vec![files[1].clone()], Mode::Good);
+    let err = download::download(&entry, &opts(&dir, &srv.base), &mut |_, _| {}).unwrap_err();
+    assert!(matches!(err, DownloadError::NotFound { .. }) && err.to_string().contains("404"), "{err}");
+    let srv = serve(files, Mode::BadRedirect);
+    let err = download::download(&entry, &opts(&dir, &srv.base), &mut |_, _| {}).unwrap_err();
+    assert!(matches!(err, DownloadError::Redirect { .. }) && err.to_string().contains("refused a redirect"), "{err}");
+    // A port nobody listens on.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let err = download::download(&entry, &opts(&dir, &format!("http://{closed}")), &mut |_, _| {}).unwrap_err();
+    assert!(matches!(err, DownloadError::Network { .. }) && err.to_string().contains("no network"), "{err}");
+    for e in [&err] {
+        assert!(!e.to_string().contains('\n'));
+    }
+    assert!(models_in(&dir).is_empty());
+}
+
+#[test]
+fn names_and_the_available_table() {
+    assert_eq!(download::find(download::AVAILABLE, "mdx23c-8kfft").unwrap().name, "MDX23C-8KFFT-InstVoc_HQ");
+    assert!(download::find(download::AVAILABLE, "model_").is_err(), "an ambiguous prefix");
+    let t = download::print_available(download::AVAILABLE);
+    for needle in ["MDX23C-8KFFT-InstVoc_HQ", "vocals 10.17", "bass, drums, vocals, other", "DrumSep", "UVR hash"] {
+        assert!(t.contains(needle), "{needle} in\n{t}");
+    }
+}
