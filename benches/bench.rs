@@ -255,21 +255,9 @@ fn run_torch(args: &Args, batch: usize) -> anyhow::Result<Row> {
     })
 }
 
-/// CPU time of this process (all threads) in ms (Unix; elsewhere the wall time since the first
-/// call, an upper bound).
-#[cfg(not(unix))]
+/// CPU time of this process (all threads) in ms ([`memory::process_cpu_time`]; 0 where unknown).
 fn process_cpu_ms() -> f64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
-}
-
-/// CPU time of this process (all threads) in ms.
-#[cfg(unix)]
-fn process_cpu_ms() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+    memory::process_cpu_time().map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
 /// The per-op table of `--ops`: per chunk, heaviest first; "parallel" is CPU time / (wall x

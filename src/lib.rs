@@ -4,6 +4,8 @@
 //! - [`events`], [`device`], [`options`]: what the engine reports, the device and precision
 //!   choice, every option of a run (environment variables are read only by
 //!   [`options::EngineOptions::from_env`], at the program edges).
+//! - [`limits`]: the plausibility limits on every value read from a file that sizes work or
+//!   memory (one place, documented in the README).
 //! - [`dsp`], [`audio`]: STFT/iSTFT and overlap-add schedules; audio files and resampling.
 //! - [`backend`]: the operations networks are written over, for the CPU (our kernels), CUDA
 //!   and candle's own ops; [`memory`]: RSS and GPU memory probes.
@@ -19,6 +21,7 @@
 pub mod events;
 pub mod device;
 pub mod options;
+pub mod limits;
 pub mod dsp;
 pub mod audio;
 pub mod backend;
@@ -31,3 +34,5 @@ pub mod plugin;
 pub mod cli;
 #[doc(hidden)]
 pub mod testing;
+#[doc(hidden)]
+pub mod fuzz;

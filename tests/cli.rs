@@ -249,3 +249,208 @@ fn separate_with_no_model_at_hand_uses_the_builtin_hpss_and_says_so() {
     let o = cli(&dir).args(["models", "--available"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("MDX23C-8KFFT-InstVoc_HQ"));
 }
+
+// ---- Libraries of files, output options, exact ends, memory, Ctrl-C (issue #14) ----
+
+/// A stereo test signal of `n` frames, loud to its last sample.
+fn music(n: usize, rate: u32) -> Vec<Vec<f32>> {
+    let f = rate as f32;
+    (0..2)
+        .map(|ch| (0..n).map(|i| {
+            let t = i as f32 / f;
+            0.3 * (std::f32::consts::TAU * 220.0 * t).sin() + 0.2 * (std::f32::consts::TAU * (660.0 + 110.0 * ch as f32) * t).sin()
+                + 0.1 * (((i * 7919) % 997) as f32 / 498.0 - 1.0)
+        }).collect())
+        .collect()
+}
+
+fn run_separate(dir: &Path, inputs: &[&Path], extra: &[&str]) -> Output {
+    let mut c = cli(dir);
+    c.arg("separate");
+    for i in inputs {
+        c.arg(i);
+    }
+    c.args(fixture_model_args("tiny_instnorm_gelu")).args(extra).output().unwrap()
+}
+
+#[test]
+fn stems_of_a_file_equal_those_of_the_file_padded_with_silence_at_48_96_and_22_khz() {
+    let dir = temp_dir("exact_ends");
+    for rate in [48000u32, 96000, 22050] {
+        let n = rate as usize / 2 + 123;
+        let x = music(n, rate);
+        let padded: Vec<Vec<f32>> = x.iter().map(|c| { let mut v = c.clone(); v.resize(n + rate as usize, 0.0); v }).collect();
+        let a = dir.join(format!("a{rate}.wav"));
+        let b = dir.join(format!("b{rate}.wav"));
+        write_wav_f32(&a, rate, &x).unwrap();
+        write_wav_f32(&b, rate, &padded).unwrap();
+        let o = run_separate(&dir, &[&a, &b], &["--quiet", "--out-dir", dir.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        for stem in ["vocals", "instrumental"] {
+            let sa = read_audio(&dir.join(format!("a{rate}_({stem}).wav"))).unwrap();
+            let sb = read_audio(&dir.join(format!("b{rate}_({stem}).wav"))).unwrap();
+            assert_eq!(sa.frames(), n);
+            assert_eq!(sb.frames(), n + rate as usize);
+            for ch in 0..2 {
+                let d = max_abs_diff(&sa.channels[ch], &sb.channels[ch][..n]);
+                assert_eq!(d, 0.0, "{rate} Hz {stem} ch {ch}: the stems differ from the padded file's by {d}");
+                let tail = sa.channels[ch][n - 300..].iter().fold(0f32, |m, v| m.max(v.abs()));
+                assert!(tail > 1e-3, "{rate} Hz {stem}: a silent end proves nothing");
+            }
+        }
+    }
+}
+
+#[test]
+fn folders_globs_skip_existing_and_a_bad_file_reported_at_the_end() {
+    let dir = temp_dir("batch");
+    let lib = dir.join("library");
+    std::fs::create_dir_all(lib.join("album")).unwrap();
+    write_wav_f32(&lib.join("one.wav"), 44100, &music(5000, 44100)).unwrap();
+    write_wav_f32(&lib.join("album/two.wav"), 48000, &music(6000, 48000)).unwrap();
+    std::fs::write(lib.join("album/broken.wav"), b"RIFF nonsense, not audio").unwrap();
+    std::fs::write(lib.join("notes.txt"), b"not an audio file").unwrap();
+    let extra = dir.join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    write_wav_f32(&extra.join("three.wav"), 44100, &music(3000, 44100)).unwrap();
+    let out = dir.join("out");
+    let glob = format!("{}/*.wav", extra.display());
+    let mut c = cli(&dir);
+    c.arg("separate").arg(&lib).arg(&glob).args(fixture_model_args("tiny_instnorm_gelu")).arg("--out-dir").arg(&out);
+    let o = c.output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "a failed file makes the run fail: {err}");
+    for name in ["one", "two", "three"] {
+        for stem in ["vocals", "instrumental"] {
+            assert!(out.join(format!("{name}_({stem}).wav")).is_file(), "{name} {stem} missing: {err}");
+        }
+    }
+    assert!(!out.join("broken_(vocals).wav").exists());
+    let last: Vec<&str> = err.lines().rev().take(2).collect();
+    assert!(last[0].starts_with("error: 1 of 4 files failed"), "{err}");
+    assert!(last[1].starts_with("error: ") && last[1].contains("broken.wav"), "every failure listed at the end: {err}");
+    assert!(!err.contains("notes.txt"), "only audio files are taken from folders");
+    assert!(std::fs::read_dir(&out).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("partial")), "no partial files left");
+
+    // Again with --skip-existing: nothing is rewritten.
+    let stamp = std::fs::metadata(out.join("one_(vocals).wav")).unwrap().modified().unwrap();
+    let mut c = cli(&dir);
+    c.arg("separate").arg(lib.join("one.wav")).arg(&glob).args(fixture_model_args("tiny_instnorm_gelu")).arg("--skip-existing").arg("--out-dir").arg(&out);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("0 files separated, 2 skipped"), "{}", stderr(&o));
+    assert_eq!(std::fs::metadata(out.join("one_(vocals).wav")).unwrap().modified().unwrap(), stamp);
+}
+
+#[test]
+fn flac_and_integer_wav_outputs_selected_stems_and_a_name_template() {
+    let dir = temp_dir("outputs");
+    let input = dir.join("song.wav");
+    write_wav_f32(&input, 44100, &music(7000, 44100)).unwrap();
+    let o = run_separate(&dir, &[&input], &["--quiet", "--out-dir", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = read_audio(&dir.join("song_(vocals).wav")).unwrap();
+    for (format, depth, step) in [("flac", "16", 1.0 / 32768.0), ("flac", "24", 1.0 / 8388608.0), ("wav", "16", 1.0 / 32768.0), ("wav", "24", 1.0 / 8388608.0)] {
+        let out = dir.join(format!("{format}{depth}"));
+        let o = run_separate(
+            &dir,
+            &[&input],
+            &["--quiet", "--format", format, "--bit-depth", depth, "--stems", "VOCALS", "--name-template", "{model}/{stem}-{input}", "--out-dir", out.to_str().unwrap()],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let path = out.join(format!("model/vocals-song.{format}"));
+        let got = read_audio(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((got.sample_rate, got.frames()), (44100, 7000));
+        for ch in 0..2 {
+            // Integers clip at full scale (the random-weight model's stems exceed it).
+            let clipped: Vec<f32> = reference.channels[ch].iter().map(|v| v.clamp(-1.0, 1.0 - step)).collect();
+            assert!(reference.channels[ch].iter().any(|v| v.abs() < 0.9), "some samples are below full scale");
+            let d = max_abs_diff(&got.channels[ch], &clipped);
+            assert!(d <= step * 0.51, "{format} {depth}: {d} from the float stems");
+        }
+        assert!(!out.join(format!("model/instrumental-song.{format}")).exists(), "only the stems asked for");
+    }
+    let o = run_separate(&dir, &[&input], &["--quiet", "--format", "flac", "--bit-depth", "32f"]);
+    assert_fails_with(&o, &["FLAC stores integers"]);
+    let o = run_separate(&dir, &[&input], &["--quiet", "--stems", "drums"]);
+    assert_fails_with(&o, &["no stem `drums`", "vocals, instrumental"]);
+    let o = run_separate(&dir, &[&input], &["--quiet", "--name-template", "{input}"]);
+    assert_fails_with(&o, &["{stem}"]);
+    let o = run_separate(&dir, &[&input], &["--quiet", "--overlap", "100000"]);
+    assert_fails_with(&o, &["overlap", "100000"]);
+}
+
+/// Peak RSS the CLI reports for a file of `secs` seconds (written in pieces: the test itself
+/// never holds it).
+fn peak_rss_mb(dir: &Path, secs: usize) -> f64 {
+    let input = dir.join(format!("long{secs}.wav"));
+    let spec = hound::WavSpec { channels: 2, sample_rate: 48000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(&input, spec).unwrap();
+    let piece = music(48000, 48000);
+    for _ in 0..secs {
+        for i in 0..48000 {
+            w.write_sample((piece[0][i] * 20000.0) as i16).unwrap();
+            w.write_sample((piece[1][i] * 20000.0) as i16).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+    let out = dir.join(format!("out{secs}"));
+    let o = run_separate(dir, &[&input], &["--format", "flac", "--bit-depth", "16", "--out-dir", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = err.lines().find(|l| l.starts_with("peak RSS")).unwrap_or_else(|| panic!("no peak RSS line: {err}"));
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_file(&input);
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+#[test]
+fn peak_memory_does_not_grow_with_the_length_of_the_file() {
+    let dir = temp_dir("memory");
+    let short = peak_rss_mb(&dir, 5);
+    let long = peak_rss_mb(&dir, 60);
+    eprintln!("peak RSS: 5 s {short:.1} MB, 60 s {long:.1} MB");
+    // 55 s more of 48 kHz stereo float would be 21 MB for the input alone, 84 MB with stems.
+    assert!(long - short < 8.0, "peak RSS grew from {short} MB to {long} MB");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_and_removes_the_partial_stems() {
+    let dir = temp_dir("ctrlc");
+    let input = dir.join("long.wav");
+    let spec = hound::WavSpec { channels: 2, sample_rate: 48000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(&input, spec).unwrap();
+    let piece = music(48000, 48000);
+    for _ in 0..120 {
+        for i in 0..48000 {
+            w.write_sample((piece[0][i] * 20000.0) as i16).unwrap();
+            w.write_sample((piece[1][i] * 20000.0) as i16).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+    let out = dir.join("out");
+    let child = cli(&dir)
+        .arg("separate")
+        .arg(&input)
+        .args(fixture_model_args("tiny_instnorm_gelu"))
+        .args(["--quiet", "--out-dir"])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the stems are being written.
+    let t0 = std::time::Instant::now();
+    let partial = || std::fs::read_dir(&out).map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().contains(".partial-"))).unwrap_or(false);
+    while !partial() {
+        assert!(t0.elapsed().as_secs() < 60, "no partial stem appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    let left: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.is_empty(), "an interrupted run leaves nothing behind, found {left:?}");
+}

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
@@ -16,6 +16,7 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
 use super::{AudioBuffer, AudioError};
+use crate::limits;
 
 /// Give up after this many consecutive packets that fail to decode (a few corrupt MP3 frames are
 /// skipped, a file that is garbage throughout is reported).
@@ -34,20 +35,28 @@ const MAX_RESERVE_FRAMES: u64 = 1 << 24;
 /// A valid file with no samples yields an empty buffer (`frames() == 0`).
 ///
 /// Never panics on junk input: a panic inside a decoder is caught and reported as
-/// [`AudioError::Decode`].
+/// [`AudioError::Decode`]. The whole file is held in memory: [`AudioReader`] streams it.
 ///
 /// # Errors
 /// [`AudioError::Open`] if the file cannot be opened, [`AudioError::UnsupportedFormat`] for an
 /// unrecognised, empty or junk file, [`AudioError::NoAudioTrack`], or [`AudioError::Decode`].
 pub fn read_audio(path: &Path) -> Result<AudioBuffer, AudioError> {
-    let file = File::open(path).map_err(|error| AudioError::Open {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    match catch_unwind(AssertUnwindSafe(|| decode_file(path, file))) {
-        Ok(result) => result,
-        Err(_) => Err(decode_error(path, "the decoder panicked on malformed data")),
+    let mut reader = AudioReader::open(path)?;
+    let reserve = reader.frames_hint().unwrap_or(0).min(MAX_RESERVE_FRAMES) as usize;
+    let mut channels: Vec<Vec<f32>> = Vec::new();
+    let mut block = Vec::new();
+    while reader.next_block(&mut block)? {
+        if channels.is_empty() {
+            channels = block.iter().map(|_| Vec::with_capacity(reserve)).collect();
+        }
+        for (dst, src) in channels.iter_mut().zip(&block) {
+            dst.extend_from_slice(src);
+        }
     }
+    if channels.is_empty() {
+        channels = vec![Vec::new(); reader.channels()];
+    }
+    Ok(AudioBuffer { sample_rate: reader.sample_rate(), channels })
 }
 
 fn decode_error(path: &Path, message: impl Into<String>) -> AudioError {
@@ -63,153 +72,238 @@ fn unsupported(path: &Path) -> AudioError {
     }
 }
 
-fn decode_file(path: &Path, file: File) -> Result<AudioBuffer, AudioError> {
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+/// An audio file decoded packet by packet: memory stays at one packet whatever the file's
+/// length. Same formats, checks and error handling as [`read_audio`] (which is built on it).
+///
+/// The sample rate and channel count are known after [`AudioReader::open`] (from the codec
+/// parameters, else from the first packet, which is then decoded ahead) and checked against
+/// [`crate::limits`]; a stream whose layout changes mid-file is an error.
+pub struct AudioReader {
+    path: PathBuf,
+    format: Box<dyn symphonia::core::formats::FormatReader>,
+    decoder: Box<dyn symphonia::core::codecs::audio::AudioDecoder>,
+    track_id: u32,
+    sample_rate: u32,
+    channels: usize,
+    frames_hint: Option<u64>,
+    /// The first packet, decoded during `open` when the codec parameters lacked the layout.
+    first: Option<Vec<Vec<f32>>>,
+    done: bool,
+    /// Whether any packet decoded (trailing bad packets after good ones are skipped).
+    decoded_any: bool,
+}
 
-    let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(ext);
+impl std::fmt::Debug for AudioReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioReader")
+            .field("path", &self.path)
+            .field("sample_rate", &self.sample_rate)
+            .field("channels", &self.channels)
+            .field("frames_hint", &self.frames_hint)
+            .finish()
+    }
+}
+
+impl AudioReader {
+    /// Open and probe `path`, and read its layout.
+    ///
+    /// # Errors
+    /// As [`read_audio`], plus [`AudioError::Implausible`] for a sample rate or channel count
+    /// outside [`crate::limits`].
+    pub fn open(path: &Path) -> Result<Self, AudioError> {
+        let file = File::open(path).map_err(|error| AudioError::Open {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        guarded(path, || Self::open_file(path, file))
     }
 
-    // Probe failures (no known container found, empty file, junk) all mean "not a format we
-    // read"; a genuine I/O failure while reading would have been an `Open` error in practice.
-    let mut format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .map_err(|_| unsupported(path))?;
-
-    let track = format
-        .default_track(TrackType::Audio)
-        .ok_or_else(|| AudioError::NoAudioTrack {
-            path: path.to_path_buf(),
-        })?;
-    let track_id = track.id;
-    let reserve = track.num_frames.unwrap_or(0).min(MAX_RESERVE_FRAMES) as usize;
-    let params = track
-        .codec_params
-        .as_ref()
-        .and_then(|p| p.audio())
-        .ok_or_else(|| AudioError::NoAudioTrack {
-            path: path.to_path_buf(),
-        })?;
-    let mut sample_rate = params.sample_rate.unwrap_or(0);
-    let mut channel_count = params.channels.as_ref().map_or(0, |c| c.count());
-
-    let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(params, &AudioDecoderOptions::default())
-        .map_err(|e| match e {
-            SymphoniaError::Unsupported(_) => unsupported(path),
-            other => decode_error(path, other.to_string()),
-        })?;
-
-    let mut channels: Vec<Vec<f32>> = Vec::new();
-    let mut packet_planes: Vec<Vec<f32>> = Vec::new();
-    let mut bad_in_a_row = 0usize;
-    let mut last_packet_error = String::new();
-
-    loop {
-        let packet = match format.next_packet() {
-            Ok(Some(packet)) => packet,
-            Ok(None) => break,
-            // A chained OGG stream changes its track list: keep the first stream only.
-            Err(SymphoniaError::ResetRequired) => break,
-            // Truncated file: keep what was decoded up to the cut.
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                break;
-            }
-            Err(e) => return Err(decode_error(path, e.to_string())),
-        };
-        if packet.track_id != track_id {
-            continue;
+    fn open_file(path: &Path, file: File) -> Result<Self, AudioError> {
+        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
         }
-
-        let decoded = match decoder.decode(&packet) {
-            Ok(decoded) => decoded,
-            Err(SymphoniaError::DecodeError(msg)) => {
-                bad_in_a_row += 1;
-                last_packet_error = msg.to_string();
-                if bad_in_a_row > MAX_CONSECUTIVE_BAD_PACKETS {
-                    return Err(decode_error(
-                        path,
-                        format!("too many corrupt packets in a row ({last_packet_error})"),
-                    ));
-                }
-                continue;
-            }
-            Err(SymphoniaError::IoError(e)) => {
-                bad_in_a_row += 1;
-                last_packet_error = e.to_string();
-                if bad_in_a_row > MAX_CONSECUTIVE_BAD_PACKETS {
-                    return Err(decode_error(
-                        path,
-                        format!("too many corrupt packets in a row ({last_packet_error})"),
-                    ));
-                }
-                continue;
-            }
-            Err(e) => return Err(decode_error(path, e.to_string())),
+        // Probe failures (no known container found, empty file, junk) all mean "not a format
+        // we read"; a genuine I/O failure while reading would have been an `Open` error.
+        let format = symphonia::default::get_probe()
+            .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
+            .map_err(|_| unsupported(path))?;
+        let track = format
+            .default_track(TrackType::Audio)
+            .ok_or_else(|| AudioError::NoAudioTrack { path: path.to_path_buf() })?;
+        let track_id = track.id;
+        let frames_hint = track.num_frames;
+        let params = track
+            .codec_params
+            .as_ref()
+            .and_then(|p| p.audio())
+            .ok_or_else(|| AudioError::NoAudioTrack { path: path.to_path_buf() })?;
+        let sample_rate = params.sample_rate.unwrap_or(0);
+        let channels = params.channels.as_ref().map_or(0, |c| c.count());
+        let decoder = symphonia::default::get_codecs()
+            .make_audio_decoder(params, &AudioDecoderOptions::default())
+            .map_err(|e| match e {
+                SymphoniaError::Unsupported(_) => unsupported(path),
+                other => decode_error(path, other.to_string()),
+            })?;
+        let mut reader = AudioReader {
+            path: path.to_path_buf(),
+            format,
+            decoder,
+            track_id,
+            sample_rate,
+            channels,
+            frames_hint,
+            first: None,
+            done: false,
+            decoded_any: false,
         };
-        bad_in_a_row = 0;
-
-        let spec = decoded.spec();
-        let rate = spec.rate();
-        let count = spec.channels().count();
-        if channels.is_empty() {
-            // First decoded packet fixes the layout (codec parameters may omit it).
-            if rate != 0 {
-                sample_rate = rate;
-            }
-            if count != 0 {
-                channel_count = count;
-            }
-            if channel_count == 0 {
+        // A layout the header declares is checked before any decoding work.
+        if sample_rate != 0 {
+            limits::check_sample_rate(sample_rate).map_err(|m| reader.implausible(m))?;
+        }
+        if channels != 0 {
+            limits::check_channels(channels).map_err(|m| reader.implausible(m))?;
+        }
+        if sample_rate == 0 || channels == 0 {
+            // The codec parameters omit the layout: the first packet gives it.
+            let mut first = Vec::new();
+            if reader.decode_next(&mut first, true)? {
+                reader.first = Some(first);
+            } else if reader.channels == 0 {
                 return Err(decode_error(path, "stream has zero channels"));
             }
-            channels = (0..channel_count)
-                .map(|_| Vec::with_capacity(reserve))
-                .collect();
-        } else if count != channel_count || (rate != 0 && rate != sample_rate) {
-            return Err(decode_error(
-                path,
-                format!(
-                    "stream format changes mid-file ({channel_count} ch @ {sample_rate} Hz -> \
-                     {count} ch @ {rate} Hz)"
-                ),
-            ));
+            if reader.sample_rate == 0 {
+                return Err(decode_error(path, "unknown sample rate"));
+            }
         }
-        if decoded.frames() == 0 {
-            continue;
-        }
-        decoded.copy_to_vecs_planar::<f32>(&mut packet_planes);
-        for (dst, src) in channels.iter_mut().zip(&packet_planes) {
-            dst.extend_from_slice(src);
-        }
+        reader.frames_hint = frames_hint.filter(|&f| limits::check_frames(f, reader.sample_rate).is_ok());
+        Ok(reader)
     }
 
-    if channels.is_empty() {
-        // No packet decoded. Either the stream is legitimately empty, or every packet was bad.
-        if bad_in_a_row > 0 {
-            return Err(decode_error(
-                path,
-                format!("no packet could be decoded ({last_packet_error})"),
-            ));
-        }
-        if channel_count == 0 {
-            return Err(decode_error(path, "stream has zero channels"));
-        }
-        channels = vec![Vec::new(); channel_count];
+    fn implausible(&self, message: String) -> AudioError {
+        AudioError::Implausible { path: self.path.clone(), message }
     }
-    if sample_rate == 0 {
-        return Err(decode_error(path, "unknown sample rate"));
+
+    /// Sample rate in Hz.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
     }
-    Ok(AudioBuffer {
-        sample_rate,
-        channels,
-    })
+
+    /// Channels in the file (blocks have this many).
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Frames the header announces, when it does and the number is plausible (a progress
+    /// estimate only: the stream decides).
+    pub fn frames_hint(&self) -> Option<u64> {
+        self.frames_hint
+    }
+
+    /// Decode the next packet into `block` (one `Vec` per channel, replaced). `Ok(false)` at the
+    /// end of the stream. Packets that decode to no frames are skipped.
+    ///
+    /// # Errors
+    /// [`AudioError::Decode`] (too many corrupt packets in a row, layout change, a decoder
+    /// panic), [`AudioError::Implausible`].
+    pub fn next_block(&mut self, block: &mut Vec<Vec<f32>>) -> Result<bool, AudioError> {
+        if let Some(first) = self.first.take() {
+            *block = first;
+            return Ok(true);
+        }
+        let path = self.path.clone();
+        guarded(&path, || self.decode_next(block, false))
+    }
+
+    fn decode_next(&mut self, block: &mut Vec<Vec<f32>>, first: bool) -> Result<bool, AudioError> {
+        let path = self.path.clone();
+        let path = path.as_path();
+        let mut bad_in_a_row = 0usize;
+        let mut last_packet_error = String::new();
+        while !self.done {
+            let packet = match self.format.next_packet() {
+                Ok(Some(packet)) => packet,
+                Ok(None) => break,
+                // A chained OGG stream changes its track list: keep the first stream only.
+                Err(SymphoniaError::ResetRequired) => break,
+                // Truncated file: keep what was decoded up to the cut.
+                Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(decode_error(path, e.to_string())),
+            };
+            if packet.track_id != self.track_id {
+                continue;
+            }
+            let decoded = match self.decoder.decode(&packet) {
+                Ok(decoded) => decoded,
+                Err(SymphoniaError::DecodeError(msg)) => {
+                    bad_in_a_row += 1;
+                    last_packet_error = msg.to_string();
+                    if bad_in_a_row > MAX_CONSECUTIVE_BAD_PACKETS {
+                        return Err(decode_error(path, format!("too many corrupt packets in a row ({last_packet_error})")));
+                    }
+                    continue;
+                }
+                Err(SymphoniaError::IoError(e)) => {
+                    bad_in_a_row += 1;
+                    last_packet_error = e.to_string();
+                    if bad_in_a_row > MAX_CONSECUTIVE_BAD_PACKETS {
+                        return Err(decode_error(path, format!("too many corrupt packets in a row ({last_packet_error})")));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(decode_error(path, e.to_string())),
+            };
+            bad_in_a_row = 0;
+            let spec = decoded.spec();
+            let rate = spec.rate();
+            let count = spec.channels().count();
+            if first {
+                // The first decoded packet fixes a layout the codec parameters omit.
+                if rate != 0 && self.sample_rate == 0 {
+                    limits::check_sample_rate(rate).map_err(|message| AudioError::Implausible { path: path.to_path_buf(), message })?;
+                    self.sample_rate = rate;
+                }
+                if count != 0 && self.channels == 0 {
+                    limits::check_channels(count).map_err(|message| AudioError::Implausible { path: path.to_path_buf(), message })?;
+                    self.channels = count;
+                }
+                if self.channels == 0 {
+                    return Err(decode_error(path, "stream has zero channels"));
+                }
+            }
+            if count != self.channels || (rate != 0 && rate != self.sample_rate) {
+                return Err(decode_error(
+                    path,
+                    format!(
+                        "stream format changes mid-file ({} ch @ {} Hz -> {count} ch @ {rate} Hz)",
+                        self.channels, self.sample_rate
+                    ),
+                ));
+            }
+            if decoded.frames() == 0 {
+                continue;
+            }
+            decoded.copy_to_vecs_planar::<f32>(block);
+            block.truncate(self.channels);
+            self.decoded_any = true;
+            return Ok(true);
+        }
+        self.done = true;
+        if bad_in_a_row > 0 && !self.decoded_any {
+            return Err(decode_error(path, format!("no packet could be decoded ({last_packet_error})")));
+        }
+        Ok(false)
+    }
+}
+
+/// Run decoder code, turning a panic on malformed data into [`AudioError::Decode`].
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, AudioError>) -> Result<T, AudioError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(_) => Err(decode_error(path, "the decoder panicked on malformed data")),
+    }
 }
 
 /// Write planar `channels` as a 32-bit IEEE-float WAV file (interleaved frames), overwriting

@@ -14,11 +14,13 @@
 
 mod io;
 mod resample;
+mod write;
 
 use std::path::PathBuf;
 
-pub use io::{read_audio, write_wav_f32};
+pub use io::{AudioReader, read_audio, write_wav_f32};
 pub use resample::{StreamResampler, resample};
+pub use write::{AudioWriter, BitDepth, Format};
 
 /// Planar audio in `f32`: `channels[c][frame]`, all channels of equal length.
 ///
@@ -113,6 +115,15 @@ pub enum AudioError {
         /// Output sample rate in Hz.
         to: u32,
         /// What went wrong.
+        message: String,
+    },
+    /// A header value (sample rate, channel count, ...) outside what the tool accepts
+    /// ([`crate::limits`]): refused before any work it would size.
+    #[error("{}: {message}", path.display())]
+    Implausible {
+        /// The file.
+        path: PathBuf,
+        /// Which value, and the accepted range.
         message: String,
     },
     /// Buffers passed in have the wrong shape (channel count, unequal lengths, block too long).

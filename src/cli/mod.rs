@@ -6,6 +6,7 @@ pub mod models;
 pub mod separate;
 
 use crate::device::{DeviceRequest, Precision};
+use crate::audio::{BitDepth, Format};
 use crate::dsp::overlap::Scheme;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Separate audio files into one WAV per stem.
+    /// Separate audio files (or folders, or globs) into one file per stem.
     Separate(SeparateArgs),
     /// Describe a model: stems, chunk, size, FLOPs, plugin latency.
     Info(ModelArgs),
@@ -56,9 +57,10 @@ pub struct ModelArgs {
 
 #[derive(Args, Debug)]
 pub struct SeparateArgs {
-    /// Audio files (WAV, FLAC, MP3, OGG Vorbis, AIFF).
+    /// Audio files (WAV, FLAC, MP3, OGG Vorbis, AIFF), folders (searched recursively for
+    /// audio files) and glob patterns (`"music/**/*.flac"`).
     #[arg(required = true)]
-    pub inputs: Vec<PathBuf>,
+    pub inputs: Vec<String>,
     /// Model weights (.ckpt/.pth/.safetensors), a name (or unique prefix) that `mdx-stems
     /// models` lists, or a built-in (`builtin:hpss`, `builtin:center`). Default: the first
     /// ready model found, else `builtin:hpss`.
@@ -67,9 +69,28 @@ pub struct SeparateArgs {
     /// Model config (.yaml); default: the .yaml with the same name next to the model.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Where to write `<input>_(<stem>).wav` (created if missing).
+    /// Where to write the stems (created if missing).
     #[arg(long, short, default_value = ".")]
     pub out_dir: PathBuf,
+    /// Output file format.
+    #[arg(long, value_enum, default_value_t = Format::Wav)]
+    pub format: Format,
+    /// Sample format: 16 or 24-bit integers, or 32-bit float (WAV only). Default: 32f for
+    /// WAV, 24 for FLAC.
+    #[arg(long, value_enum)]
+    pub bit_depth: Option<BitDepth>,
+    /// Write only these stems (comma-separated names, any case; default: all, the complement of
+    /// a single-target model included).
+    #[arg(long, value_delimiter = ',')]
+    pub stems: Vec<String>,
+    /// Output file name, without the extension: `{input}` (the input's name without its
+    /// extension), `{stem}`, `{model}` (the model file's name), `{parent}` (the input's folder
+    /// name); may contain `/` for subfolders of --out-dir.
+    #[arg(long, default_value = "{input}_({stem})")]
+    pub name_template: String,
+    /// Skip an input whose selected stems all exist already.
+    #[arg(long)]
+    pub skip_existing: bool,
     /// Chunking and overlap-add of UVR (rectangular) or MSST (faded).
     #[arg(long, value_enum, default_value_t = Scheme::Uvr)]
     pub scheme: Scheme,

@@ -1,24 +1,136 @@
-//! `mdx-stems separate`: decode, resample to the model's rate, separate, resample back, write.
+//! `mdx-stems separate`: files, folders and globs in; each file decoded, resampled to the
+//! model's rate, separated, resampled back and written as a stream (memory does not grow with
+//! the file); the model loaded once. A bad file is reported and skipped, every failure listed
+//! at the end (exit code 1). Stems are written under a temporary name and renamed when
+//! complete, so an interrupted run (Ctrl-C) never leaves a truncated stem that looks finished.
 
 use super::SeparateArgs;
-use crate::audio::{self, AudioBuffer};
-use crate::engine::{LoadOptions, Separator, StageTimes};
+use crate::audio::{AudioReader, AudioWriter, BitDepth, Format};
+use crate::engine::{LoadOptions, Separator, StageTimes, StreamSettings};
 use crate::options::EngineOptions;
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::{BTreeSet, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// Output file for one stem: `<out_dir>/<input stem>_(<stem name>).wav`.
-pub fn stem_path(out_dir: &Path, input: &Path, stem: &str) -> PathBuf {
-    let base = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
-    out_dir.join(format!("{base}_({stem}).wav"))
+/// File extensions a folder is searched for.
+pub const AUDIO_EXTENSIONS: [&str; 7] = ["wav", "flac", "mp3", "ogg", "oga", "aif", "aiff"];
+
+/// The run was stopped by Ctrl-C (or SIGTERM).
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+impl std::error::Error for Interrupted {}
+
+/// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// The input files `args` name: files as given, folders searched recursively for audio files
+/// (sorted), glob patterns expanded (sorted); each file once, in the order first named.
+pub fn expand_inputs(args: &[String]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut add = |p: PathBuf, out: &mut Vec<PathBuf>| {
+        let key = p.canonicalize().unwrap_or_else(|_| p.clone());
+        if seen.insert(key) {
+            out.push(p);
+        }
+    };
+    for arg in args {
+        let path = PathBuf::from(arg);
+        if path.is_file() {
+            add(path, &mut out);
+        } else if path.is_dir() {
+            let mut found = Vec::new();
+            walk(&path, &mut found).with_context(|| format!("cannot read folder {}", path.display()))?;
+            if found.is_empty() {
+                bail!("folder {} holds no audio files ({})", path.display(), AUDIO_EXTENSIONS.join(", "));
+            }
+            found.sort();
+            for f in found {
+                add(f, &mut out);
+            }
+        } else if arg.contains(['*', '?', '[']) {
+            let paths = glob::glob(arg).with_context(|| format!("bad glob pattern {arg}"))?;
+            let mut found: Vec<PathBuf> = paths.filter_map(|p| p.ok()).filter(|p| p.is_file()).collect();
+            if found.is_empty() {
+                bail!("no file matches {arg}");
+            }
+            found.sort();
+            for f in found {
+                add(f, &mut out);
+            }
+        } else {
+            bail!("input file {} does not exist", path.display());
+        }
+    }
+    Ok(out)
+}
+
+fn is_audio(p: &Path) -> bool {
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(e)))
+}
+
+/// Audio files under `dir`, recursively (symbolic links to folders are not followed).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        let p = entry.path();
+        if ty.is_dir() {
+            walk(&p, out)?;
+        } else if is_audio(&p) && p.is_file() {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// The output file of one stem: the template filled in, under `out_dir`, with the format's
+/// extension.
+pub fn stem_path(out_dir: &Path, template: &str, input: &Path, model: &str, stem: &str, format: Format) -> PathBuf {
+    let name = |p: Option<&std::ffi::OsStr>| p.map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+    let input_name = name(input.file_stem());
+    let parent = name(input.parent().and_then(|p| p.canonicalize().ok()).as_deref().and_then(Path::file_name));
+    let filled = template
+        .replace("{input}", &input_name)
+        .replace("{stem}", stem)
+        .replace("{model}", model)
+        .replace("{parent}", &parent);
+    out_dir.join(format!("{filled}.{}", format.extension()))
+}
+
+/// The temporary name a stem is written under (hidden, beside the final file).
+fn partial_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
 /// `base`: the options from the environment; the arguments set the rest.
 pub fn run(args: &SeparateArgs, base: EngineOptions) -> Result<()> {
     super::info::apply_threads(args.threads);
+    let depth = args.bit_depth.unwrap_or(match args.format {
+        Format::Wav => BitDepth::F32,
+        Format::Flac => BitDepth::I24,
+    });
+    if args.format == Format::Flac && depth == BitDepth::F32 {
+        bail!("FLAC stores integers: use --bit-depth 16 or 24, or --format wav for 32-bit float");
+    }
+    if !args.name_template.contains("{stem}") {
+        bail!("--name-template `{}` has no {{stem}}: every stem would go to the same file", args.name_template);
+    }
+    crate::limits::check_batch(args.batch).map_err(anyhow::Error::msg)?;
+    crate::limits::check_threads(args.threads).map_err(anyhow::Error::msg)?;
+    let inputs = expand_inputs(&args.inputs)?;
     let model = match &args.model {
         Some(m) => super::info::resolve_model(m)?,
         None => {
@@ -29,12 +141,11 @@ pub fn run(args: &SeparateArgs, base: EngineOptions) -> Result<()> {
             model
         }
     };
-    for input in &args.inputs {
-        if !input.is_file() {
-            bail!("input file {} does not exist", input.display());
-        }
-    }
     let builtin = crate::nets::builtin::Builtin::is_builtin_name(&model.to_string_lossy());
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the Ctrl-C handler")?;
+    }
     let t_load = Instant::now();
     let options = EngineOptions {
         device: args.device,
@@ -45,9 +156,10 @@ pub fn run(args: &SeparateArgs, base: EngineOptions) -> Result<()> {
         ..base
     };
     // A built-in runs at the file's own rate (no resampling: its stems add up to the input).
-    let first_rate = match builtin {
-        true => Some(audio::read_audio(&args.inputs[0])?.sample_rate),
-        false => None,
+    let file_rate = |input: &Path| -> Result<u32> { Ok(AudioReader::open(input)?.sample_rate()) };
+    let first_rate = match (builtin, inputs.first()) {
+        (true, Some(first)) => Some(file_rate(first)?),
+        _ => None,
     };
     let mut opts = LoadOptions { model, config: args.config.clone(), segment: args.segment, sample_rate: first_rate, options };
     let mut sep = Separator::load(&opts)?;
@@ -58,6 +170,40 @@ pub fn run(args: &SeparateArgs, base: EngineOptions) -> Result<()> {
     if overlap < 1 {
         bail!("--overlap must be at least 1");
     }
+    crate::limits::check_overlap(overlap).map_err(anyhow::Error::msg)?;
+    // Every stem the model writes, and those asked for.
+    let mut all: Vec<String> = sep.stems();
+    all.extend(sep.info().complement.clone());
+    let selected: Vec<usize> = if args.stems.is_empty() {
+        (0..all.len()).collect()
+    } else {
+        let mut sel = Vec::new();
+        for want in &args.stems {
+            match all.iter().position(|s| s.eq_ignore_ascii_case(want.trim())) {
+                Some(i) if !sel.contains(&i) => sel.push(i),
+                Some(_) => {}
+                None => bail!("--stems: the model has no stem `{want}` (it has {})", all.join(", ")),
+            }
+        }
+        sel.sort_unstable();
+        sel
+    };
+    let model_name = opts.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    // Two inputs must not write the same files.
+    let mut owner: HashMap<PathBuf, &Path> = HashMap::new();
+    for input in &inputs {
+        for &i in &selected {
+            let p = stem_path(&args.out_dir, &args.name_template, input, &model_name, &all[i], args.format);
+            if let Some(other) = owner.insert(p.clone(), input) {
+                bail!(
+                    "{} and {} would both write {} (use --name-template with {{parent}}, or separate them apart)",
+                    other.display(),
+                    input.display(),
+                    p.display()
+                );
+            }
+        }
+    }
     if !args.quiet {
         eprintln!(
             "model: {} stems {:?} on {} ({}), {}, loaded in {:.2} s",
@@ -67,21 +213,67 @@ pub fn run(args: &SeparateArgs, base: EngineOptions) -> Result<()> {
             if builtin { "built-in DSP" } else { sep.precision().name() },
             match sep.info().schedule {
                 crate::nets::Schedule::Chunks { chunk, .. } => format!("chunk {chunk} samples, {:?} overlap {overlap}", args.scheme),
-                crate::nets::Schedule::Stream { block, latency } => format!("stream of {block}-sample blocks, {latency} samples late at {} Hz", sep.sample_rate()),
+                crate::nets::Schedule::Stream { block, latency } => {
+                    format!("stream of {block}-sample blocks, {latency} samples late at {} Hz", sep.sample_rate())
+                }
             },
             t_load.elapsed().as_secs_f64()
         );
     }
     std::fs::create_dir_all(&args.out_dir).with_context(|| format!("cannot create output folder {}", args.out_dir.display()))?;
-    for input in &args.inputs {
+
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let bars = MultiProgress::with_draw_target(if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let overall = if inputs.len() > 1 {
+        let b = bars.add(ProgressBar::new(inputs.len() as u64));
+        b.set_style(ProgressStyle::with_template("files [{bar:30}] {pos}/{len}, {elapsed} (eta {eta})").expect("static template").progress_chars("=> "));
+        Some(b)
+    } else {
+        None
+    };
+    let job = Job { args, depth, selected: &selected, all: &all, model_name: &model_name, overlap, stop: &stop, bars: &bars };
+    let mut failures: Vec<String> = Vec::new();
+    let (mut done, mut skipped) = (0usize, 0usize);
+    for input in &inputs {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         if builtin {
-            let rate = audio::read_audio(input)?.sample_rate;
-            if rate != sep.sample_rate() {
-                opts.sample_rate = Some(rate);
-                sep = Separator::load(&opts)?;
+            // Built at the previous file's rate: build it again at this one's.
+            match file_rate(input) {
+                Ok(rate) if rate != sep.sample_rate() => {
+                    opts.sample_rate = Some(rate);
+                    sep = Separator::load(&opts)?;
+                }
+                _ => {}
             }
         }
-        separate_file(&mut sep, args, input, overlap)?;
+        match job.file(&mut sep, input) {
+            Ok(true) => done += 1,
+            Ok(false) => skipped += 1,
+            Err(e) if e.downcast_ref::<Interrupted>().is_some() => break,
+            Err(e) => {
+                if inputs.len() == 1 {
+                    return Err(e);
+                }
+                let line = format!("{e:#}").replace('\n', " ");
+                let _ = bars.println(format!("failed: {line}"));
+                if !show && !args.quiet {
+                    eprintln!("failed: {line}");
+                }
+                failures.push(line);
+            }
+        }
+        if let Some(b) = &overall {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = &overall {
+        b.finish_and_clear();
+    }
+    if stop.load(Ordering::Relaxed) {
+        eprintln!("interrupted: the partial stems were removed ({done} files done)");
+        std::process::exit(EXIT_INTERRUPTED);
     }
     if let Some(p) = sep.profile {
         print_profile(&p);
@@ -90,6 +282,18 @@ pub fn run(args: &SeparateArgs, base: EngineOptions) -> Result<()> {
         if let Some(peak) = crate::memory::gpu_peak_memory(sep.device()) {
             eprintln!("GPU memory: peak {:.0} MB (model, activations and workspaces)", peak as f64 / 1e6);
         }
+        if inputs.len() > 1 {
+            eprintln!("{done} files separated, {skipped} skipped (stems exist), {} failed", failures.len());
+        }
+        if let Some(peak) = crate::memory::peak_rss_bytes() {
+            eprintln!("peak RSS {:.1} MB", peak as f64 / 1e6);
+        }
+    }
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("error: {f}");
+        }
+        bail!("{} of {} files failed", failures.len(), inputs.len());
     }
     Ok(())
 }
@@ -109,69 +313,117 @@ pub fn default_model() -> (PathBuf, String) {
     (PathBuf::from(crate::nets::builtin::DEFAULT), line)
 }
 
-fn separate_file(sep: &mut Separator, args: &SeparateArgs, input: &Path, overlap: usize) -> Result<()> {
-    let t0 = Instant::now();
-    let buf = audio::read_audio(input)?.into_stereo();
-    let AudioBuffer { sample_rate, channels } = buf;
-    let n = channels[0].len();
-    if n == 0 {
-        bail!("{} contains no audio samples", input.display());
-    }
-    let model_rate = sep.sample_rate();
-    let mix = audio::resample(&channels, sample_rate, model_rate)?;
-    let total = match sep.info().schedule {
-        crate::nets::Schedule::Chunks { .. } => crate::dsp::overlap::chunk_count(
-            args.scheme,
-            &crate::dsp::overlap::OverlapParams { chunk: sep.chunk_len(), overlap, stems: sep.num_stems(), batch: args.batch },
-            mix[0].len(),
-        ),
-        crate::nets::Schedule::Stream { block, latency } => (mix[0].len() + latency).div_ceil(block),
-    };
-    let bar = if args.quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(total as u64);
-        b.set_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} chunks, {elapsed} (eta {eta})")
-                .expect("static template")
-                .progress_chars("=> "),
+/// What every file of a run shares.
+struct Job<'a> {
+    args: &'a SeparateArgs,
+    depth: BitDepth,
+    selected: &'a [usize],
+    all: &'a [String],
+    model_name: &'a str,
+    overlap: usize,
+    stop: &'a AtomicBool,
+    bars: &'a MultiProgress,
+}
+
+impl Job<'_> {
+    /// Separate one file; `Ok(false)` when skipped because its stems exist.
+    fn file(&self, sep: &mut Separator, input: &Path) -> Result<bool> {
+        let args = self.args;
+        let t0 = Instant::now();
+        let paths: Vec<PathBuf> = self
+            .selected
+            .iter()
+            .map(|&i| stem_path(&args.out_dir, &args.name_template, input, self.model_name, &self.all[i], args.format))
+            .collect();
+        if args.skip_existing && paths.iter().all(|p| p.is_file()) {
+            if !args.quiet {
+                let _ = self.bars.println(format!("skipped {} (stems exist)", input.display()));
+            }
+            return Ok(false);
+        }
+        let mut reader = AudioReader::open(input)?;
+        let rate = reader.sample_rate();
+        crate::limits::check_sample_rate(rate).map_err(|m| anyhow::anyhow!("{}: {m}", input.display()))?;
+        let bar = self.bars.add(match reader.frames_hint() {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::no_length(),
+        });
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {percent}%, {elapsed} (eta {eta})").expect("static template").progress_chars("=> "),
         );
-        b.set_message(input.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
-        b
-    };
-    let stems = sep.separate(&mix, args.scheme, overlap, args.batch, &mut |done, _| bar.set_position(done as u64))?;
-    bar.finish_and_clear();
-    for w in sep.drain_events() {
-        eprintln!("warning: {w}");
-    }
-    let names = sep.stems();
-    let mut written = Vec::with_capacity(names.len() + 1);
-    for (name, stem) in names.iter().zip(stems) {
-        let mut out = audio::resample(&stem, model_rate, sample_rate)?;
-        for ch in &mut out {
-            ch.resize(n, 0.0); // same length as the input
+        bar.set_message(input.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+        let mut partial = Partial(Vec::new());
+        let mut writers = Vec::with_capacity(paths.len());
+        for p in &paths {
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
+            }
+            let tmp = partial_path(p);
+            partial.0.push(tmp.clone());
+            writers.push(AudioWriter::create(&tmp, args.format, self.depth, rate, 2)?);
         }
-        written.push((name.clone(), out));
-    }
-    // A single-target model: its complement is the input minus the target (as UVR writes it).
-    if let Some(name) = sep.info().complement.clone() {
-        let target = &written[0].1;
-        let rest: Vec<Vec<f32>> = channels.iter().zip(target).map(|(x, t)| x.iter().zip(t).map(|(a, b)| a - b).collect()).collect();
-        written.push((name, rest));
-    }
-    for (name, out) in &written {
-        let path = stem_path(&args.out_dir, input, name);
-        audio::write_wav_f32(&path, sample_rate, out)?;
+        let mut packet: Vec<Vec<f32>> = Vec::new();
+        let stop = self.stop;
+        let mut source = |block: &mut [Vec<f32>; 2]| -> Result<bool> {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Interrupted.into());
+            }
+            if !reader.next_block(&mut packet)? {
+                return Ok(false);
+            }
+            // Mono is duplicated; more than two channels: the first two (front left, right).
+            block[0].clear();
+            block[0].extend_from_slice(&packet[0]);
+            block[1].clear();
+            block[1].extend_from_slice(packet.get(1).unwrap_or(&packet[0]));
+            bar.inc(block[0].len() as u64);
+            Ok(true)
+        };
+        let selected = self.selected;
+        let mut sink = |stems: &[Vec<f32>]| -> Result<()> {
+            for (w, &i) in writers.iter_mut().zip(selected) {
+                w.write(&[&stems[2 * i], &stems[2 * i + 1]])?;
+            }
+            Ok(())
+        };
+        let settings = StreamSettings { scheme: args.scheme, overlap: self.overlap, batch: args.batch };
+        let n = sep.separate_streaming(rate, &settings, &mut source, &mut sink)?;
+        bar.finish_and_clear();
+        self.bars.remove(&bar);
+        for w in sep.drain_events() {
+            let _ = self.bars.println(format!("warning: {w}"));
+        }
+        if n == 0 {
+            bail!("{} contains no audio samples", input.display());
+        }
+        for w in writers {
+            w.finish()?;
+        }
+        for (tmp, p) in partial.0.iter().zip(&paths) {
+            std::fs::rename(tmp, p).with_context(|| format!("cannot move {} to {}", tmp.display(), p.display()))?;
+        }
+        partial.0.clear();
         if !args.quiet {
-            eprintln!("wrote {}", path.display());
+            for p in &paths {
+                let _ = self.bars.println(format!("wrote {}", p.display()));
+            }
+            let secs = n as f64 / rate as f64;
+            let took = t0.elapsed().as_secs_f64();
+            let _ = self.bars.println(format!("{}: {secs:.1} s of audio in {took:.1} s ({:.2}x real time)", input.display(), secs / took));
+        }
+        Ok(true)
+    }
+}
+
+/// Temporary files removed on drop (a failure or Ctrl-C), unless renamed into place.
+struct Partial(Vec<PathBuf>);
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
         }
     }
-    if !args.quiet {
-        let secs = n as f64 / sample_rate as f64;
-        let took = t0.elapsed().as_secs_f64();
-        eprintln!("{}: {secs:.1} s of audio in {took:.1} s ({:.2}x real time)", input.display(), secs / took);
-    }
-    Ok(())
 }
 
 fn print_profile(p: &StageTimes) {

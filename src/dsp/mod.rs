@@ -2,4 +2,5 @@
 //! overlap-add schedules ([`overlap`]). Resampling lives in [`crate::audio`].
 
 pub mod overlap;
+pub mod overlap_stream;
 pub mod stft;

@@ -162,7 +162,7 @@ fn separate_uvr<E>(
 }
 
 /// MSST's window: ones with linear fades of `fade` samples at both ends.
-fn msst_window(c: usize, fade: usize) -> Vec<f32> {
+pub(crate) fn msst_window(c: usize, fade: usize) -> Vec<f32> {
     let mut w = vec![1f32; c];
     if fade > 0 {
         for i in 0..fade {
@@ -179,7 +179,7 @@ fn msst_window(c: usize, fade: usize) -> Vec<f32> {
 }
 
 /// numpy/torch `reflect` index (edge not repeated) for an index in [-(n-1), 2n-2].
-fn reflect(i: i64, n: usize) -> usize {
+pub(crate) fn reflect(i: i64, n: usize) -> usize {
     let n = n as i64;
     let mut i = i;
     if i < 0 {

@@ -10,7 +10,10 @@
 //! The engine sees only the model interface ([`crate::nets`]); [`Separator::load`] resolves a
 //! model file with [`crate::catalog`] first, then builds.
 
+mod stream;
 mod whole;
+
+pub use stream::StreamSettings;
 
 use crate::backend::cpu::kernels::pool;
 use crate::backend::is_out_of_memory;

@@ -430,10 +430,11 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
 }
 
 /// CPU threads for the engine: the setting, or (0) every core but one, at least one.
-pub(crate) fn plugin_threads(setting: u32) -> usize {
+pub fn plugin_threads(setting: u32) -> usize {
     match setting {
         0 => crate::engine::resolve_threads(0).saturating_sub(1).max(1),
-        n => n as usize,
+        // A state's value is clamped: a pool of millions of threads is never plausible.
+        n => (n as usize).min(crate::limits::MAX_THREADS),
     }
 }
 

@@ -88,7 +88,12 @@ impl Checkpoint {
             head[..n].to_vec()
         };
         let not = |reason: String| WeightsError::NotACheckpoint { path: path.to_path_buf(), reason };
+        let size = std::fs::metadata(path).map_err(|source| WeightsError::Io { path: path.to_path_buf(), source })?.len();
+        if size > crate::limits::MAX_CHECKPOINT_BYTES {
+            return Err(not(format!("{size} bytes is larger than the {} accepted", crate::limits::MAX_CHECKPOINT_BYTES)));
+        }
         let raw: Vec<(String, Tensor)> = if bytes_head.starts_with(b"PK") {
+            check_zip(path).map_err(not)?;
             read_pickle_zip(path).map_err(not)?
         } else if bytes_head.len() == 4 {
             // safetensors starts with a little-endian u64 header length.
@@ -99,8 +104,12 @@ impl Checkpoint {
         } else {
             return Err(not("file is too short".into()));
         };
+        if raw.len() > crate::limits::MAX_TENSORS {
+            return Err(not(format!("{} tensors (at most {})", raw.len(), crate::limits::MAX_TENSORS)));
+        }
         let mut tensors = HashMap::new();
         for (name, t) in raw {
+            crate::limits::check_tensor_shape(&name, t.dims()).map_err(not)?;
             if !t.dtype().is_float() {
                 continue;
             }
@@ -122,6 +131,25 @@ impl Checkpoint {
     pub fn parameter_count(&self) -> usize {
         self.tensors.values().map(|t| t.elem_count()).sum()
     }
+}
+
+/// A zip checkpoint's directory, before anything is decompressed: a plausible number of
+/// entries whose declared sizes add up to a plausible total (no decompression bomb).
+fn check_zip(path: &Path) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| format!("not a valid zip archive ({e})"))?;
+    if zip.len() > crate::limits::MAX_ZIP_ENTRIES {
+        return Err(format!("{} zip entries (at most {})", zip.len(), crate::limits::MAX_ZIP_ENTRIES));
+    }
+    let mut total = 0u64;
+    for i in 0..zip.len() {
+        let entry = zip.by_index_raw(i).map_err(|e| format!("bad zip entry {i} ({e})"))?;
+        total = total.saturating_add(entry.size());
+    }
+    if total > crate::limits::MAX_CHECKPOINT_BYTES {
+        return Err(format!("its entries unpack to {total} bytes, more than the {} accepted", crate::limits::MAX_CHECKPOINT_BYTES));
+    }
+    Ok(())
 }
 
 /// The checkpoint's state dict is either the top-level object or under `state_dict` (Lightning).

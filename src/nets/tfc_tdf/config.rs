@@ -308,6 +308,27 @@ impl ModelConfig {
         let a = &self.audio;
         let m = &self.model;
         let bad = |msg: String| Err(ConfigError::Invalid(msg));
+        // Plausibility first (crate::limits): nothing below may overflow or size absurd work.
+        let lim = |what: &str, v: usize, max: usize| crate::limits::check_at_most(what, v, max).map_err(ConfigError::Invalid);
+        lim("audio.n_fft", a.n_fft, crate::limits::MAX_N_FFT)?;
+        lim("audio.hop_length", a.hop_length, a.n_fft.max(1))?;
+        lim("audio.chunk_size", a.chunk_size, crate::limits::MAX_CHUNK)?;
+        lim("model.num_channels", m.num_channels, crate::limits::MAX_NET_CHANNELS)?;
+        lim("model.growth", m.growth, crate::limits::MAX_NET_CHANNELS)?;
+        lim("model.num_subbands", m.num_subbands, crate::limits::MAX_SUBBANDS)?;
+        lim("model.num_blocks_per_scale", m.num_blocks_per_scale, crate::limits::MAX_BLOCKS_PER_SCALE)?;
+        lim("model.bottleneck_factor", m.bottleneck_factor, crate::limits::MAX_BOTTLENECK)?;
+        lim("model.scale[0]", m.scale[0], crate::limits::MAX_SCALE_FACTOR)?;
+        lim("model.scale[1]", m.scale[1], crate::limits::MAX_SCALE_FACTOR)?;
+        lim("model.num_scales", m.num_scales, crate::limits::MAX_SCALES)?;
+        lim("training.instruments (count)", self.instruments.len(), crate::limits::MAX_STEMS)?;
+        if let Some(k) = self.inference.num_overlap {
+            lim("inference.num_overlap", k, crate::limits::MAX_OVERLAP)?;
+        }
+        lim("inference.batch_size", self.inference.batch_size, crate::limits::MAX_BATCH)?;
+        crate::limits::check_model_sample_rate(a.sample_rate).map_err(ConfigError::Invalid)?;
+        // The widest layer: channels + growth per scale.
+        lim("model.num_channels + growth * num_scales", m.num_channels + m.growth * m.num_scales, crate::limits::MAX_NET_CHANNELS)?;
         if a.n_fft < 2 || a.n_fft % 2 != 0 {
             return bad(format!("audio.n_fft must be an even number >= 2, found {}", a.n_fft));
         }
@@ -383,7 +404,10 @@ impl ModelConfig {
     /// Whether a chunk of `chunk` samples gives a frame count the network can take.
     pub fn check_chunk(&self, chunk: usize) -> Result<(), String> {
         let a = &self.audio;
-        if chunk == 0 || chunk % a.hop_length != 0 {
+        if chunk > crate::limits::MAX_CHUNK {
+            return Err(format!("chunk size {chunk} is larger than {} samples", crate::limits::MAX_CHUNK));
+        }
+        if chunk == 0 || a.hop_length == 0 || chunk % a.hop_length != 0 {
             return Err(format!(
                 "chunk size {chunk} must be a positive multiple of hop_length {}",
                 a.hop_length

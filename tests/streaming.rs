@@ -1,0 +1,140 @@
+//! Streaming separation (`Separator::separate_streaming`): bit for bit the whole-signal path at
+//! the model's rate, and exact ends at other rates (the stems of a file equal those of the same
+//! file padded with a second of silence, over the whole length).
+
+mod common;
+use common::*;
+
+use mdx_stems::audio::resample;
+use mdx_stems::device::{DeviceRequest, Precision};
+use mdx_stems::dsp::overlap::Scheme;
+use mdx_stems::engine::{EngineError, Separator, StreamSettings};
+
+#[derive(Debug)]
+enum E {
+    #[allow(dead_code)]
+    Engine(EngineError),
+    #[allow(dead_code)]
+    Audio(mdx_stems::audio::AudioError),
+}
+impl From<EngineError> for E {
+    fn from(e: EngineError) -> Self {
+        E::Engine(e)
+    }
+}
+impl From<mdx_stems::audio::AudioError> for E {
+    fn from(e: mdx_stems::audio::AudioError) -> Self {
+        E::Audio(e)
+    }
+}
+
+fn load(name: &str) -> Separator {
+    Separator::load(&fixture_load_options(name, "model.ckpt", DeviceRequest::Cpu, Precision::F32)).unwrap()
+}
+
+/// `mix` through the streaming path at `rate`, fed in blocks of uneven sizes: [outputs][2][n].
+fn stream(sep: &mut Separator, mix: &[Vec<f32>], rate: u32, settings: StreamSettings) -> Vec<Vec<Vec<f32>>> {
+    let sizes = [1000usize, 4097, 333, 1, 8192, 20000];
+    let (mut pos, mut k) = (0, 0);
+    let n = mix[0].len();
+    let mut source = |b: &mut [Vec<f32>; 2]| -> Result<bool, E> {
+        if pos >= n {
+            return Ok(false);
+        }
+        let m = sizes[k % sizes.len()].min(n - pos);
+        k += 1;
+        for ch in 0..2 {
+            b[ch].clear();
+            b[ch].extend_from_slice(&mix[ch][pos..pos + m]);
+        }
+        pos += m;
+        Ok(true)
+    };
+    let mut out: Vec<Vec<f32>> = Vec::new();
+    let mut sink = |s: &[Vec<f32>]| -> Result<(), E> {
+        if out.is_empty() {
+            out = vec![Vec::new(); s.len()];
+        }
+        for (o, s) in out.iter_mut().zip(s) {
+            o.extend_from_slice(s);
+        }
+        Ok(())
+    };
+    let got = sep.separate_streaming(rate, &settings, &mut source, &mut sink).unwrap();
+    assert_eq!(got as usize, n);
+    out.chunks(2).map(|c| c.to_vec()).collect()
+}
+
+fn bits_equal(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+#[test]
+fn streaming_at_the_model_rate_is_bit_for_bit_the_whole_signal_path() {
+    for (name, scheme, overlap, batch) in [
+        ("small_groupnorm_relu_4stem", Scheme::Uvr, 4, 1),
+        ("tiny_instnorm_gelu", Scheme::Msst, 4, 3),
+        ("small_batchnorm_elu_target", Scheme::Uvr, 2, 2),
+    ] {
+        let mut sep = load(name);
+        let mix = planar(&load_st(name, "demix.safetensors")["mix"]);
+        let whole = sep.separate(&mix, scheme, overlap, batch, &mut |_, _| {}).unwrap();
+        let got = stream(&mut sep, &mix, 44100, StreamSettings { scheme, overlap, batch });
+        assert_eq!(got.len(), whole.len() + usize::from(sep.info().complement.is_some()), "{name}");
+        for (s, w) in whole.iter().enumerate() {
+            for ch in 0..2 {
+                assert!(bits_equal(&got[s][ch], &w[ch]), "{name} {scheme:?}: stem {s} ch {ch} differs from the whole-signal path");
+            }
+        }
+        if sep.info().complement.is_some() {
+            for ch in 0..2 {
+                let rest: Vec<f32> = mix[ch].iter().zip(&whole[0][ch]).map(|(x, t)| x - t).collect();
+                assert!(bits_equal(&got[1][ch], &rest), "{name}: the complement is not mix - target");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_stems_end_as_those_of_the_same_signal_padded_with_silence_at_every_rate() {
+    let name = "tiny_instnorm_gelu";
+    let mut sep = load(name);
+    // A fixture's mix (about 27000 samples), loud to its last sample.
+    let mix = planar(&load_st("small_groupnorm_relu_4stem", "demix.safetensors")["mix"]);
+    let n = mix[0].len();
+    assert!(peak(&mix[0][n - 200..]) > 0.05, "the signal must not end in silence");
+    let settings = StreamSettings { scheme: Scheme::Uvr, overlap: 4, batch: 1 };
+    for rate in [48000u32, 96000, 22050] {
+        let got = stream(&mut sep, &mix, rate, settings);
+        let padded: Vec<Vec<f32>> = mix.iter().map(|c| {
+            let mut v = c.clone();
+            v.resize(n + rate as usize, 0.0);
+            v
+        }).collect();
+        let want = stream(&mut sep, &padded, rate, settings);
+        for (s, stem) in got.iter().enumerate() {
+            for ch in 0..2 {
+                assert_eq!(stem[ch].len(), n);
+                let d = max_abs_diff(&stem[ch], &want[s][ch][..n]);
+                assert!(d == 0.0, "{rate} Hz stem {s} ch {ch}: differs from the padded signal's by {d}");
+                assert!(peak(&stem[ch][n - 500..]) > 1e-3, "{rate} Hz: the end is silent, the test would prove nothing");
+            }
+        }
+        // Cutting the model-rate signal at the end, as the whole-signal path does, changes the
+        // last samples (what this test guards against), and nothing away from the end.
+        let at_model = resample(&mix, rate, 44100).unwrap();
+        let stems = sep.separate(&at_model, Scheme::Uvr, 4, 1, &mut |_, _| {}).unwrap();
+        let cut = resample(&stems[0], 44100, rate).unwrap();
+        let mut cut0 = cut[0].clone();
+        cut0.resize(n, 0.0);
+        let end = max_abs_diff(&cut0[n - 1000..], &got[0][0][n - 1000..]);
+        let middle = max_abs_diff(&cut0[2000..n / 2], &got[0][0][2000..n / 2]);
+        eprintln!("{rate} Hz: the cut path differs by {end:.2e} in the last 1000 samples, {middle:.2e} in the middle");
+        assert!(end > 1e-4, "{rate} Hz: the cut path should differ at the end");
+        assert!(middle < 1e-4, "{rate} Hz: both paths agree away from the ends");
+    }
+}
+
+fn peak(a: &[f32]) -> f32 {
+    a.iter().fold(0f32, |m, v| m.max(v.abs()))
+}
