@@ -32,11 +32,17 @@ struct Args {
 }
 
 /// CPU time of this process (all threads), in ms: steadier than wall time on a shared machine.
-fn cpu_ms() -> f64 {
+/// (Unix only; elsewhere `MDX_BENCH_CPU` is not available and wall time is reported.)
+#[cfg(unix)]
+fn cpu_ms() -> Option<f64> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+    Some(ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6)
+}
+#[cfg(not(unix))]
+fn cpu_ms() -> Option<f64> {
+    None
 }
 
 /// Best wall time of `repeats` calls after one untimed call, in ms. With `MDX_BENCH_CPU=1` the
@@ -50,7 +56,10 @@ fn best_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
     for _ in 0..repeats.max(1) {
         let (t, c) = (Instant::now(), cpu_ms());
         f();
-        let ms = if cpu { (cpu_ms() - c) / threads } else { t.elapsed().as_secs_f64() * 1e3 };
+        let ms = match (cpu, c, cpu_ms()) {
+            (true, Some(c0), Some(c1)) => (c1 - c0) / threads,
+            _ => t.elapsed().as_secs_f64() * 1e3,
+        };
         best = best.min(ms);
     }
     best
@@ -96,7 +105,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             let mut best = vec![f64::INFINITY; nts.len()];
             for _ in 0..args.repeats.max(1) {
                 for (j, &nt) in nts.iter().enumerate() {
-                    let ms = best_ms(1, || kernels::winograd::conv3x3_nt(&x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w), nt));
+                    let ms = best_ms(1, || kernels::winograd_nt(&x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w), nt));
                     best[j] = best[j].min(ms);
                 }
             }
@@ -106,10 +115,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     if want("conv") {
-        println!("| conv 3x3 | GFLOP | winograd ms | GFLOP/s (direct-equivalent) | gemm ms | GFLOP/s | candle ms | GFLOP/s |");
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!("| conv 3x3 | GFLOP | winograd ms | GFLOP/s (direct-equivalent) | portable winograd ms | GFLOP/s | gemm ms | GFLOP/s | candle ms | GFLOP/s |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         for ((cin, cout, h, w), x, k, mut out, gflop) in selected() {
             let wino = best_ms(args.repeats, || kernels::conv3x3_f32_with(Conv3x3Kernel::Winograd, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
+            let port = best_ms(args.repeats, || kernels::conv3x3_f32_with(Conv3x3Kernel::WinogradPortable, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
             let gm = best_ms(args.repeats.min(1), || kernels::conv3x3_f32_with(Conv3x3Kernel::Gemm, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
             let cand = if args.candle {
                 let xt = Tensor::from_slice(&x, (1, cin, h, w), &Device::Cpu)?;
@@ -121,8 +131,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 None
             };
             println!(
-                "| {cin}->{cout} on {h}x{w} | {gflop:.1} | {wino:.1} | {:.1} | {gm:.1} | {:.1} | {} | {} |",
+                "| {cin}->{cout} on {h}x{w} | {gflop:.1} | {wino:.1} | {:.1} | {port:.1} | {:.1} | {gm:.1} | {:.1} | {} | {} |",
                 gflop / wino * 1e3,
+                gflop / port * 1e3,
                 gflop / gm * 1e3,
                 cand.map_or("-".into(), |c| format!("{c:.1}")),
                 cand.map_or("-".into(), |c| format!("{:.1}", gflop / c * 1e3)),

@@ -84,10 +84,21 @@ fn cpu(warning: Option<Event>) -> Selected {
 /// runs or is recorded as a CUDA graph (`crate::backend::cuda::graph`): set-up calls synchronise the
 /// whole context and first launches load kernels, neither of which is allowed while another
 /// thread records, so GPU work of several separators in one process (two plugin instances,
-/// tests running in parallel) takes turns. Not reentrant.
+/// tests running in parallel) takes turns. Metal takes the same turns: candle's Metal device
+/// has one command queue whose command buffer every thread's ops are encoded into, so two
+/// instances' passes would interleave in it and each would wait for the other's work at every
+/// synchronisation; in turns each pass runs whole, at full speed, and only one pass's
+/// activations are allocated at a time (two instances do not double the peak memory). Not
+/// reentrant.
 pub(crate) fn gpu_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether work on `device` takes turns through [`gpu_lock`]: every GPU (CUDA and Metal), not
+/// the CPU (whose threads the engines' pools share out instead).
+pub fn takes_turns(device: &Device) -> bool {
+    !device.is_cpu()
 }
 
 #[allow(unused_variables)]

@@ -13,6 +13,12 @@ pub fn current_rss_bytes() -> Option<u64> {
     proc_status_bytes("VmRSS:")
 }
 
+/// Restart [`peak_rss_bytes`] from the current RSS (Linux: `/proc/self/clear_refs`; nothing
+/// elsewhere). For measurements of one step's peak memory.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// CPU time this process has used, all threads together (Unix; None elsewhere).
 pub fn process_cpu_time() -> Option<std::time::Duration> {
     #[cfg(unix)]

@@ -24,6 +24,10 @@ pub struct EngineOptions {
     pub profile: bool,
     /// The CUDA backend's pieces (for comparisons; the defaults are the fast path).
     pub cuda: CudaOptions,
+    /// Run candle's own ops (`backend::generic`, the backend Metal runs) on every device, also
+    /// where a faster backend serves (f32 on the CPU, CUDA): checks of the Metal graph without
+    /// a Mac, and comparisons.
+    pub generic_ops: bool,
     /// Test seam: makes GPU passes fail as a GPU error would.
     pub faults: FaultInjector,
     /// Diagnosis: per-op timings of the CPU and CUDA backends (device-synchronised), while started.
@@ -92,6 +96,7 @@ impl Default for EngineOptions {
             warmup: false,
             profile: false,
             cuda: CudaOptions::default(),
+            generic_ops: false,
             faults: FaultInjector::default(),
             op_profiler: None,
         }
@@ -104,7 +109,7 @@ impl EngineOptions {
     /// (`main`, the bench, the plugin) call this.
     pub fn from_env() -> Self {
         let on = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0");
-        let mut o = EngineOptions::default();
+        let mut o = EngineOptions { generic_ops: on("MDX_STEMS_GENERIC"), ..EngineOptions::default() };
         let c = &mut o.cuda;
         c.tf32 = on("MDX_STEMS_TF32");
         c.channels_last = !on("MDX_STEMS_NCHW");

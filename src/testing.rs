@@ -17,3 +17,17 @@ pub fn temp_dir(group: &str, name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("create a temporary folder");
     d
 }
+
+/// The shared folder: `$MDX_STEMS_SHARED` if set (test executables run on another machine),
+/// else `../shared` beside the project root.
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("MDX_STEMS_SHARED") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+    }
+}
+
+/// `<shared>/fixtures/mdx23c/<name>`.
+pub fn fixture_dir(name: &str) -> PathBuf {
+    shared_dir().join("fixtures/mdx23c").join(name)
+}

@@ -48,7 +48,8 @@ impl Generic {
     }
 }
 
-/// [out, in, 3, 3], as the checkpoint holds it.
+/// A 3x3 convolution's weights as one matrix over (tap, input channel): [out, 9 * in], column
+/// `(3 * dy + dx) * in + ci`.
 pub struct Conv3x3 {
     pub w: Tensor,
 }
@@ -94,6 +95,12 @@ pub struct Norm {
 }
 
 // ---------------------------------------------------------------- prepared weights
+
+/// `[out, in, 3, 3]` -> `[out, (dy, dx, in)]`.
+pub(crate) fn prepare_conv3x3(w: Tensor) -> Result<Conv3x3> {
+    let (cout, cin, _, _) = w.dims4()?;
+    Ok(Conv3x3 { w: w.permute((0, 2, 3, 1))?.contiguous()?.reshape((cout, 9 * cin))? })
+}
 
 pub(crate) fn prepare_conv1x1(w: Tensor) -> Result<Conv1x1> {
     let (cout, cin, _, _) = w.dims4()?;
@@ -204,11 +211,16 @@ fn to_nhwc(x: &Tensor) -> Result<Tensor> {
 
 // ---------------------------------------------------------------- ops
 
-/// `a @ b`. candle's CPU backend has no bf16 matmul: there the product runs in f32 and is
-/// rounded back to bf16, which keeps bf16's storage precision at every layer boundary.
+/// `a @ b`, accumulated in f32 (as GPUs do for half precision). On the CPU two cases need help:
+/// candle has no bf16 matmul, and on ARM64 CPUs with FP16 arithmetic (Apple Silicon, ARM
+/// servers) the `gemm` crate's f16 kernels accumulate in f16, which lost 10 dB of the fixtures'
+/// SNR under qemu (44.5 dB against 55 dB on x86, whose f16 kernels accumulate in f32). There the
+/// product runs in f32 and is rounded back once.
 fn mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if a.dtype() == DType::BF16 && a.device().is_cpu() {
-        a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)?.to_dtype(DType::BF16)
+    let dtype = a.dtype();
+    let via_f32 = a.device().is_cpu() && (dtype == DType::BF16 || (dtype == DType::F16 && cfg!(target_arch = "aarch64")));
+    if via_f32 {
+        a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)?.to_dtype(dtype)
     } else {
         a.matmul(b)
     }
@@ -222,14 +234,19 @@ fn act(x: &Tensor, a: Act) -> Result<Tensor> {
     }
 }
 
-/// Norm + activation on [B, C, H, W].
+/// Norm + activation on [B, C, H, W]. Statistics in f32; one op per statement, so that each
+/// temporary is freed as soon as the next exists (a chained expression would keep every
+/// intermediate of its statement alive: on Metal several f32 copies of the activation).
 fn norm_act_nchw(n: &Norm, x: &Tensor) -> Result<Tensor> {
     let dtype = x.dtype();
     let y = match &n.tensors {
         NormTensors::Identity => x.clone(),
         NormTensors::Affine { scale, shift } => {
             let x32 = x.to_dtype(DType::F32)?;
-            x32.broadcast_mul(scale)?.broadcast_add(shift)?.to_dtype(dtype)?
+            let y = x32.broadcast_mul(scale)?;
+            drop(x32);
+            let y = y.broadcast_add(shift)?;
+            y.to_dtype(dtype)?
         }
         NormTensors::Stats { groups, weight, bias } => {
             let (b, c, h, w) = x.dims4()?;
@@ -237,22 +254,80 @@ fn norm_act_nchw(n: &Norm, x: &Tensor) -> Result<Tensor> {
             let x32 = x.to_dtype(DType::F32)?.reshape((b, g, (c / g) * h * w))?;
             let mean = x32.mean_keepdim(D::Minus1)?;
             let xc = x32.broadcast_sub(&mean)?;
-            let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+            drop(x32);
+            let sq = xc.sqr()?;
+            let var = sq.mean_keepdim(D::Minus1)?;
+            drop(sq);
             let xn = xc.broadcast_div(&(var + NORM_EPS)?.sqrt()?)?.reshape((b, c, h, w))?;
-            xn.broadcast_mul(weight)?.broadcast_add(bias)?.to_dtype(dtype)?
+            drop(xc);
+            let y = xn.broadcast_mul(weight)?;
+            drop(xn);
+            let y = y.broadcast_add(bias)?;
+            y.to_dtype(dtype)?
         }
     };
     act(&y, n.act)
 }
 
-/// 3x3 convolution, padding 1, on [B, C, H, W].
-fn conv3x3_nchw(w: &Tensor, x: &Tensor) -> Result<Tensor> {
-    if x.dtype() == DType::BF16 && x.device().is_cpu() {
-        // No bf16 GEMM on candle's CPU backend: see `mm`.
-        let w = w.to_dtype(DType::F32)?;
-        return x.to_dtype(DType::F32)?.conv2d(&w, 1, 1, 1, 1)?.to_dtype(DType::BF16);
+/// Elements of one band's im2col operand, [B, 9C, rows * (W + 2)], at most (2^24: 32 MiB in
+/// f16, 64 MiB in f32): what bounds the 3x3 convolution's temporary memory.
+pub const CONV_BAND_ELEMENTS: usize = 1 << 24;
+
+/// Output rows per band of [`conv3x3_nchw`] for a [B, C, H, W] input.
+pub fn conv_band_rows(b: usize, c: usize, h: usize, w: usize) -> usize {
+    (CONV_BAND_ELEMENTS / (9 * b * c * (w + 2)).max(1)).clamp(1, h.max(1))
+}
+
+/// 3x3 convolution, padding 1, on [B, C, H, W], band of output rows by band of output rows.
+///
+/// candle's own conv2d is one im2col of the whole input ([B, 9C, H*W]: 0.6 to 1.2 GB per
+/// full-size layer in f16 on Metal). Here each band of `rows` output rows takes its input rows
+/// (one more each side), zero-padded to width W + 2 and flattened, so that tap (dy, dx) is the
+/// contiguous run that starts dy * (W + 2) + dx further on; the nine runs stacked on channels are
+/// the band's im2col operand [B, 9C, rows * (W + 2)], one matmul with [Cout, 9C] gives the band
+/// (the two extra columns per row are cropped), written into the output in place. One matmul
+/// over all 9C inputs per output, as conv2d does (the same rounding in half precision), with
+/// temporary memory bounded by [`CONV_BAND_ELEMENTS`] whatever the image size.
+fn conv3x3_nchw(w: &Conv3x3, x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, wd) = x.dims4()?;
+    conv3x3_banded(w, x, conv_band_rows(b, c, h, wd))
+}
+
+/// [`conv3x3_nchw`] with bands of `rows` output rows (tests force several bands on small images).
+pub fn conv3x3_banded(w: &Conv3x3, x: &Tensor, rows: usize) -> Result<Tensor> {
+    let (b, _, h, wd) = x.dims4()?;
+    let cout = w.w.dim(0)?;
+    let rows = rows.max(1);
+    if rows >= h {
+        return conv3x3_band(w, x, 0, h);
     }
-    x.conv2d(w, 1, 1, 1, 1)
+    let out = Tensor::zeros((b, cout, h, wd), x.dtype(), x.device())?;
+    for y0 in (0..h).step_by(rows) {
+        let band = conv3x3_band(w, x, y0, rows.min(h - y0))?;
+        out.slice_set(&band, 2, y0)?;
+    }
+    Ok(out)
+}
+
+/// Output rows y0..y0+rows of [`conv3x3_nchw`]: [B, Cout, rows, W], contiguous.
+fn conv3x3_band(w: &Conv3x3, x: &Tensor, y0: usize, rows: usize) -> Result<Tensor> {
+    let (b, c, h, wd) = x.dims4()?;
+    let cout = w.w.dim(0)?;
+    let wp = wd + 2;
+    // Input rows y0-1 ..= y0+rows, zero outside the image, one zero column each side, flattened,
+    // plus 2 zeros so that tap (2, 2) can read the last row's two cropped columns.
+    let top = y0.saturating_sub(1);
+    let bottom = (y0 + rows + 1).min(h);
+    let band = x.narrow(2, top, bottom - top)?.pad_with_zeros(2, usize::from(y0 == 0), usize::from(y0 + rows + 1 > h))?;
+    let flat = band.pad_with_zeros(3, 1, 1)?.reshape((b, c, (rows + 2) * wp))?.pad_with_zeros(2, 0, 2)?;
+    drop(band);
+    let n = rows * wp;
+    let taps: Vec<Tensor> = (0..9).map(|tap| flat.narrow(2, (tap / 3) * wp + tap % 3, n)).collect::<Result<_>>()?;
+    let cols = Tensor::cat(&taps, 1)?;
+    drop((taps, flat));
+    let y = mm(&w.w.broadcast_left(b)?, &cols)?;
+    drop(cols);
+    y.reshape((b, cout, rows, wp))?.narrow(3, 0, wd)?.contiguous()
 }
 
 impl Generic {
@@ -300,7 +375,7 @@ impl Backend for Generic {
     }
 
     fn prepare_conv3x3(&self, w: Tensor) -> Result<Conv3x3> {
-        Ok(Conv3x3 { w })
+        prepare_conv3x3(w)
     }
     fn prepare_conv1x1(&self, w: Tensor) -> Result<Conv1x1> {
         prepare_conv1x1(w)
@@ -334,8 +409,8 @@ impl Backend for Generic {
 
     fn conv3x3(&self, w: &Conv3x3, x: &Tensor, acc: Option<Tensor>) -> Result<Tensor> {
         let y = match self.layout {
-            Layout::ChannelsFirst => conv3x3_nchw(&w.w, x)?,
-            Layout::ChannelsLast => to_nhwc(&conv3x3_nchw(&w.w, &to_nchw(x)?)?)?,
+            Layout::ChannelsFirst => conv3x3_nchw(w, x)?,
+            Layout::ChannelsLast => to_nhwc(&conv3x3_nchw(w, &to_nchw(x)?)?)?,
         };
         match acc {
             Some(a) => y.add(&a),

@@ -246,9 +246,11 @@ pub trait WithBackend {
 }
 
 /// The one place that maps a device and compute dtype to its backend: the CPU kernels for f32
-/// on the CPU, the CUDA backend on CUDA devices, candle's own ops (NCHW) everywhere else.
+/// on the CPU, the CUDA backend on CUDA devices, candle's own ops (NCHW) everywhere else, and
+/// everywhere when [`EngineOptions::generic_ops`] asks for them.
 pub fn select<W: WithBackend>(device: &Device, dtype: DType, options: &EngineOptions, w: W) -> Result<W::Output> {
     match device {
+        _ if options.generic_ops => w.with(generic::Generic::new(device.clone(), dtype, generic::Layout::ChannelsFirst)),
         Device::Cpu if dtype == DType::F32 => w.with(cpu::Cpu::with_profiler(options.op_profiler.clone())),
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => w.with(cuda::Cuda::new(device, dtype, options)?),
@@ -260,7 +262,47 @@ pub fn select<W: WithBackend>(device: &Device, dtype: DType, options: &EngineOpt
 }
 
 /// Whether a device error means the device ran out of memory.
+///
+/// CUDA: `CUDA_ERROR_OUT_OF_MEMORY` / cuBLAS and cuDNN `ALLOC_FAILED`. Metal (candle's texts):
+/// a buffer Metal would not allocate (`newBufferWithLength` returns nil: "Failed to create metal
+/// resource: Buffer"), or a command buffer the GPU aborted for lack of memory ("Insufficient
+/// Memory (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)").
 pub fn is_out_of_memory(e: &candle_core::Error) -> bool {
     let s = e.to_string().to_lowercase();
-    s.contains("out of memory") || s.contains("out_of_memory") || s.contains("alloc_failed")
+    s.contains("out of memory")
+        || s.contains("out_of_memory")
+        || s.contains("alloc_failed")
+        || s.contains("outofmemory")
+        || s.contains("insufficient memory")
+        || s.contains("failed to create metal resource: buffer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_out_of_memory;
+
+    fn msg(s: &str) -> candle_core::Error {
+        candle_core::Error::Msg(s.into())
+    }
+
+    /// The texts CUDA and Metal (through candle) give when memory runs out halve the batch;
+    /// other GPU errors do not.
+    #[test]
+    fn cuda_and_metal_out_of_memory_texts_are_recognised() {
+        for oom in [
+            "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
+            "cublas error: CUBLAS_STATUS_ALLOC_FAILED",
+            "Metal error Failed to create metal resource: Buffer",
+            "Metal error Command buffer had following error: Execution of the command buffer was aborted due to an error during execution. Insufficient Memory (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)",
+        ] {
+            assert!(is_out_of_memory(&msg(oom)), "not recognised: {oom}");
+        }
+        for other in [
+            "Metal error Failed to create metal resource: CommandQueue",
+            "Metal error Command buffer had following error: Caused GPU Address Fault Error (0000000b:kIOGPUCommandBufferCallbackErrorPageFault)",
+            "DriverError(CUDA_ERROR_ILLEGAL_ADDRESS, \"an illegal memory access was encountered\")",
+        ] {
+            assert!(!is_out_of_memory(&msg(other)), "taken for out of memory: {other}");
+        }
+    }
 }

@@ -74,6 +74,18 @@ pub fn run(args: &ModelArgs) -> Result<()> {
             rate
         );
     }
+    // Metal runs the generic backend (candle's own ops) in f16: what that holds on the GPU.
+    let mb = |b: u64| b as f64 / 1e6;
+    for batch in [1usize, 4] {
+        let g = cfg.generic_memory(chunk, batch, 2);
+        println!(
+            "Metal, f16, batch {batch}: expected at most {:.0} MB of GPU memory (weights {:.0} MB, activations at the peak {:.0} MB, 3x3 convolution temporaries {:.0} MB; untested on a Mac)",
+            mb(g.total()),
+            mb(g.weights),
+            mb(g.activations),
+            mb(g.conv_temporaries)
+        );
+    }
     if let Some(rss) = crate::memory::peak_rss_bytes() {
         println!("peak RSS     {:.0} MB (reading and checking the model)", rss as f64 / 1e6);
     }

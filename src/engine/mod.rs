@@ -99,22 +99,20 @@ impl Separator {
     }
 
     /// Build the model on the device `options` asks for (a GPU that cannot build it falls back
-    /// to the CPU, with an event).
+    /// to the CPU in f32, with an event).
     pub fn new(mut builder: Box<dyn ModelBuilder>, options: &EngineOptions) -> Result<Self, EngineError> {
         let mut selected = device::select(options.device)?;
-        // GPU set-up must not overlap another thread's CUDA graph recording (see the lock).
-        let setup = selected.is_gpu().then(device::gpu_lock);
-        let precision = options.precision.unwrap_or_else(|| selected.default_precision());
+        // GPU set-up must not overlap another thread's GPU work (see the lock).
+        let setup = device::takes_turns(&selected.device).then(device::gpu_lock);
+        let asked = options.precision.unwrap_or_else(|| selected.default_precision());
         let mut events: Vec<Event> = selected.warning.take().into_iter().collect();
-        let target = Target { device: &selected.device, precision, options };
-        let model = match builder.build(&target, &mut events) {
-            Ok(m) => m,
-            Err(e) if selected.is_gpu() => {
-                events.push(Event::GpuModelFailed { device: selected.name.clone(), reason: e.to_string() });
-                selected = Selected { device: Device::Cpu, name: "CPU".into(), warning: None };
-                builder.build(&Target { device: &Device::Cpu, precision, options }, &mut events)?
-            }
-            Err(e) => return Err(e.into()),
+        let on_gpu = selected.is_gpu();
+        let (model, on_cpu) = build_or_fall_back(builder.as_mut(), &selected.device, on_gpu, asked, options, &mut events, &selected.name)?;
+        let precision = if on_cpu {
+            selected = Selected { device: Device::Cpu, name: "CPU".into(), warning: None };
+            CPU_FALLBACK_PRECISION
+        } else {
+            asked
         };
         builder.release();
         if !model.device().same_device(&selected.device) {
@@ -253,7 +251,7 @@ impl Separator {
                     Err(candle_core::Error::Msg("injected GPU fault (test)".into()))
                 } else {
                     // One GPU chunk pass at a time in the process (see `device::gpu_lock`).
-                    let _turn = self.selected.device.is_cuda().then(device::gpu_lock);
+                    let _turn = device::takes_turns(&self.selected.device).then(device::gpu_lock);
                     self.model.process(inp, m, o, &mut pass)
                 };
                 match r {
@@ -289,6 +287,32 @@ impl Separator {
     }
 }
 
+/// What the CPU computes in when the GPU cannot: f32, on our CPU kernels (in f16 or bf16 the
+/// CPU would run candle's generic ops, many times slower).
+const CPU_FALLBACK_PRECISION: Precision = Precision::F32;
+
+/// Build on `device` in `precision`; when that fails on a GPU (`on_gpu`), say so and build on the
+/// CPU in [`CPU_FALLBACK_PRECISION`] instead. Also returns whether the model is that CPU build.
+fn build_or_fall_back(
+    builder: &mut dyn ModelBuilder,
+    device: &Device,
+    on_gpu: bool,
+    precision: Precision,
+    options: &EngineOptions,
+    events: &mut Vec<Event>,
+    device_name: &str,
+) -> Result<(Box<dyn SeparationModel>, bool), EngineError> {
+    match builder.build(&Target { device, precision, options }, events) {
+        Ok(m) => Ok((m, false)),
+        Err(e) if on_gpu => {
+            events.push(Event::GpuModelFailed { device: device_name.to_string(), reason: e.to_string() });
+            let cpu = builder.build(&Target { device: &Device::Cpu, precision: CPU_FALLBACK_PRECISION, options }, events)?;
+            Ok((cpu, true))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The CPU twin of the model (f32), built on first use.
 fn cpu_fallback<'a>(
     slot: &'a mut Option<Box<dyn SeparationModel>>,
@@ -297,7 +321,7 @@ fn cpu_fallback<'a>(
     events: &mut Vec<Event>,
 ) -> Result<&'a mut Box<dyn SeparationModel>, EngineError> {
     if slot.is_none() {
-        *slot = Some(builder.build(&Target { device: &Device::Cpu, precision: Precision::F32, options }, events)?);
+        *slot = Some(builder.build(&Target { device: &Device::Cpu, precision: CPU_FALLBACK_PRECISION, options }, events)?);
     }
     Ok(slot.as_mut().expect("built above"))
 }
@@ -305,4 +329,60 @@ fn cpu_fallback<'a>(
 /// The network's pool: shared with every engine of the process that uses as many threads.
 fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, EngineError> {
     pool::shared(threads).map_err(|e| EngineError::Threads { threads, reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nets::tfc_tdf::{ModelConfig, TfcTdf};
+
+    /// A builder whose first build fails (as a GPU's can), recording what each build was asked.
+    struct FailsFirst {
+        inner: TfcTdf,
+        asked: Vec<(bool, Precision)>,
+    }
+
+    impl ModelBuilder for FailsFirst {
+        fn info(&self) -> ModelInfo {
+            self.inner.info()
+        }
+        fn build(&mut self, t: &Target<'_>, events: &mut Vec<Event>) -> Result<Box<dyn SeparationModel>, ModelError> {
+            self.asked.push((t.device.is_cpu(), t.precision));
+            if self.asked.len() == 1 {
+                return Err(ModelError::Candle { context: "test".into(), source: candle_core::Error::Msg("injected build failure".into()) });
+            }
+            self.inner.build(t, events)
+        }
+    }
+
+    fn fixture_builder() -> FailsFirst {
+        let dir = crate::testing::fixture_dir("tiny_instnorm_gelu");
+        let cfg = ModelConfig::from_yaml_file(&dir.join("config.yaml")).unwrap();
+        FailsFirst { inner: TfcTdf::open(cfg, &dir.join("model.ckpt"), None).unwrap(), asked: vec![] }
+    }
+
+    /// A GPU that cannot build the model (asked for f16) falls back to our f32 CPU kernels, not
+    /// to candle's f16 ops on the CPU, and says so.
+    #[test]
+    fn a_gpu_that_cannot_build_the_model_falls_back_to_the_f32_cpu_kernels() {
+        let mut b = fixture_builder();
+        let mut events = vec![];
+        let opts = EngineOptions::default();
+        let (model, on_cpu) = build_or_fall_back(&mut b, &Device::Cpu, true, Precision::F16, &opts, &mut events, "Metal").unwrap();
+        assert!(on_cpu);
+        assert_eq!(b.asked, vec![(true, Precision::F16), (true, Precision::F32)]);
+        assert_eq!(model.backend_name(), "CPU kernels");
+        assert!(matches!(&events[..], [Event::GpuModelFailed { device, .. }] if device == "Metal"), "{events:?}");
+    }
+
+    /// On the CPU a failed build is an error, not a retry.
+    #[test]
+    fn a_cpu_build_failure_is_an_error() {
+        let mut b = fixture_builder();
+        let mut events = vec![];
+        let r = build_or_fall_back(&mut b, &Device::Cpu, false, Precision::F32, &EngineOptions::default(), &mut events, "CPU");
+        assert!(r.is_err());
+        assert_eq!(b.asked.len(), 1);
+        assert!(events.is_empty());
+    }
 }

@@ -32,6 +32,7 @@
 
 pub mod editor;
 pub mod host;
+pub mod ids;
 pub mod loader;
 pub mod pace;
 pub mod params;
@@ -155,8 +156,8 @@ struct Setup {
 }
 
 impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
-    const NAME: &'static str = if STEM_OUTPUTS { "MDX Stems" } else { "MDX Stems (Stereo)" };
-    const VENDOR: &'static str = "MDX Stems";
+    const NAME: &'static str = Self::IDS.name;
+    const VENDOR: &'static str = ids::VENDOR;
     const URL: &'static str = "https://github.com/mdx-stems/mdx-stems";
     const EMAIL: &'static str = "mdx-stems@users.noreply.github.com";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
@@ -462,7 +463,7 @@ pub fn latency_for(model_rate: u32, chunk: usize, overlap: usize, stems: usize, 
 }
 
 impl<const STEM_OUTPUTS: bool> ClapPlugin for MdxStems<STEM_OUTPUTS> {
-    const CLAP_ID: &'static str = if STEM_OUTPUTS { "io.github.mdx-stems" } else { "io.github.mdx-stems.stereo" };
+    const CLAP_ID: &'static str = Self::IDS.clap_id;
     const CLAP_DESCRIPTION: Option<&'static str> = Some(if STEM_OUTPUTS {
         "Stem separation (MDX23C / TFC-TDF v3) with a stereo output per stem"
     } else {
@@ -474,11 +475,21 @@ impl<const STEM_OUTPUTS: bool> ClapPlugin for MdxStems<STEM_OUTPUTS> {
 }
 
 impl<const STEM_OUTPUTS: bool> Vst3Plugin for MdxStems<STEM_OUTPUTS> {
-    const VST3_CLASS_ID: [u8; 16] = if STEM_OUTPUTS { *b"MdxStemsSeparate" } else { *b"MdxStemsStereoFx" };
+    const VST3_CLASS_ID: [u8; 16] = Self::IDS.vst3_class_id;
     const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Fx, Vst3SubCategory::Tools];
+}
+
+impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
+    /// Names, ids and codes ([`ids`]; the CLAP factory lists [`ids::PLUGINS`] in this order).
+    const IDS: &'static ids::PluginIds = if STEM_OUTPUTS { &ids::MULTI } else { &ids::STEREO };
 }
 
 nice_export_clap!(MdxStemsMulti, MdxStemsStereo);
 // VST3: nice-plug's wrapper behind our bus guard, so that hosts which leave the stem outputs
 // unconnected still get the stems on the main output (see `vst3_guard`).
 vst3_guard::export_guarded_vst3!(MdxStemsMulti, MdxStemsStereo);
+// AUv2 (feature `au`, macOS): clap-wrapper's `GetPluginFactoryAUV2_<n>` entry points wrap the
+// CLAP factory's plugins; `xtask` writes the `.component` bundle whose Info.plist names them
+// (`ids::PLUGINS`). Elsewhere the macro exports nothing.
+#[cfg(feature = "au")]
+clap_wrapper::export_auv2!();

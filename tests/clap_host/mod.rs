@@ -181,7 +181,16 @@ pub struct ProcessTimes {
     pub per_call: Vec<std::time::Duration>,
 }
 
+/// CPU time of the calling thread (Unix; elsewhere the wall time since the first call, an
+/// upper bound).
+#[cfg(not(unix))]
+pub fn thread_cpu_time() -> std::time::Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
+}
+
 /// CPU time of the calling thread.
+#[cfg(unix)]
 pub fn thread_cpu_time() -> std::time::Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid clock id and a valid out-pointer.
@@ -206,6 +215,9 @@ impl Plug {
                 .filter_map(|d| d.id().map(|i| i.to_string_lossy().into_owned()))
                 .collect();
             assert_eq!(ids, [PLUGIN_ID, STEREO_ID], "plugin ids in the bundle");
+            // The Audio Unit's factory functions wrap the CLAP factory's plugins by index.
+            let au_order: Vec<&str> = mdx_stems::plugin::ids::PLUGINS.iter().map(|p| p.clap_id).collect();
+            assert_eq!(ids, au_order, "plugin ids in the order `ids::PLUGINS` gives the Audio Unit");
         }
         let instance = PluginInstance::<TestHost>::new(|_| HostShared::default(), |_| HostMain::default(), &entry, &id, &host_info)
             .unwrap_or_else(|e| panic!("instantiating: {e:?}"));

@@ -2,27 +2,12 @@
 #![allow(dead_code)]
 
 #[allow(unused_imports)]
-pub use mdx_stems::testing::{max_abs_diff, temp_dir};
+pub use mdx_stems::testing::{fixture_dir, max_abs_diff, shared_dir, temp_dir};
 
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 pub const FIXTURES: [&str; 3] = ["tiny_instnorm_gelu", "small_groupnorm_relu_4stem", "small_batchnorm_elu_target"];
-
-/// The shared folder: `$MDX_STEMS_SHARED` if set (test executables run on another machine),
-/// else `../shared` beside the project root.
-pub fn shared_dir() -> PathBuf {
-    match std::env::var_os("MDX_STEMS_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"),
-    }
-}
-
-/// `<shared>/fixtures/mdx23c/<name>`.
-pub fn fixture_dir(name: &str) -> PathBuf {
-    shared_dir().join("fixtures/mdx23c").join(name)
-}
 
 /// The device the engine tests run on: `$MDX_STEMS_TEST_DEVICE` (`cpu`, `cuda`, `metal`,
 /// `auto`), default `cpu`.

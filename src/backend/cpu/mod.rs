@@ -14,7 +14,7 @@
 pub mod kernels;
 pub mod ops;
 
-use super::generic::{self, Conv1x1, Conv3x3, Downscale, Layout, Linear, NormTensors, Upscale};
+use super::generic::{self, Conv1x1, Downscale, Layout, Linear, NormTensors, Upscale};
 use super::{Act, Backend, NORM_EPS, NoStft, NormSpec};
 use candle_core::{DType, Device, Result, Tensor};
 use kernels::norm::Activation;
@@ -62,6 +62,12 @@ impl Default for Cpu {
 }
 
 const LAYOUT: Layout = Layout::ChannelsFirst;
+
+/// A 3x3 convolution's weights as the checkpoint holds them, [out, in, 3, 3] (the kernels
+/// transform them per call).
+pub struct Conv3x3 {
+    pub w: Tensor,
+}
 
 fn activation(a: Act) -> Activation {
     match a {

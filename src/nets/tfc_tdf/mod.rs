@@ -12,6 +12,7 @@ pub use checkpoint::{Checkpoint, SplitMix64, Weights, WeightsError};
 pub use config::{ActKind, ConfigError, ModelConfig, NormKind};
 pub use model::{Net, Network, TfcTdf, network};
 
+
 impl From<ConfigError> for crate::nets::ModelError {
     fn from(e: ConfigError) -> Self {
         crate::nets::ModelError::Files(Box::new(e))
@@ -72,5 +73,102 @@ impl ModelConfig {
     /// Parameter count of the network this config describes (BatchNorm running stats included).
     pub fn parameter_count(&self) -> usize {
         checkpoint::expected_tensors(self).values().map(|s| s.iter().product::<usize>()).sum()
+    }
+}
+
+/// What the generic backend (candle's own ops: Metal's) is expected to hold on the device for
+/// one batch, in bytes: see [`ModelConfig::generic_memory`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenericMemory {
+    /// The weights in the compute dtype.
+    pub weights: u64,
+    /// Live activations at the peak.
+    pub activations: u64,
+    /// The largest 3x3 convolution's temporaries (bounded by its row bands).
+    pub conv_temporaries: u64,
+}
+
+impl GenericMemory {
+    pub fn total(&self) -> u64 {
+        self.weights + self.activations + self.conv_temporaries
+    }
+}
+
+/// Live activations at the generic backend's peak, in units of one full-resolution activation
+/// of `num_channels` channels in the compute dtype: the first decoder block at full resolution,
+/// inside its first norm (`backend::generic::norm_act_nchw`, statistics in f32): the block's
+/// input (the concatenation with the skip, 2 units), its shortcut (1), and two f32 tensors of
+/// the input's 2 x `num_channels` channels while the norm runs (the input in f32 and the
+/// centred input, then the centred input and its square, ...: 2 x 4 units in half precision,
+/// 2 x 2 in f32). The CPU measurement in `tests/generic_conv.rs` checks it.
+fn peak_units(dtype_bytes: u64) -> u64 {
+    if dtype_bytes < 4 { 2 + 1 + 2 * 4 } else { 2 + 1 + 2 * 2 }
+}
+
+impl ModelConfig {
+    /// Memory the generic backend needs for `batch` chunks of `chunk` samples in a dtype of
+    /// `dtype_bytes` bytes: weights, the activations live at the peak, and the 3x3 convolution
+    /// temporaries (which peak at another moment: the sum is an upper bound). Metal runs this
+    /// backend (f16 by default); `mdx-stems info` prints it.
+    pub fn generic_memory(&self, chunk: usize, batch: usize, dtype_bytes: usize) -> GenericMemory {
+        let m = &self.model;
+        let t = chunk / self.audio.hop_length + 1;
+        let f = self.audio.dim_f / m.num_subbands;
+        let unit = (batch * m.num_channels * t * f * dtype_bytes) as u64;
+        // The widest band temporaries: scale i has (c0 + i g) channels (twice that into the
+        // decoder's first 3x3 convolution) on t / st^i x f / sf^i.
+        let mut conv = 0u64;
+        let (mut ti, mut fi) = (t, f);
+        for i in 0..=m.num_scales {
+            let c = m.num_channels + i * m.growth;
+            for cin in [c, 2 * c] {
+                let rows = crate::backend::generic::conv_band_rows(batch, cin, ti, fi);
+                let (operand, padded) = (9 * batch * cin * rows * (fi + 2), batch * cin * (rows + 2) * (fi + 2));
+                let product = 2 * batch * c * rows * (fi + 2);
+                conv = conv.max(((operand + padded + product) * dtype_bytes) as u64);
+            }
+            ti /= m.scale[0];
+            fi /= m.scale[1];
+        }
+        GenericMemory {
+            weights: (self.parameter_count() * dtype_bytes) as u64,
+            activations: peak_units(dtype_bytes as u64) * unit,
+            conv_temporaries: conv,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The full-size InstVoc HQ network in f16 (what `mdx-stems info` prints for Metal): the
+    /// peak holds 11 full-resolution activations of 128 channels x 256 frames x 1024 bins, and
+    /// the convolution temporaries stay within one band's im2col (plus the smaller padded
+    /// input and product), far under conv2d's whole-image im2col.
+    #[test]
+    fn generic_memory_of_the_full_size_model() {
+        let path = crate::testing::shared_dir().join("uvr-mdxc/model_2_stem_full_band_8k.yaml");
+        let cfg = ModelConfig::from_yaml_file(&path).unwrap();
+        let chunk = cfg.audio.chunk_size;
+        let g = cfg.generic_memory(chunk, 1, 2);
+        let unit = 128 * 256 * 1024 * 2u64;
+        assert_eq!(g.activations, 11 * unit);
+        assert_eq!(g.weights, 2 * cfg.parameter_count() as u64);
+        let band = (crate::backend::generic::CONV_BAND_ELEMENTS * 2) as u64;
+        assert!(g.conv_temporaries > band / 2 && g.conv_temporaries <= band * 3 / 2, "{}", g.conv_temporaries);
+        let im2col = 9 * 2 * unit; // conv2d's on Metal for the first decoder conv (256 channels in)
+        assert!(g.conv_temporaries * 10 < im2col);
+        let b4 = cfg.generic_memory(chunk, 4, 2);
+        assert_eq!(b4.activations, 4 * g.activations);
+        eprintln!(
+            "full-size f16 on Metal: batch 1 {:.0} MB (weights {:.0}, activations {:.0}, conv {:.0}); batch 4 {:.0} MB; conv2d's im2col alone {:.0} MB",
+            g.total() as f64 / 1e6,
+            g.weights as f64 / 1e6,
+            g.activations as f64 / 1e6,
+            g.conv_temporaries as f64 / 1e6,
+            b4.total() as f64 / 1e6,
+            im2col as f64 / 1e6
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! CPU kernels for f32: what candle's CPU backend does slowly.
 //!
-//! - [`conv3x3_f32`]: 3x3 convolution, stride 1, padding 1. On x86-64 with AVX2 + FMA it is
-//!   Winograd F(4x4, 3x3) (`winograd.rs`, 4x fewer multiply-adds than direct convolution);
-//!   elsewhere an implicit GEMM on the `gemm` crate (`conv_gemm.rs`, no im2col buffer).
+//! - [`conv3x3_f32`]: 3x3 convolution, stride 1, padding 1, by Winograd F(4x4, 3x3) (4x fewer
+//!   multiply-adds than direct convolution): on x86-64 with AVX2 + FMA the hand-written kernel
+//!   (`winograd.rs`), on ARM64 the portable one (`winograd_portable.rs`: transforms the compiler
+//!   vectorises for NEON, GEMMs on the `gemm` crate); small images and other targets take an
+//!   implicit GEMM on the `gemm` crate (`conv_gemm.rs`, no im2col buffer).
 //! - [`norm::norm_act_f32`]: normalisation (instance / group / folded batch norm) fused with the
 //!   activation (exact-erf GELU, ReLU, ELU): two passes over memory, statistics in f64.
 //! - [`elementwise`]: in-place sums and products; [`layout`]: permutations and concatenation.
@@ -22,6 +24,7 @@ pub mod pool;
 mod tests;
 #[cfg(target_arch = "x86_64")]
 pub mod winograd;
+pub mod winograd_portable;
 
 pub use crate::backend::ConvShape;
 
@@ -80,10 +83,18 @@ pub(crate) fn avx2() -> bool {
 /// Which 3x3 convolution kernel [`conv3x3_f32`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conv3x3Kernel {
-    /// Winograd F(4x4, 3x3) with AVX2 + FMA (x86-64 only).
+    /// Winograd F(4x4, 3x3): AVX2 + FMA on x86-64, the portable kernel on ARM64.
     Winograd,
+    /// Winograd F(4x4, 3x3) in portable Rust (every target; the one ARM64 runs).
+    WinogradPortable,
     /// Implicit GEMM on the `gemm` crate (every target).
     Gemm,
+}
+
+/// Whether [`Conv3x3Kernel::Winograd`] runs on this machine: x86-64 with AVX2 + FMA, or ARM64
+/// (NEON is part of the base ARM64 target).
+pub fn winograd_available() -> bool {
+    avx2() || cfg!(target_arch = "aarch64")
 }
 
 /// The kernel [`conv3x3_f32`] picks on this machine for an `h` x `w` image. Winograd pays a
@@ -92,7 +103,21 @@ pub enum Conv3x3Kernel {
 /// 2, 8 and 16 threads (`../shared/docs/cpu-scaling-notes.md`: 512->512 on 32 x 128 took 100 /
 /// 33 / 30 ms by GEMM against 120 / 50 / 40 ms by Winograd).
 pub fn conv3x3_kernel(h: usize, w: usize) -> Conv3x3Kernel {
-    if avx2() && h * w >= WINOGRAD_MIN_PIXELS { Conv3x3Kernel::Winograd } else { Conv3x3Kernel::Gemm }
+    if winograd_available() && h * w >= WINOGRAD_MIN_PIXELS { Conv3x3Kernel::Winograd } else { Conv3x3Kernel::Gemm }
+}
+
+/// This machine's Winograd kernel with at most `nt` tiles per work unit (tests and
+/// `kernel-bench --wino-nt`); the GEMM kernel where there is none.
+pub fn winograd_nt(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape, nt: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return winograd::conv3x3_nt(x, w, out, shape, nt);
+    }
+    if cfg!(target_arch = "aarch64") {
+        winograd_portable::conv3x3_nt(x, w, out, shape, nt)
+    } else {
+        conv3x3_f32_with(Conv3x3Kernel::Gemm, x, w, out, shape)
+    }
 }
 
 /// Smallest image (pixels) that [`conv3x3_f32`] runs with Winograd.
@@ -122,6 +147,8 @@ pub fn conv3x3_f32_with(kernel: Conv3x3Kernel, x: &[f32], w: &[f32], out: &mut [
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Conv3x3Kernel::Winograd if avx2() => winograd::conv3x3(x, w, out, shape),
+        Conv3x3Kernel::Winograd if cfg!(target_arch = "aarch64") => winograd_portable::conv3x3(x, w, out, shape),
+        Conv3x3Kernel::WinogradPortable => winograd_portable::conv3x3(x, w, out, shape),
         _ => conv_gemm::conv3x3(x, w, out, shape),
     }
 }

@@ -61,10 +61,11 @@ fn check_conv(kernel: Conv3x3Kernel, nt_max: Option<usize>) {
         let w = rand_vec(cout * cin * 9, 100 + si as u64);
         let (want, mag) = conv_ref(&x, &w, b, cin, cout, h, wd);
         let mut out = vec![f32::NAN; b * cout * h * wd];
-        match nt_max {
-            #[cfg(target_arch = "x86_64")]
-            Some(nt) if avx2() => winograd::conv3x3_nt(&x, &w, &mut out, &ConvShape::conv3x3(b, cin, cout, h, wd), nt),
-            _ => conv3x3_f32_with(kernel, &x, &w, &mut out, &ConvShape::conv3x3(b, cin, cout, h, wd)),
+        let shape = ConvShape::conv3x3(b, cin, cout, h, wd);
+        match (kernel, nt_max) {
+            (Conv3x3Kernel::WinogradPortable, Some(nt)) => winograd_portable::conv3x3_nt(&x, &w, &mut out, &shape, nt),
+            (_, Some(nt)) => winograd_nt(&x, &w, &mut out, &shape, nt),
+            (_, None) => conv3x3_f32_with(kernel, &x, &w, &mut out, &shape),
         }
         let mut worst = 0f64;
         for i in 0..out.len() {
@@ -98,6 +99,28 @@ fn winograd_conv3x3_matches_direct_convolution() {
 #[test]
 fn winograd_conv3x3_with_small_work_units_matches() {
     in_pool(2, || check_conv(Conv3x3Kernel::Winograd, Some(24)));
+}
+
+#[test]
+fn portable_winograd_conv3x3_matches_direct_convolution() {
+    for threads in [1, 3] {
+        in_pool(threads, || check_conv(Conv3x3Kernel::WinogradPortable, None));
+    }
+    in_pool(2, || check_conv(Conv3x3Kernel::WinogradPortable, Some(8)));
+}
+
+/// What [`conv3x3_kernel`] picks: Winograd on x86-64 with AVX2 and on every ARM64 for large
+/// images, the GEMM kernel for small ones.
+#[test]
+fn large_images_take_winograd_where_it_runs() {
+    let big = conv3x3_kernel(64, 256);
+    if cfg!(target_arch = "aarch64") || avx2() {
+        assert_eq!(big, Conv3x3Kernel::Winograd);
+        assert!(winograd_available());
+    } else {
+        assert_eq!(big, Conv3x3Kernel::Gemm);
+    }
+    assert_eq!(conv3x3_kernel(16, 64), Conv3x3Kernel::Gemm);
 }
 
 #[test]
