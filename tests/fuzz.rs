@@ -154,3 +154,29 @@ fn a_plugin_state_asking_for_billions_of_threads_gets_a_bounded_pool() {
     assert_eq!(mdx_stems::plugin::plugin_threads(u32::MAX), mdx_stems::limits::MAX_THREADS);
     assert_eq!(mdx_stems::plugin::plugin_threads(3), 3);
 }
+
+/// What the libFuzzer checkpoint target found (candle's pickle reader allocates what a file
+/// declares before reading it), as small hand-made checkpoints in
+/// `tests/data/fuzz-regressions/checkpoint/`: each refused at once with a one-line error.
+#[test]
+fn checkpoints_declaring_huge_strings_tensors_or_memo_copies_are_refused_before_allocating() {
+    let dir = data("fuzz-regressions/checkpoint");
+    for (file, needle) in [
+        // A pickle string of 2^31 - 1 bytes in a 248-byte file (found: a 2 GiB allocation).
+        ("pickle_string_of_2gb.ckpt", "a string of 2147483647 bytes"),
+        // 40 doublings of a tuple through the memo: 2^40 values from 290 bytes.
+        ("pickle_memo_bomb.ckpt", "builds more than"),
+        // A tensor of 2^30 floats whose storage entry holds 16 bytes.
+        ("tensor_shape_beyond_its_data.ckpt", "needs 4294967296 bytes"),
+    ] {
+        let t0 = Instant::now();
+        let e = mdx_stems::nets::tfc_tdf::checkpoint::Checkpoint::read(&dir.join(file)).err().expect(file).to_string();
+        assert!(e.contains(needle) && !e.contains('\n'), "{file}: {e}");
+        assert!(t0.elapsed().as_secs_f64() < 1.0, "{file} took {:?}", t0.elapsed());
+        // The shape reader (model inference for `models`) walks the pickle the same way.
+        if file.starts_with("pickle") {
+            let e = mdx_stems::catalog::infer::read_shapes(&dir.join(file)).expect_err(file);
+            assert!(e.contains(needle) && !e.contains('\n'), "{file}: {e}");
+        }
+    }
+}
