@@ -1,7 +1,11 @@
-//! Mutation fuzzing of every file the program reads (see `mdx_stems::fuzz`): real seed files,
-//! a fixed number of deterministic mutants each in `cargo test` (more with `MDX_FUZZ_ITERS`,
-//! other mutants with `MDX_FUZZ_SEED`). A panic or a mutant slower than `fuzz::SLOW` fails the
-//! test, names the mutant and saves it under `target/fuzz-failures/` to become a regression test.
+//! Fuzzing of every file the program reads (see `mdx_stems::fuzz`), on stable in `cargo test`:
+//! - mutation fuzzing: real seed files, a fixed number of deterministic mutants each (more with
+//!   `MDX_FUZZ_ITERS`, other mutants with `MDX_FUZZ_SEED`). A panic or a mutant slower than
+//!   `fuzz::SLOW` fails the test, names the mutant and saves it under `target/fuzz-failures/`
+//!   to become a regression test;
+//! - the minimized corpora of the libFuzzer targets (`fuzz/corpus/`) and the inputs they found
+//!   (`tests/data/fuzz-regressions/`), replayed through the targets' entry point.
+//!
 //! Below them, the regression tests for what fuzzing and review found.
 
 mod common;
@@ -91,6 +95,61 @@ fn fuzz_audio_files() {
 fn fuzz_plugin_states() {
     let state = br#"{"params":{"gain_1":"0.5","preset":"0"},"fields":{"model_path":"\"/models/MDX23C-8KFFT-InstVoc_HQ.ckpt\"","overlap":"4","precision":"\"Auto\"","segment":"256","cpu_threads":"2","safety":"1","watchdog_s":"60","state_version":"2","model_name":"\"MDX23C\"","model_hash":"\"0123abcd\""}}"#;
     campaign(Target::State, &[("state".into(), state.to_vec())], "json", true);
+}
+
+// ---- The libFuzzer corpora, replayed on stable through the fuzz targets' entry point. ----
+
+/// Every file of `fuzz/corpus/<target>/` (the minimized corpus of the libFuzzer target, see
+/// `fuzz/`) and of `tests/data/fuzz-regressions/<target>/` (what the fuzz runs found) through
+/// `fuzz::run_bytes`, as the libFuzzer target feeds it: no panic, none slower than `fuzz::SLOW`.
+fn replay(target: Target) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in [root.join("fuzz/corpus").join(target.name()), root.join("tests/data/fuzz-regressions").join(target.name())] {
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            files.extend(rd.map(|e| e.unwrap().path()).filter(|p| p.is_file()));
+        }
+    }
+    files.sort();
+    assert!(!files.is_empty(), "no corpus for {}", target.name());
+    let t0 = Instant::now();
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for file in &files {
+        let input = std::fs::read(file).unwrap();
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(|| fuzz::run_bytes(target, &input));
+        let took = t.elapsed();
+        let out = r.unwrap_or_else(|_| panic!("{target:?} panicked on {}", file.display()));
+        assert!(took <= fuzz::SLOW, "{target:?} took {took:?} on {}", file.display());
+        let first = out.split([':', '(']).next().unwrap_or("").trim().to_string();
+        *outcomes.entry(first).or_default() += 1;
+    }
+    eprintln!("{target:?}: {} corpus files in {:?}, outcomes {outcomes:?}", files.len(), t0.elapsed());
+}
+
+#[test]
+fn corpus_checkpoint() {
+    replay(Target::Ckpt);
+}
+
+#[test]
+fn corpus_safetensors() {
+    replay(Target::Safetensors);
+}
+
+#[test]
+fn corpus_config() {
+    replay(Target::Config);
+}
+
+#[test]
+fn corpus_audio() {
+    replay(Target::Audio);
+}
+
+#[test]
+fn corpus_plugin_state() {
+    replay(Target::State);
 }
 
 // ---- Regression tests: inputs that once made the program work on nothing, or crash. ----
