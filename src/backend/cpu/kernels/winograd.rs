@@ -17,6 +17,7 @@
 
 use super::ConvShape;
 use super::pool::SendPtr;
+use super::winograd_portable::{fit, g1d};
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -37,31 +38,6 @@ fn tiles_per_unit(cout: usize) -> usize {
 thread_local! {
     /// Per-thread V and M scratch, reused across calls.
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-/// Make `buf` hold at least `n` floats, releasing it when it is far larger than `n`:
-/// the deep layers need tens of MiB of scratch per thread, which should not stay allocated
-/// while the large early layers run (peak memory).
-fn fit(buf: &mut Vec<f32>, n: usize) {
-    if buf.len() < n || buf.len() > 2 * n + (1 << 18) {
-        *buf = Vec::new();
-        *buf = vec![0f32; n];
-    }
-}
-
-/// 1-D transform of a 3-tap filter: G g, G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
-/// 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
-#[inline(always)]
-fn g1d(g: [f32; 3]) -> [f32; 6] {
-    let s02 = g[0] + g[2];
-    [
-        g[0] * 0.25,
-        -(s02 + g[1]) * (1.0 / 6.0),
-        -(s02 - g[1]) * (1.0 / 6.0),
-        g[0] * (1.0 / 24.0) + g[1] * (1.0 / 12.0) + g[2] * (1.0 / 6.0),
-        g[0] * (1.0 / 24.0) - g[1] * (1.0 / 12.0) + g[2] * (1.0 / 6.0),
-        g[2],
-    ]
 }
 
 /// U = G g G^T into `U[ξ][co/4][ci][co%4]`, ξ = 6 * row + column. `u` must be zeroed

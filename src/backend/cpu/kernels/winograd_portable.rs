@@ -33,16 +33,17 @@ thread_local! {
 
 /// Make `buf` hold at least `n` floats, releasing it when it is far larger (peak memory: the
 /// deep layers' scratch should not stay allocated while the large early layers run).
-fn fit(buf: &mut Vec<f32>, n: usize) {
+pub(super) fn fit(buf: &mut Vec<f32>, n: usize) {
     if buf.len() < n || buf.len() > 2 * n + (1 << 18) {
         *buf = Vec::new();
         *buf = vec![0f32; n];
     }
 }
 
-/// G g for a 3-tap filter (see `winograd.rs`).
+/// 1-D transform of a 3-tap filter: G g, G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+/// 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] (shared with the AVX2 kernel).
 #[inline(always)]
-fn g1d(g: [f32; 3]) -> [f32; 6] {
+pub(super) fn g1d(g: [f32; 3]) -> [f32; 6] {
     let s02 = g[0] + g[2];
     [
         g[0] * 0.25,
