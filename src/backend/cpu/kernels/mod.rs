@@ -65,6 +65,72 @@ pub fn alloc_output(n: usize) -> Vec<f32> {
     v
 }
 
+/// How a convolution is cut into work units of (batch item, chunk of `nt` tiles, block of
+/// `per_block` output-channel groups); see [`split_work`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Split {
+    pub nt: usize,
+    pub nchunks: usize,
+    pub per_block: usize,
+    pub nblocks: usize,
+}
+
+/// Cut `b` images of `tiles` tiles and `groups` groups of output channels into units for
+/// `nthreads` threads: tile chunks of equal size (a multiple of `step`, at most `nt_max`) and
+/// blocks of at most `max_per_block` groups (at least `min_per_block` unless that is all of
+/// them), picked to minimise the time of the busiest thread, estimated as (rounds of units) x
+/// `cost(groups per block, tiles per chunk)`. With plenty of tiles that is the largest units; with
+/// few (the deep layers) it splits tiles and output channels until every thread has work.
+/// Only the speed depends on the split: the Winograd kernels sum every output in the same order
+/// whatever it is.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn split_work(
+    b: usize,
+    tiles: usize,
+    step: usize,
+    nt_max: usize,
+    groups: usize,
+    max_per_block: usize,
+    min_per_block: usize,
+    nthreads: usize,
+    cost: impl Fn(usize, usize) -> f64,
+) -> Split {
+    let threads = nthreads.max(1);
+    let tiles = tiles.max(1);
+    let groups = groups.max(1);
+    let nt_cap = tiles.next_multiple_of(step).min(nt_max.max(1).next_multiple_of(step));
+    let nb_min = groups.div_ceil(max_per_block.max(1));
+    let nb_max = groups.div_ceil(min_per_block.max(1)).max(nb_min);
+    let mut best: Option<(f64, Split)> = None;
+    for want in tiles.div_ceil(nt_cap)..=tiles.div_ceil(step) {
+        // Chunks of equal size; a count that rounds to fewer chunks was seen already.
+        let nt = tiles.div_ceil(want).next_multiple_of(step);
+        let nchunks = tiles.div_ceil(nt);
+        if nchunks != want {
+            continue;
+        }
+        for nb in nb_min..=nb_max {
+            let per_block = groups.div_ceil(nb);
+            let nblocks = groups.div_ceil(per_block);
+            if nblocks != nb {
+                continue;
+            }
+            let rounds = (b * nchunks * nblocks).div_ceil(threads);
+            let c = rounds as f64 * cost(per_block, nt);
+            // Ties go to the fewer, larger units (seen first).
+            if best.is_none_or(|(bc, _)| c < bc * (1.0 - 1e-9)) {
+                best = Some((c, Split { nt, nchunks, per_block, nblocks }));
+            }
+        }
+        // Eight units a thread with the largest output blocks: smaller chunks could at best
+        // round the last units off a little better, at more cost per tile.
+        if b * nchunks * nb_min >= 8 * threads {
+            break;
+        }
+    }
+    best.map_or(Split { nt: nt_cap, nchunks: tiles.div_ceil(nt_cap), per_block: groups, nblocks: 1 }, |(_, s)| s)
+}
+
 /// Whether the AVX2 + FMA code paths may run (checked once).
 #[inline]
 pub(crate) fn avx2() -> bool {
