@@ -16,6 +16,9 @@ thread_local! {
 
 /// Target GEMM width (output pixels, padded width) per band.
 const BAND_COLS: usize = 6144;
+/// Most floats of per-thread scratch (a band's input rows and its output, 6 MiB): bands of deep
+/// layers are cut shorter, so that the scratch of every pool thread stays bounded.
+const SCRATCH_FLOATS: usize = 3 << 19;
 
 pub(crate) fn conv3x3(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape) {
     let ConvShape { n: b, cin, cout, h, w: wd, .. } = *shape;
@@ -30,7 +33,7 @@ pub(crate) fn conv3x3(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape) 
     }
     let wp = wd + 2;
     let nthreads = rayon::current_num_threads();
-    let mut hb = (BAND_COLS / wp).clamp(1, h);
+    let mut hb = (BAND_COLS / wp).min(SCRATCH_FLOATS / ((cin + cout) * wp)).clamp(1, h);
     // Enough bands for every thread.
     while b * h.div_ceil(hb) < 2 * nthreads && hb > 1 {
         hb = hb.div_ceil(2);
