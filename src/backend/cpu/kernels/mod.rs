@@ -7,6 +7,9 @@
 //!   implicit GEMM on the `gemm` crate (`conv_gemm.rs`, no im2col buffer).
 //! - [`norm::norm_act_f32`]: normalisation (instance / group / folded batch norm) fused with the
 //!   activation (exact-erf GELU, ReLU, ELU): two passes over memory, statistics in f64.
+//! - [`matmul::matmul_f32`]: matrix products on the `gemm` crate's kernels, with the crate's
+//!   own parallel split or (`MatmulSplit::Blocks`, compared by `kernel-bench --only mm`) cut
+//!   into blocks of rows or columns over the pool by our own code.
 //! - [`elementwise`]: in-place sums and products; [`layout`]: permutations and concatenation.
 //!
 //! The candle glue that the CPU backend ([`super`]) calls is in [`super::ops`].
@@ -18,6 +21,7 @@
 pub mod conv_gemm;
 pub mod elementwise;
 pub mod layout;
+pub mod matmul;
 pub mod norm;
 pub mod pool;
 #[cfg(test)]
