@@ -1,10 +1,16 @@
-//! Deterministic mutation fuzzing on stable Rust (no libFuzzer): seed files (real checkpoints,
-//! configs, audio files, plugin states) mutated by a seeded generator, each mutant fed to the
-//! parser that reads that kind of file. A target must return (an error is fine) without a
-//! panic, an abort, or taking longer than [`SLOW`]. `tests/fuzz.rs` runs a few hundred
-//! mutants per target in `cargo test`; `MDX_FUZZ_ITERS` and `MDX_FUZZ_SEED` run more (README:
-//! "Fuzzing"). Not part of the engine's API.
+//! Fuzzing of every file the program reads. Two drivers feed the same entry points ([`run`],
+//! through [`run_bytes`] for inputs held in memory):
+//! - deterministic mutation fuzzing on stable Rust: seed files (real checkpoints, configs,
+//!   audio files, plugin states) mutated by a seeded generator ([`mutate`]); `tests/fuzz.rs`
+//!   runs a few dozen mutants per seed in `cargo test`, `MDX_FUZZ_ITERS` and `MDX_FUZZ_SEED`
+//!   run more;
+//! - coverage-guided libFuzzer targets, one per [`Target`], in `fuzz/` (cargo-fuzz), through
+//!   [`libfuzzer`]; their minimized corpora are replayed by `tests/fuzz.rs` in `cargo test`.
+//!
+//! A target must return (an error is fine) without a panic, an abort, or taking longer than
+//! [`SLOW`]. README: "Fuzzing". Not part of the engine's API.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -109,6 +115,117 @@ pub enum Target {
     Audio,
     /// A plugin state (JSON, nice-plug's format), its persisted fields read as the plugin reads them.
     State,
+}
+
+impl Target {
+    pub const ALL: [Target; 5] = [Target::Ckpt, Target::Safetensors, Target::Config, Target::Audio, Target::State];
+
+    /// The name of its libFuzzer target (`fuzz/fuzz_targets/<name>.rs`) and corpus folder
+    /// (`fuzz/corpus/<name>/`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Ckpt => "checkpoint",
+            Target::Safetensors => "safetensors",
+            Target::Config => "config",
+            Target::Audio => "audio",
+            Target::State => "plugin_state",
+        }
+    }
+
+    /// The extension of the scratch file `data` is written to. Audio files by their first
+    /// bytes (the decoder probes the content; the extension is only a hint).
+    pub fn extension(self, data: &[u8]) -> &'static str {
+        match self {
+            Target::Ckpt => "ckpt",
+            Target::Safetensors => "safetensors",
+            Target::Config => "yaml",
+            Target::State => "json",
+            Target::Audio if data.starts_with(b"RIFF") => "wav",
+            Target::Audio if data.starts_with(b"fLaC") => "flac",
+            Target::Audio if data.starts_with(b"OggS") => "ogg",
+            Target::Audio if data.starts_with(b"FORM") => "aiff",
+            Target::Audio => "mp3",
+        }
+    }
+}
+
+/// What an input becomes before it is read: the pages of an OGG file get valid checksums, so
+/// that mutants reach the decoder (else the container drops nearly all of them at the first
+/// page). Everything else is read as it is.
+pub fn prepare(target: Target, data: &[u8]) -> Cow<'_, [u8]> {
+    if target == Target::Audio && data.starts_with(b"OggS") {
+        let mut d = data.to_vec();
+        fix_ogg_crcs(&mut d);
+        Cow::Owned(d)
+    } else {
+        Cow::Borrowed(data)
+    }
+}
+
+/// Recompute the CRC of every OGG page that still parses as one.
+fn fix_ogg_crcs(d: &mut [u8]) {
+    fn crc(data: &[u8]) -> u32 {
+        let mut c = 0u32;
+        for &b in data {
+            c ^= (b as u32) << 24;
+            for _ in 0..8 {
+                c = if c & 0x8000_0000 != 0 { (c << 1) ^ 0x04c1_1db7 } else { c << 1 };
+            }
+        }
+        c
+    }
+    let mut pos = 0;
+    while pos + 27 <= d.len() && &d[pos..pos + 4] == b"OggS" {
+        let segs = d[pos + 26] as usize;
+        if pos + 27 + segs > d.len() {
+            return;
+        }
+        let body: usize = d[pos + 27..pos + 27 + segs].iter().map(|&b| b as usize).sum();
+        let end = pos + 27 + segs + body;
+        if end > d.len() {
+            return;
+        }
+        d[pos + 22..pos + 26].fill(0);
+        let c = crc(&d[pos..end]);
+        d[pos + 22..pos + 26].copy_from_slice(&c.to_le_bytes());
+        pos = end;
+    }
+}
+
+/// Feed `data`, held in memory, to `target`: [`prepare`]d, written to a scratch file of this
+/// thread in the system's temporary folder (the readers read files), [`run`], the file removed.
+pub fn run_bytes(target: Target, data: &[u8]) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STEM: String = format!("mdx-stems-fuzz-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    }
+    let data = prepare(target, data);
+    let scratch = STEM.with(|s| std::env::temp_dir().join(format!("{s}.{}", target.extension(&data))));
+    let out = run(target, &data, &scratch);
+    let _ = std::fs::remove_file(&scratch);
+    out
+}
+
+/// One libFuzzer input (`fuzz/fuzz_targets/`): [`run_bytes`], aborting (a crash for libFuzzer)
+/// if a panic escapes it. libfuzzer-sys aborts on every panic, even one the readers catch on
+/// purpose (a decoder's or the pickle interpreter's, turned into an error): this replaces its
+/// hook with one that only remembers the message, printed if the panic escapes.
+pub fn libfuzzer(target: Target, data: &[u8]) {
+    use std::sync::{Mutex, Once};
+    static HOOK: Once = Once::new();
+    static LAST: Mutex<String> = Mutex::new(String::new());
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            if let Ok(mut last) = LAST.lock() {
+                *last = info.to_string();
+            }
+        }))
+    });
+    if std::panic::catch_unwind(|| run_bytes(target, data)).is_err() {
+        eprintln!("{target:?} panicked: {}", LAST.lock().map(|l| l.clone()).unwrap_or_default());
+        std::process::abort();
+    }
 }
 
 /// Feed `data` to `target`; `scratch` is a file path it may write (with the right extension).

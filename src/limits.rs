@@ -34,6 +34,9 @@ pub const MAX_CHECKPOINT_BYTES: u64 = 8 << 30;
 pub const MAX_ZIP_ENTRIES: usize = 100_000;
 pub const MAX_TENSORS: usize = 100_000;
 pub const MAX_TENSOR_RANK: usize = 8;
+/// Values the pickle of a zip checkpoint builds (each string byte counts as one): real ones
+/// build a few thousand (a few per tensor and name).
+pub const MAX_PICKLE_VALUES: u64 = 1 << 24;
 /// A model config (YAML) and a plugin state (JSON) are small text files.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 pub const MAX_STATE_BYTES: usize = 1 << 20;

@@ -197,6 +197,42 @@ fn info_describes_the_model_and_its_plugin_latency() {
 }
 
 #[test]
+fn info_live_times_the_model_and_says_which_overlap_and_segment_run_live() {
+    let dir = temp_dir("info_live");
+    let o = cli(&dir)
+        .arg("info")
+        .args(fixture_model_args("small_groupnorm_relu_4stem"))
+        .args(["--live", "--device", "cpu", "--threads", "1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let live = out.lines().find(|l| l.starts_with("live ")).unwrap_or_else(|| panic!("no live line in:\n{out}"));
+    assert!(live.contains("s per chunk") && live.contains("CPU threads: 1"), "{live}");
+    // One row per segment: its load at overlaps 1, 2, 4, 8, in proportion to the overlap.
+    let rows: Vec<Vec<f64>> = out
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("segment"))
+        .skip(1)
+        .take_while(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(|l| l.split_whitespace().skip(1).map(|v| v.trim_end_matches(['%', '*']).parse::<f64>().unwrap()).collect())
+        .collect();
+    assert!(rows.len() >= 2, "segments:\n{out}");
+    for r in &rows {
+        assert_eq!(r.len(), 4, "{out}");
+        assert!(r[0] > 0.0 && (r[3] / r[0] - 8.0).abs() < 8.0 * 0.02 + 8.0 / r[0], "{r:?}");
+    }
+    // Live marks: exactly the cells at most 80%.
+    for l in out.lines().filter(|l| l.contains('%') && !l.contains("live")) {
+        for cell in l.split_whitespace().skip(1) {
+            let v: f64 = cell.trim_end_matches(['%', '*']).parse().unwrap();
+            assert_eq!(cell.ends_with('*'), v <= 80.0, "{cell} in {l}");
+        }
+    }
+    assert!(out.contains("Measured") && out.contains("per chunk: overlap"), "{out}");
+}
+
+#[test]
 fn models_lists_the_models_folder_and_names_select_a_model() {
     let dir = temp_dir("models");
     let src = fixture_dir("tiny_instnorm_gelu");

@@ -1,7 +1,11 @@
-//! Mutation fuzzing of every file the program reads (see `mdx_stems::fuzz`): real seed files,
-//! a fixed number of deterministic mutants each in `cargo test` (more with `MDX_FUZZ_ITERS`,
-//! other mutants with `MDX_FUZZ_SEED`). A panic or a mutant slower than `fuzz::SLOW` fails the
-//! test, names the mutant and saves it under `target/fuzz-failures/` to become a regression test.
+//! Fuzzing of every file the program reads (see `mdx_stems::fuzz`), on stable in `cargo test`:
+//! - mutation fuzzing: real seed files, a fixed number of deterministic mutants each (more with
+//!   `MDX_FUZZ_ITERS`, other mutants with `MDX_FUZZ_SEED`). A panic or a mutant slower than
+//!   `fuzz::SLOW` fails the test, names the mutant and saves it under `target/fuzz-failures/`
+//!   to become a regression test;
+//! - the minimized corpora of the libFuzzer targets (`fuzz/corpus/`) and the inputs they found
+//!   (`tests/data/fuzz-regressions/`), replayed through the targets' entry point.
+//!
 //! Below them, the regression tests for what fuzzing and review found.
 
 mod common;
@@ -31,12 +35,8 @@ fn campaign(target: Target, seeds: &[(String, Vec<u8>)], ext: &str, text: bool) 
         let scratch = dir.join(format!("mutant{si}.{ext}"));
         for it in 0..iters() {
             let mut rng = Rng::new(base_seed() ^ ((si as u64) << 32) ^ it as u64);
-            let mut mutant = fuzz::mutate(seed, &mut rng, text);
-            if ext == "ogg" {
-                // Valid page checksums, so that the mutants reach the decoder (else the
-                // container refuses nearly all of them at the first page).
-                fix_ogg_crcs(&mut mutant);
-            }
+            let mutant = fuzz::mutate(seed, &mut rng, text);
+            let mutant = fuzz::prepare(target, &mutant);
             let t0 = Instant::now();
             let r = std::panic::catch_unwind(|| fuzz::run(target, &mutant, &scratch));
             let took = t0.elapsed();
@@ -58,36 +58,6 @@ fn campaign(target: Target, seeds: &[(String, Vec<u8>)], ext: &str, text: bool) 
     }
     eprintln!("{target:?}: {} mutants, outcomes {outcomes:?}", iters() * seeds.len());
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// Recompute the CRC of every OGG page that still parses as one.
-fn fix_ogg_crcs(d: &mut [u8]) {
-    fn crc(data: &[u8]) -> u32 {
-        let mut c = 0u32;
-        for &b in data {
-            c ^= (b as u32) << 24;
-            for _ in 0..8 {
-                c = if c & 0x8000_0000 != 0 { (c << 1) ^ 0x04c1_1db7 } else { c << 1 };
-            }
-        }
-        c
-    }
-    let mut pos = 0;
-    while pos + 27 <= d.len() && &d[pos..pos + 4] == b"OggS" {
-        let segs = d[pos + 26] as usize;
-        if pos + 27 + segs > d.len() {
-            return;
-        }
-        let body: usize = d[pos + 27..pos + 27 + segs].iter().map(|&b| b as usize).sum();
-        let end = pos + 27 + segs + body;
-        if end > d.len() {
-            return;
-        }
-        d[pos + 22..pos + 26].fill(0);
-        let c = crc(&d[pos..end]);
-        d[pos + 22..pos + 26].copy_from_slice(&c.to_le_bytes());
-        pos = end;
-    }
 }
 
 fn fixture_files(file: &str) -> Vec<(String, Vec<u8>)> {
@@ -125,6 +95,61 @@ fn fuzz_audio_files() {
 fn fuzz_plugin_states() {
     let state = br#"{"params":{"gain_1":"0.5","preset":"0"},"fields":{"model_path":"\"/models/MDX23C-8KFFT-InstVoc_HQ.ckpt\"","overlap":"4","precision":"\"Auto\"","segment":"256","cpu_threads":"2","safety":"1","watchdog_s":"60","state_version":"2","model_name":"\"MDX23C\"","model_hash":"\"0123abcd\""}}"#;
     campaign(Target::State, &[("state".into(), state.to_vec())], "json", true);
+}
+
+// ---- The libFuzzer corpora, replayed on stable through the fuzz targets' entry point. ----
+
+/// Every file of `fuzz/corpus/<target>/` (the minimized corpus of the libFuzzer target, see
+/// `fuzz/`) and of `tests/data/fuzz-regressions/<target>/` (what the fuzz runs found) through
+/// `fuzz::run_bytes`, as the libFuzzer target feeds it: no panic, none slower than `fuzz::SLOW`.
+fn replay(target: Target) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in [root.join("fuzz/corpus").join(target.name()), root.join("tests/data/fuzz-regressions").join(target.name())] {
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            files.extend(rd.map(|e| e.unwrap().path()).filter(|p| p.is_file()));
+        }
+    }
+    files.sort();
+    assert!(!files.is_empty(), "no corpus for {}", target.name());
+    let t0 = Instant::now();
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for file in &files {
+        let input = std::fs::read(file).unwrap();
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(|| fuzz::run_bytes(target, &input));
+        let took = t.elapsed();
+        let out = r.unwrap_or_else(|_| panic!("{target:?} panicked on {}", file.display()));
+        assert!(took <= fuzz::SLOW, "{target:?} took {took:?} on {}", file.display());
+        let first = out.split([':', '(']).next().unwrap_or("").trim().to_string();
+        *outcomes.entry(first).or_default() += 1;
+    }
+    eprintln!("{target:?}: {} corpus files in {:?}, outcomes {outcomes:?}", files.len(), t0.elapsed());
+}
+
+#[test]
+fn corpus_checkpoint() {
+    replay(Target::Ckpt);
+}
+
+#[test]
+fn corpus_safetensors() {
+    replay(Target::Safetensors);
+}
+
+#[test]
+fn corpus_config() {
+    replay(Target::Config);
+}
+
+#[test]
+fn corpus_audio() {
+    replay(Target::Audio);
+}
+
+#[test]
+fn corpus_plugin_state() {
+    replay(Target::State);
 }
 
 // ---- Regression tests: inputs that once made the program work on nothing, or crash. ----
@@ -187,4 +212,30 @@ fn config_values_that_overflow_or_size_absurd_work_get_one_line_errors() {
 fn a_plugin_state_asking_for_billions_of_threads_gets_a_bounded_pool() {
     assert_eq!(mdx_stems::plugin::plugin_threads(u32::MAX), mdx_stems::limits::MAX_THREADS);
     assert_eq!(mdx_stems::plugin::plugin_threads(3), 3);
+}
+
+/// What the libFuzzer checkpoint target found (candle's pickle reader allocates what a file
+/// declares before reading it), as small hand-made checkpoints in
+/// `tests/data/fuzz-regressions/checkpoint/`: each refused at once with a one-line error.
+#[test]
+fn checkpoints_declaring_huge_strings_tensors_or_memo_copies_are_refused_before_allocating() {
+    let dir = data("fuzz-regressions/checkpoint");
+    for (file, needle) in [
+        // A pickle string of 2^31 - 1 bytes in a 248-byte file (found: a 2 GiB allocation).
+        ("pickle_string_of_2gb.ckpt", "a string of 2147483647 bytes"),
+        // 40 doublings of a tuple through the memo: 2^40 values from 290 bytes.
+        ("pickle_memo_bomb.ckpt", "builds more than"),
+        // A tensor of 2^30 floats whose storage entry holds 16 bytes.
+        ("tensor_shape_beyond_its_data.ckpt", "needs 4294967296 bytes"),
+    ] {
+        let t0 = Instant::now();
+        let e = mdx_stems::nets::tfc_tdf::checkpoint::Checkpoint::read(&dir.join(file)).err().expect(file).to_string();
+        assert!(e.contains(needle) && !e.contains('\n'), "{file}: {e}");
+        assert!(t0.elapsed().as_secs_f64() < 1.0, "{file} took {:?}", t0.elapsed());
+        // The shape reader (model inference for `models`) walks the pickle the same way.
+        if file.starts_with("pickle") {
+            let e = mdx_stems::catalog::infer::read_shapes(&dir.join(file)).expect_err(file);
+            assert!(e.contains(needle) && !e.contains('\n'), "{file}: {e}");
+        }
+    }
 }

@@ -169,23 +169,44 @@ fn child_builtin() {
 /// of the CLI's stems and each stem output is the CLI's stem (UVR scheme, same overlap).
 /// `declared`: the host says it renders offline; else it says "real time" and calls as fast as
 /// it can (a render that does not say so, as Ardour's export).
+/// `loud_end`: the song is loud to its last sample (cut mid-note, no fade, no silence after it),
+/// so that the comparison reaches the resamplers' reach of the end (issue #14).
 fn bounce_equals_cli(fixture: &str, stems: &[&str], rate: u32, overlap: usize, max_block: usize, secs: f32, declared: bool) {
+    bounce_equals_cli_end(fixture, stems, rate, overlap, max_block, secs, declared, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bounce_equals_cli_end(fixture: &str, stems: &[&str], rate: u32, overlap: usize, max_block: usize, secs: f32, declared: bool, loud_end: bool) {
     let m = TempModel::new(fixture, &format!("bounce{rate}{declared}"));
     let mut plug = Plug::load(&release_clap());
     plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(overlap))]);
     plug.set_offline(declared);
     plug.activate(rate as f64, max_block as u32);
     let lat = plug.latency() as usize;
-    let x = song(rate, secs, rate as u64);
+    let x = if loud_end {
+        // `song` fades out over 0.05 s before a quarter second of silence: cut it where the
+        // fade would begin, at full level.
+        let mut x = song(rate, secs + 0.3, rate as u64);
+        let n = (rate as f32 * secs) as usize;
+        for c in &mut x {
+            c.truncate(n);
+        }
+        x
+    } else {
+        song(rate, secs, rate as u64)
+    };
     let n = x[0].len();
     let t0 = Instant::now();
     let out = render(&mut plug, &x, n + lat, max_block, 99 + rate as u64);
     eprintln!("{fixture} at {rate} Hz: latency {lat}, bounce of {secs} s in {:.2} s", t0.elapsed().as_secs_f64());
     let cli = cli_stems(&m, &x, rate, overlap, stems);
-    // The whole song is compared. (The song ends in silence: with resampling, the CLI cuts its
-    // model-rate stems at the song's end before resampling back, while the plugin's stream goes
-    // on, which could only matter within the resampler's reach of a non-silent end.)
+    // The whole song is compared, its last samples included: the CLI flushes its resamplers at
+    // the end of the file, as the plugin's stream does when the host renders the latency's tail
+    // of silence after the song.
     let cmp = n;
+    if loud_end {
+        assert!(peak(&x[0][n - 64..]) > 0.05, "the song must be loud at its end");
+    }
     let mut sum = [vec![0f32; n], vec![0f32; n]];
     for (s, name) in stems.iter().enumerate() {
         for ch in 0..2 {
@@ -196,6 +217,14 @@ fn bounce_equals_cli(fixture: &str, stems: &[&str], rate: u32, overlap: usize, m
             let first = got[..cmp].iter().zip(&want[..cmp]).position(|(a, b)| (a - b).abs() > 1e-4);
             eprintln!("  stem {name} ch {ch}: max |plugin - cli| = {d:.2e} (peak {:.3}), first difference at {first:?} of {cmp}", peak(want));
             assert!(peak(want) > 0.01, "the CLI's {name} is silent; the comparison would prove nothing");
+            if loud_end {
+                // The resamplers reach about a thousand samples: the last 2048 are where an
+                // unflushed tail differed (by 0.04 to 0.9), so they must carry signal too.
+                let end = n - 2048;
+                let d_end = max_diff(&got[end..n], &want[end..n]);
+                eprintln!("    last 2048 samples: max |plugin - cli| = {d_end:.2e} (peak {:.3})", peak(&want[end..]));
+                assert!(peak(&want[end..]) > 0.01, "the CLI's {name} is silent at the end; the comparison would prove nothing");
+            }
             assert!(d <= 1e-4, "stem output {} ({name}) ch {ch} differs from the CLI by {d}", s + 1);
             for (a, v) in sum[ch].iter_mut().zip(want) {
                 *a += v;
@@ -225,6 +254,16 @@ fn offline_bounce_at_48k_with_blocks_up_to_8192_equals_the_cli_after_removing_th
     let _serial = serial();
     // 48 kHz host, 44.1 kHz model: both directions resampled on the inference thread.
     bounce_equals_cli(FOUR, &["vocals", "bass", "drums", "other"], 48000, 2, 8192, 3.0, true);
+}
+
+#[test]
+fn offline_bounce_of_a_song_loud_to_its_last_sample_equals_the_cli_to_the_end_at_48k_and_22k() {
+    let _serial = serial();
+    // The host renders the latency's tail of silence after the song, which flushes the
+    // plugin's resamplers; the CLI flushes its own at the end of the file. Both then equal the
+    // separation of the song padded with silence (the CLI's side: tests/streaming.rs).
+    bounce_equals_cli_end(FOUR, &["vocals", "bass", "drums", "other"], 48000, 2, 1024, 2.0, true, true);
+    bounce_equals_cli_end(TINY, &["vocals", "instrumental"], 22050, 2, 256, 2.0, true, true);
 }
 
 #[test]

@@ -343,6 +343,7 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 fn read_pickle_shapes(path: &Path) -> Result<Shapes, String> {
+    crate::nets::tfc_tdf::checkpoint::check_zip(path).map_err(not_a_checkpoint)?;
     let attempt = |key: Option<&'static str>| -> Result<Shapes, String> {
         let p = path.to_path_buf();
         // The pickle reader is a data-only interpreter; guard against panics on hostile input.

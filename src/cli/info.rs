@@ -1,6 +1,6 @@
 //! `mdx-stems info`: what a model is and what it costs.
 
-use super::ModelArgs;
+use super::InfoArgs;
 use crate::nets::tfc_tdf::{Checkpoint, checkpoint};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -19,7 +19,8 @@ pub fn apply_threads(n: usize) {
     }
 }
 
-pub fn run(args: &ModelArgs) -> Result<()> {
+pub fn run(info: &InfoArgs) -> Result<()> {
+    let args = &info.model;
     let model = resolve_model(&args.model)?;
     let (cfg, origin) = crate::catalog::find_config(&model, args.config.as_deref(), crate::catalog::UvrTable::builtin())?;
     let ckpt = Checkpoint::read(&model)?;
@@ -89,6 +90,68 @@ pub fn run(args: &ModelArgs) -> Result<()> {
     if let Some(rss) = crate::memory::peak_rss_bytes() {
         println!("peak RSS     {:.0} MB (reading and checking the model)", rss as f64 / 1e6);
     }
+    if info.live {
+        live(info, &model, &cfg)?;
+    }
+    Ok(())
+}
+
+/// `--live`: time the model's own chunk here, with the plugin's thread count, and print the
+/// plugin's live table ([`crate::plugin::budget`]).
+fn live(info: &InfoArgs, model: &std::path::Path, cfg: &crate::nets::tfc_tdf::ModelConfig) -> Result<()> {
+    use crate::engine::{LoadOptions, Separator};
+    use crate::options::EngineOptions;
+    use crate::plugin::budget::{self, Measured, SegmentCost};
+    let threads = crate::plugin::plugin_threads(info.threads as u32);
+    let options = EngineOptions {
+        device: info.device,
+        precision: info.precision,
+        threads,
+        warmup: true,
+        ..EngineOptions::from_env()
+    };
+    let load = LoadOptions { model: model.to_path_buf(), config: info.model.config.clone(), segment: None, sample_rate: None, options };
+    let mut sep = Separator::load(&load)?;
+    let c = sep.chunk_len();
+    // Any music-like signal: the time does not depend on the values (denormals aside).
+    let input: Vec<f32> = (0..2 * c).map(|i| 0.3 * ((i as f32 * 0.0137).sin() + (i as f32 * 0.00071).cos())).collect();
+    let mut out = vec![0f32; sep.num_stems() * 2 * c];
+    let mut times = vec![];
+    for _ in 0..2 {
+        let t0 = std::time::Instant::now();
+        sep.process_chunks(&input, 1, &mut out)?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    let secs = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    let default_dim_t = cfg.audio.chunk_size / cfg.audio.hop_length + 1;
+    let mut costs = SegmentCost::for_segments(cfg, &crate::plugin::segment_choices(cfg, default_dim_t));
+    costs.retain(|s| s.dim_t != default_dim_t);
+    let at = SegmentCost { dim_t: default_dim_t, chunk: c, macs: cfg.macs_per_chunk(c) };
+    costs.push(at.clone());
+    let m = Measured { secs, at: &at, rate: cfg.audio.sample_rate };
+    println!(
+        "live         {} per chunk of {:.2} s on {}, {}, CPU threads: {threads} (as the plugin); percent of real time per setting (live: at most {:.0}%, marked *):",
+        budget::secs_text(secs),
+        c as f64 / cfg.audio.sample_rate as f64,
+        sep.device_name(),
+        sep.precision().name(),
+        100.0 * budget::LIVE_LOAD
+    );
+    print!("  segment ");
+    for k in budget::OVERLAPS {
+        print!("{:>12}", format!("overlap {k}"));
+    }
+    println!();
+    for s in costs.iter().rev() {
+        print!("  {:>7} ", s.dim_t);
+        for k in budget::OVERLAPS {
+            let load = m.load(s, k);
+            let mark = if load <= budget::LIVE_LOAD { "*" } else { " " };
+            print!("{:>12}", format!("{:.0}%{mark}", 100.0 * load));
+        }
+        println!();
+    }
+    println!("  {}", budget::summary(&m, cfg.default_overlap(), &costs));
     Ok(())
 }
 

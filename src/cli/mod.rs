@@ -23,7 +23,7 @@ pub enum Command {
     /// Separate audio files (or folders, or globs) into one file per stem.
     Separate(SeparateArgs),
     /// Describe a model: stems, chunk, size, FLOPs, plugin latency.
-    Info(ModelArgs),
+    Info(InfoArgs),
     /// List the built-in separators and the models found in the app's, UVR's and
     /// python-audio-separator's folders; list or download public MDX23C models.
     Models(ModelsArgs),
@@ -53,6 +53,25 @@ pub struct ModelArgs {
     /// Model config (.yaml); default: the .yaml with the same name next to the model.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Time the model on this machine and print which overlap and segment settings run live
+    /// in the plugin (as its editor does from the chunks it times).
+    #[arg(long)]
+    pub live: bool,
+    /// Device for `--live`.
+    #[arg(long, value_enum, default_value_t = DeviceRequest::Auto)]
+    pub device: DeviceRequest,
+    /// Precision for `--live`; default: f32 on the CPU, f16 on GPUs.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+    /// CPU threads for `--live` (0: as the plugin, every core but one).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 #[derive(Args, Debug)]

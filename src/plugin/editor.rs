@@ -259,6 +259,7 @@ impl EditorApp {
             ui.add(bar);
             ui.label(format!("dropouts: {}", self.shared.dropouts.load(Ordering::Relaxed)));
         });
+        self.live_ui(ui, &info);
         let rss = self.shared.peak_rss_mb.load(Ordering::Relaxed);
         let gpu = self.shared.gpu_mb.load(Ordering::Relaxed);
         let mut memory = Vec::new();
@@ -279,6 +280,45 @@ impl EditorApp {
                  (offline rendering waits for every result).",
             );
         }
+    }
+
+    /// Which overlap and segment settings run live here, from the measured chunk time
+    /// ([`super::budget`]); chunked models only, once a chunk has been timed.
+    fn live_ui(&self, ui: &mut egui::Ui, info: &super::shared::ActiveInfo) {
+        let secs = self.shared.chunk_secs.load(Ordering::Relaxed) as f64;
+        let Some(at) = info.costs.iter().find(|c| c.dim_t == info.dim_t) else { return };
+        if secs <= 0.0 {
+            return;
+        }
+        let m = super::budget::Measured { secs, at, rate: info.model_rate };
+        ui.label(super::budget::summary(&m, info.overlap, &info.costs));
+        egui::CollapsingHeader::new("What runs live on this machine").id_salt("live").show(ui, |ui| {
+            ui.label(format!(
+                "Percent of real time each setting needs, estimated from the measured chunk (live: at most {:.0}%).",
+                100.0 * super::budget::LIVE_LOAD
+            ));
+            egui::Grid::new("live_grid").striped(true).show(ui, |ui| {
+                ui.label("segment");
+                for k in super::budget::OVERLAPS {
+                    ui.label(format!("overlap {k}"));
+                }
+                ui.end_row();
+                for c in info.costs.iter().rev() {
+                    let mark = if c.dim_t == info.dim_t { " (now)" } else { "" };
+                    ui.label(format!("{}{mark}", c.dim_t));
+                    for k in super::budget::OVERLAPS {
+                        let load = m.load(c, k);
+                        let color = if load <= super::budget::LIVE_LOAD {
+                            egui::Color32::from_rgb(90, 190, 90)
+                        } else {
+                            egui::Color32::from_rgb(220, 80, 80)
+                        };
+                        ui.colored_label(color, format!("{:.0}%", 100.0 * load));
+                    }
+                    ui.end_row();
+                }
+            });
+        });
     }
 
     fn choose_model(&mut self, path: String) {

@@ -30,6 +30,7 @@
 //! Until a model is ready, the main output plays the input delayed by the reported latency and
 //! the stem outputs are silent.
 
+pub mod budget;
 pub mod editor;
 pub mod host;
 pub mod ids;
@@ -357,7 +358,7 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
         let safety = self.params.safety.get().clamp(*SAFETY_RANGE.start(), *SAFETY_RANGE.end()) as usize;
         let threads = plugin_threads(self.params.cpu_threads.get());
         let segment = self.params.segment.get() as usize;
-        let (plan, dim_t, default_dim_t, segments) = match (&resolved, info.schedule) {
+        let (plan, dim_t, default_dim_t, segments, costs) = match (&resolved, info.schedule) {
             (crate::catalog::Resolved::File(f), _) => {
                 let cfg = &f.config;
                 // What finds the model again if it moves.
@@ -374,11 +375,19 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
                 let overlap = overlap_for(self.params.overlap.get(), cfg);
                 let plan = StreamPlan::new(host_rate, cfg.audio.sample_rate, chunk, overlap, cfg.num_stems(), max_block, safety)
                     .map_err(|e| bad(e.to_string()))?;
-                (plan, dim_t, default_dim_t, segment_choices(cfg, default_dim_t))
+                let segments = segment_choices(cfg, default_dim_t);
+                let mut costs = budget::SegmentCost::for_segments(cfg, &segments);
+                // The running segment's chunk exactly (the config's chunk_size need not be a
+                // whole number of hops).
+                let running = budget::SegmentCost { dim_t: dim_t.unwrap_or(default_dim_t), chunk, macs: cfg.macs_per_chunk(chunk) };
+                costs.retain(|c| c.dim_t != running.dim_t);
+                costs.push(running);
+                costs.sort_by_key(|c| c.dim_t);
+                (plan, dim_t, default_dim_t, segments, costs)
             }
             (_, crate::nets::Schedule::Stream { block, latency }) => {
                 let plan = StreamPlan::streaming(host_rate, block, latency, info.stems.len(), max_block, safety).map_err(|e| bad(e.to_string()))?;
-                (plan, None, 0, vec![])
+                (plan, None, 0, vec![], vec![])
             }
             (_, crate::nets::Schedule::Chunks { .. }) => return Err(bad("a chunked model without a config".into())),
         };
@@ -401,6 +410,8 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
             host_rate,
             default_dim_t,
             segments,
+            dim_t: dim_t.unwrap_or(default_dim_t),
+            costs,
         };
         let complement = info.complement.is_some();
         Ok(Setup { plan, key, options, name, outputs, complement, info: info_line })
@@ -447,7 +458,7 @@ fn overlap_for(setting: u32, cfg: &ModelConfig) -> usize {
 
 /// Segment sizes (STFT frames) from [`MIN_SEGMENT`] up to the model's own that the network
 /// accepts; at most about a dozen.
-fn segment_choices(cfg: &ModelConfig, default_dim_t: usize) -> Vec<usize> {
+pub fn segment_choices(cfg: &ModelConfig, default_dim_t: usize) -> Vec<usize> {
     let ok = |d: usize| cfg.check_chunk(cfg.chunk_for_dim_t(d)).is_ok();
     let mut v: Vec<usize> = (MIN_SEGMENT.min(default_dim_t)..=default_dim_t).filter(|&d| ok(d)).collect();
     if v.len() > 12 {

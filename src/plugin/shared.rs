@@ -87,6 +87,11 @@ pub struct ActiveInfo {
     /// The model's own segment size (STFT frames) and the sizes the editor offers.
     pub default_dim_t: usize,
     pub segments: Vec<usize>,
+    /// The segment running (STFT frames; 0 for a streaming built-in) and what each offered
+    /// segment's chunk costs (empty for a streaming built-in): what [`super::budget`] needs to
+    /// say which settings run live.
+    pub dim_t: usize,
+    pub costs: Vec<super::budget::SegmentCost>,
 }
 
 /// Most notices kept (the oldest go first).
@@ -108,6 +113,8 @@ pub struct Shared {
     pub latency_ms: AtomicF32,
     /// Inference time per hop divided by the hop's duration (1.0 = just real time). Worker.
     pub load: AtomicF32,
+    /// Seconds of inference per chunk, smoothed (0: none measured yet). Worker.
+    pub chunk_secs: AtomicF32,
     /// Times playback fell back to the dry signal because results were late. Audio thread.
     pub dropouts: AtomicU32,
     /// Peak resident memory of the host process and peak GPU memory of the engine, in MB
@@ -144,6 +151,7 @@ impl Shared {
             latency_samples: AtomicU32::new(0),
             latency_ms: AtomicF32::new(0.0),
             load: AtomicF32::new(0.0),
+            chunk_secs: AtomicF32::new(0.0),
             dropouts: AtomicU32::new(0),
             peak_rss_mb: AtomicF32::new(-1.0),
             gpu_mb: AtomicF32::new(-1.0),
@@ -239,10 +247,12 @@ impl Shared {
         self.info.lock().map(|i| i.clone()).unwrap_or_default()
     }
 
+    /// A new activation: what it runs; the chunk time measured for the previous one is dropped.
     pub fn set_info(&self, info: ActiveInfo) {
         if let Ok(mut i) = self.info.lock() {
             *i = info;
         }
+        self.chunk_secs.store(0.0, Ordering::Relaxed);
         self.changed();
     }
 

@@ -457,8 +457,10 @@ impl Worker {
             let usable = matches!(slot, Slot::Ready { .. });
             if !late && usable && result.chunks > 0 {
                 // Inference time per hop of audio (1.0 = just real time).
-                let ratio = t0.elapsed().as_secs_f64() / (result.chunks as f64 * hop_secs);
+                let per_chunk = t0.elapsed().as_secs_f64() / result.chunks as f64;
+                let ratio = per_chunk / hop_secs;
                 load = if load == 0.0 { ratio } else { 0.9 * load + 0.1 * ratio };
+                self.shared.chunk_secs.store((load * hop_secs) as f32, Ordering::Relaxed);
                 let before = self.shared.load.swap(load as f32, Ordering::Relaxed);
                 if (100.0 * before).round() != (100.0 * load as f32).round() {
                     self.shared.changed();

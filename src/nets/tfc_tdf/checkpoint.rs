@@ -134,33 +134,218 @@ impl Checkpoint {
 }
 
 /// A zip checkpoint's directory, before anything is decompressed: a plausible number of
-/// entries whose declared sizes add up to a plausible total (no decompression bomb).
-fn check_zip(path: &Path) -> Result<(), String> {
+/// entries whose declared sizes fit the file (each entry's stored bytes, and what they can
+/// unpack to) and add up to a plausible total (no decompression bomb); then every pickle in it
+/// ([`check_pickle`]). Run before candle's pickle reader sees the file.
+pub(crate) fn check_zip(path: &Path) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file_len = file.metadata().map_err(|e| e.to_string())?.len();
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| format!("not a valid zip archive ({e})"))?;
     if zip.len() > crate::limits::MAX_ZIP_ENTRIES {
         return Err(format!("{} zip entries (at most {})", zip.len(), crate::limits::MAX_ZIP_ENTRIES));
     }
     let mut total = 0u64;
+    let mut pickles = Vec::new();
     for i in 0..zip.len() {
         let entry = zip.by_index_raw(i).map_err(|e| format!("bad zip entry {i} ({e})"))?;
-        total = total.saturating_add(entry.size());
+        let (size, packed) = (entry.size(), entry.compressed_size());
+        // Deflate unpacks at most 1032 bytes from one; stored entries are their own size.
+        let most = match entry.compression() {
+            zip::CompressionMethod::Stored => packed,
+            _ => packed.saturating_mul(1032).saturating_add(64),
+        };
+        if packed > file_len || size > most {
+            return Err(format!("zip entry {} declares {size} bytes from {packed} stored in a {file_len}-byte file", entry.name()));
+        }
+        total = total.saturating_add(size);
+        if entry.name().ends_with("data.pkl") {
+            pickles.push(i);
+        }
     }
     if total > crate::limits::MAX_CHECKPOINT_BYTES {
         return Err(format!("its entries unpack to {total} bytes, more than the {} accepted", crate::limits::MAX_CHECKPOINT_BYTES));
     }
+    for i in pickles {
+        use std::io::Read;
+        let mut entry = zip.by_index(i).map_err(|e| format!("bad zip entry {i} ({e})"))?;
+        let name = entry.name().to_string();
+        let mut pickle = Vec::new();
+        entry.read_to_end(&mut pickle).map_err(|e| format!("cannot unpack {name} ({e})"))?;
+        check_pickle(&pickle).map_err(|e| format!("{name}: {e}"))?;
+    }
     Ok(())
 }
 
-/// The checkpoint's state dict is either the top-level object or under `state_dict` (Lightning).
+/// A pickle walked as candle's interpreter would run it, opcode by opcode, without building
+/// anything: every length it reads fits in what is left of the pickle (candle allocates a
+/// string's declared length before reading it), and the values it would build, memo copies
+/// included (each `BINGET` clones a whole object), stay below [`crate::limits::MAX_PICKLE_VALUES`]
+/// (a few hundred bytes of nested tuples can otherwise ask for 2^40 values). The walk only
+/// ends where candle's does (`STOP`, an unknown opcode, the end of the data); where candle
+/// would fail on the stack or the memo it goes on (the reader reports that error).
+pub(crate) fn check_pickle(p: &[u8]) -> Result<(), String> {
+    use crate::limits::MAX_PICKLE_VALUES;
+    /// An object on the stack: its size in values (string bytes count), and whether it is a mark.
+    #[derive(Clone, Copy)]
+    struct Obj {
+        size: u64,
+        mark: bool,
+    }
+    fn pop(stack: &mut Vec<Obj>) -> u64 {
+        stack.pop().map_or(0, |o| o.size)
+    }
+    fn pop_to_mark(stack: &mut Vec<Obj>) -> u64 {
+        let mark = stack.iter().rposition(|o| o.mark).unwrap_or(0);
+        let sum = stack[mark..].iter().filter(|o| !o.mark).fold(0u64, |a, o| a.saturating_add(o.size));
+        stack.truncate(mark);
+        sum
+    }
+    let mut pos = 0usize;
+    let mut stack: Vec<Obj> = Vec::new();
+    let mut memo: HashMap<u64, u64> = HashMap::new();
+    let mut built = 0u64;
+    // The next `n` bytes as a little-endian number; `None` past the end (candle fails there).
+    let arg = |pos: &mut usize, n: usize| -> Option<u64> {
+        let b = p.get(*pos..*pos + n)?;
+        *pos += n;
+        Some(b.iter().rev().fold(0u64, |a, &x| (a << 8) | x as u64))
+    };
+    while pos < p.len() {
+        let op = p[pos];
+        pos += 1;
+        // The object pushed, and how many new values building it takes.
+        let (size, fresh) = match op {
+            // PROTO
+            0x80 => {
+                if arg(&mut pos, 1).is_none() {
+                    break;
+                }
+                continue;
+            }
+            // GLOBAL: two lines
+            b'c' => {
+                let mut len = 1u64;
+                for _ in 0..2 {
+                    let Some(nl) = p[pos..].iter().position(|&c| c == b'\n') else { return Ok(()) };
+                    len += nl as u64;
+                    pos += nl + 1;
+                }
+                (len, len)
+            }
+            // BININT1, BININT2, BININT, BINFLOAT
+            b'K' | b'M' | b'J' | b'G' => {
+                let n = match op { b'K' => 1, b'M' => 2, b'J' => 4, _ => 8 };
+                if arg(&mut pos, n).is_none() {
+                    break;
+                }
+                (1, 1)
+            }
+            // BINPUT, LONG_BINPUT: the top object copied into the memo
+            b'q' | b'r' => {
+                let Some(id) = arg(&mut pos, if op == b'q' { 1 } else { 4 }) else { break };
+                memo.insert(id, stack.last().map_or(0, |o| o.size));
+                continue;
+            }
+            // BINGET, LONG_BINGET: a memo object cloned
+            b'h' | b'j' => {
+                let Some(id) = arg(&mut pos, if op == b'h' { 1 } else { 4 }) else { break };
+                let size = memo.get(&id).copied().unwrap_or(1);
+                (size, size)
+            }
+            // BINUNICODE: a 4-byte length, then the string
+            b'X' => {
+                let Some(len) = arg(&mut pos, 4) else { break };
+                if len > (p.len() - pos) as u64 {
+                    return Err(format!("a string of {len} bytes at byte {} of a {}-byte pickle", pos - 5, p.len()));
+                }
+                pos += len as usize;
+                (1 + len, 1 + len)
+            }
+            // LONG1: a 1-byte length, then the number
+            0x8a => {
+                let Some(n) = arg(&mut pos, 1) else { break };
+                if arg(&mut pos, n as usize).is_none() {
+                    break;
+                }
+                (1, 1)
+            }
+            // BINPERSID: the top object wrapped
+            b'Q' => (1u64.saturating_add(pop(&mut stack)), 1),
+            // TUPLE: everything down to the mark
+            b't' => (1u64.saturating_add(pop_to_mark(&mut stack)), 1),
+            // TUPLE1..3
+            0x85..=0x87 => {
+                let mut size = 1u64;
+                for _ in 0..op - 0x84 {
+                    size = size.saturating_add(pop(&mut stack));
+                }
+                (size, 1)
+            }
+            // NEWTRUE, NEWFALSE, NONE, EMPTY_DICT ('d' too, for candle), EMPTY_TUPLE, EMPTY_LIST
+            0x88 | 0x89 | b'N' | b'}' | b'd' | b')' | b']' => (1, 1),
+            // APPEND, SETITEM: values added to the object below them; BUILD, REDUCE, NEWOBJ:
+            // two objects made one.
+            b'a' | b's' | b'b' | b'R' | 0x81 => {
+                let mut size = 1u64.saturating_add(pop(&mut stack)).saturating_add(pop(&mut stack));
+                if op == b's' {
+                    size = size.saturating_add(pop(&mut stack));
+                }
+                (size, 1)
+            }
+            // APPENDS, SETITEMS: everything down to the mark added to the object below it.
+            b'e' | b'u' => {
+                let items = pop_to_mark(&mut stack);
+                (items.saturating_add(pop(&mut stack)), 1)
+            }
+            // MARK
+            b'(' => (1, 1),
+            // STOP, or an opcode candle does not know: its reading ends here.
+            _ => break,
+        };
+        built = built.saturating_add(fresh);
+        if built > MAX_PICKLE_VALUES {
+            return Err(format!("it builds more than {MAX_PICKLE_VALUES} values (at byte {pos} of {})", p.len()));
+        }
+        stack.push(Obj { size, mark: op == b'(' });
+    }
+    Ok(())
+}
+
+/// The checkpoint's state dict is either the top-level object or under `state_dict`
+/// (Lightning). Each tensor's shape and bytes are checked against the zip entry that holds it
+/// before candle reads it (it allocates the shape's size first).
 fn read_pickle_zip(path: &Path) -> Result<Vec<(String, Tensor)>, String> {
     let attempt = |key: Option<&str>| -> Result<Vec<(String, Tensor)>, String> {
         // The pickle reader is a data-only interpreter; guard against panics on hostile input.
         let p = path.to_path_buf();
         let key = key.map(str::to_owned);
-        std::panic::catch_unwind(move || candle_core::pickle::read_all_with_key(&p, key.as_deref()))
-            .map_err(|_| "the pickle data is malformed".to_string())?
-            .map_err(|e| e.to_string())
+        std::panic::catch_unwind(move || -> Result<Vec<(String, Tensor)>, String> {
+            let pth = candle_core::pickle::PthTensors::new(&p, key.as_deref()).map_err(|e| e.to_string())?;
+            let file = std::fs::File::open(&p).map_err(|e| e.to_string())?;
+            let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
+            let mut names: Vec<&String> = pth.tensor_infos().keys().collect();
+            names.sort();
+            let mut out = Vec::with_capacity(names.len());
+            for name in names {
+                let info = &pth.tensor_infos()[name];
+                crate::limits::check_tensor_shape(name, info.layout.dims())?;
+                let bytes = (info.layout.shape().elem_count() as u64)
+                    .saturating_mul(info.dtype.size_in_bytes() as u64)
+                    .saturating_add(info.layout.start_offset() as u64);
+                let stored = match zip.index_for_name(&info.path) {
+                    Some(i) => zip.by_index_raw(i).map_err(|e| e.to_string())?.size(),
+                    None => return Err(format!("tensor {name}: no zip entry {}", info.path)),
+                };
+                if bytes > stored {
+                    return Err(format!("tensor {name} needs {bytes} bytes, its entry {} holds {stored}", info.path));
+                }
+                if let Some(t) = pth.get(name).map_err(|e| e.to_string())? {
+                    out.push((name.clone(), t));
+                }
+            }
+            Ok(out)
+        })
+        .map_err(|_| "the pickle data is malformed".to_string())?
     };
     let top = attempt(None)?;
     if !top.is_empty() {

@@ -26,9 +26,9 @@
 
 use super::ConvShape;
 use super::pool::SendPtr;
+use super::winograd_portable::g1d;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
-use std::cell::RefCell;
 
 /// Micro-kernel rows (output channels).
 const MR: usize = 4;
@@ -54,36 +54,6 @@ const MIN_PANELS: usize = 4;
 /// the channel count; deep layers with few tiles take smaller units at high thread counts.
 fn tiles_per_unit(cout: usize) -> usize {
     if cout <= 128 { 48 } else { 192 }
-}
-
-thread_local! {
-    /// Per-thread V and M scratch, reused across calls; bounded by the largest unit
-    /// (36 x KC x nt and 36 x ROWS_MAX x nt floats, nt <= 192).
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-/// Make `buf` hold at least `n` floats. The sizes are bounded (see [`SCRATCH`]), so a buffer
-/// only grows, and is not reallocated layer after layer.
-fn fit(buf: &mut Vec<f32>, n: usize) {
-    if buf.len() < n {
-        *buf = Vec::new();
-        *buf = vec![0f32; n];
-    }
-}
-
-/// 1-D transform of a 3-tap filter: G g, G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
-/// 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
-#[inline(always)]
-fn g1d(g: [f32; 3]) -> [f32; 6] {
-    let s02 = g[0] + g[2];
-    [
-        g[0] * 0.25,
-        -(s02 + g[1]) * (1.0 / 6.0),
-        -(s02 - g[1]) * (1.0 / 6.0),
-        g[0] * (1.0 / 24.0) + g[1] * (1.0 / 12.0) + g[2] * (1.0 / 6.0),
-        g[0] * (1.0 / 24.0) - g[1] * (1.0 / 12.0) + g[2] * (1.0 / 6.0),
-        g[2],
-    ]
 }
 
 /// U = G g G^T into `U[ξ][co/4][ci][co%4]`, ξ = 6 * row + column. `u` must be zeroed
@@ -168,11 +138,8 @@ pub fn conv3x3_nt(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape, nt_m
         let bi = unit / (p.nblocks * p.nchunks);
         let p0 = blk * p.panels_per_block;
         let p1 = (p0 + p.panels_per_block).min(cpan);
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let (v, m) = &mut *s;
-            fit(v, 36 * KC.min(cin) * p.nt);
-            fit(m, 36 * (p1 - p0) * MR * p.nt);
+        // V and M in this thread's scratch: at most 36 x (KC + ROWS_MAX) x nt floats.
+        super::with_scratch(36 * KC.min(cin) * p.nt, 36 * (p1 - p0) * MR * p.nt, |v, m| {
             // SAFETY: AVX2/FMA checked by the caller; each unit writes only its own
             // (batch item, tiles, output channels) region of `out`.
             unsafe {

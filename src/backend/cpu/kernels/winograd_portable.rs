@@ -21,7 +21,6 @@
 use super::ConvShape;
 use super::pool::SendPtr;
 use rayon::prelude::*;
-use std::cell::RefCell;
 
 /// Tiles per transform step (one per lane): 8 floats are two NEON or one AVX register.
 pub const LANES: usize = 8;
@@ -35,23 +34,10 @@ const ROWS_MAX: usize = 256;
 /// Fewest output channels per unit when output channels are split.
 const MIN_ROWS: usize = 16;
 
-thread_local! {
-    /// Per-thread V and M scratch, reused across calls: at most 36 x (KC + ROWS_MAX) x NT_MAX
-    /// floats (6.8 MiB).
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-/// Make `buf` hold at least `n` floats (the sizes are bounded: a buffer only grows).
-fn fit(buf: &mut Vec<f32>, n: usize) {
-    if buf.len() < n {
-        *buf = Vec::new();
-        *buf = vec![0f32; n];
-    }
-}
-
-/// G g for a 3-tap filter (see `winograd.rs`).
+/// 1-D transform of a 3-tap filter: G g, G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+/// 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] (shared with the AVX2 kernel).
 #[inline(always)]
-fn g1d(g: [f32; 3]) -> [f32; 6] {
+pub(super) fn g1d(g: [f32; 3]) -> [f32; 6] {
     let s02 = g[0] + g[2];
     [
         g[0] * 0.25,
@@ -162,11 +148,8 @@ pub fn conv3x3_nt(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape, nt_m
         let bi = unit / (p.nblocks * p.nchunks);
         let co0 = blk * p.rows;
         let rows = p.rows.min(cout - co0);
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let (v, m) = &mut *s;
-            fit(v, 36 * KC.min(cin) * p.nt);
-            fit(m, 36 * rows * p.nt);
+        // V and M in this thread's scratch: at most 36 x (KC + ROWS_MAX) x NT_MAX floats (6.8 MiB).
+        super::with_scratch(36 * KC.min(cin) * p.nt, 36 * rows * p.nt, |v, m| {
             let t0 = chunk * p.nt;
             let nt_used = (t0 + p.nt).min(p.tiles) - t0;
             let xb = &x[bi * cin * h * wd..][..cin * h * wd];
