@@ -70,7 +70,12 @@ fn best_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let p = pool::build(args.threads)?;
-    eprintln!("threads: {}, conv kernel at 256x1024: {:?}", p.current_num_threads(), kernels::conv3x3_kernel(256, 1024));
+    eprintln!(
+        "threads: {}, conv kernel at 256x1024: {:?} ({})",
+        p.current_num_threads(),
+        kernels::conv3x3_kernel(256, 1024),
+        if kernels::winograd_avx2_preferred() { "AVX2" } else { "portable" }
+    );
     p.install(|| run(&args))
 }
 
@@ -116,10 +121,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     if want("conv") {
-        println!("| conv 3x3 | GFLOP | winograd ms | GFLOP/s (direct-equivalent) | portable winograd ms | GFLOP/s | gemm ms | GFLOP/s | candle ms | GFLOP/s |");
+        println!("| conv 3x3 | GFLOP | AVX2 winograd ms | GFLOP/s (direct-equivalent) | portable winograd ms | GFLOP/s | gemm ms | GFLOP/s | candle ms | GFLOP/s |");
         println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         for ((cin, cout, h, w), x, k, mut out, gflop) in selected() {
-            let wino = best_ms(args.repeats, || kernels::conv3x3_f32_with(Conv3x3Kernel::Winograd, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
+            let wino = best_ms(args.repeats, || kernels::conv3x3_f32_with(Conv3x3Kernel::WinogradAvx2, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
             let port = best_ms(args.repeats, || kernels::conv3x3_f32_with(Conv3x3Kernel::WinogradPortable, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
             let gm = best_ms(args.repeats.min(1), || kernels::conv3x3_f32_with(Conv3x3Kernel::Gemm, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
             let cand = if args.candle {

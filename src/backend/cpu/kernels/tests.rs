@@ -65,6 +65,8 @@ fn check_conv(kernel: Conv3x3Kernel, nt_max: Option<usize>) {
         let shape = ConvShape::conv3x3(b, cin, cout, h, wd);
         match (kernel, nt_max) {
             (Conv3x3Kernel::WinogradPortable, Some(nt)) => winograd_portable::conv3x3_nt(&x, &w, &mut out, &shape, nt),
+            #[cfg(target_arch = "x86_64")]
+            (Conv3x3Kernel::WinogradAvx2, Some(nt)) if avx2() => winograd::conv3x3_nt(&x, &w, &mut out, &shape, nt),
             (_, Some(nt)) => winograd_nt(&x, &w, &mut out, &shape, nt),
             (_, None) => conv3x3_f32_with(kernel, &x, &w, &mut out, &shape),
         }
@@ -90,16 +92,38 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     pool::build(threads).unwrap().install(f)
 }
 
+/// The AVX2 kernel (on x86-64 with AVX2; elsewhere the GEMM kernel stands in).
 #[test]
 fn winograd_conv3x3_matches_direct_convolution() {
     for threads in [1, 3] {
-        in_pool(threads, || check_conv(Conv3x3Kernel::Winograd, None));
+        in_pool(threads, || check_conv(Conv3x3Kernel::WinogradAvx2, None));
     }
 }
 
 #[test]
 fn winograd_conv3x3_with_small_work_units_matches() {
+    in_pool(2, || check_conv(Conv3x3Kernel::WinogradAvx2, Some(24)));
     in_pool(2, || check_conv(Conv3x3Kernel::Winograd, Some(24)));
+}
+
+/// `Winograd` is exactly the kernel [`winograd_avx2_preferred`] names: the AVX2 one on x86-64
+/// without AVX-512, the portable one with it and on ARM64.
+#[test]
+fn winograd_runs_this_machines_preferred_kernel() {
+    let (b, cin, cout, h, wd) = (1, 40, 24, 18, 50);
+    let x = rand_vec(b * cin * h * wd, 21);
+    let w = rand_vec(cout * cin * 9, 22);
+    let shape = ConvShape::conv3x3(b, cin, cout, h, wd);
+    let run = |kernel| {
+        let mut out = vec![f32::NAN; b * cout * h * wd];
+        conv3x3_f32_with(kernel, &x, &w, &mut out, &shape);
+        out
+    };
+    let want = if winograd_avx2_preferred() { Conv3x3Kernel::WinogradAvx2 } else { Conv3x3Kernel::WinogradPortable };
+    assert!(winograd_available() || cfg!(not(any(target_arch = "x86_64", target_arch = "aarch64"))));
+    assert!(run(Conv3x3Kernel::Winograd) == run(want), "Winograd is not {want:?} here");
+    assert!(run(Conv3x3Kernel::WinogradAvx2) != run(Conv3x3Kernel::WinogradPortable) || !avx2(),
+        "the AVX2 and portable kernels round differently: this test could not tell them apart");
 }
 
 #[test]
@@ -118,7 +142,7 @@ fn winograd_results_do_not_depend_on_the_thread_count() {
     let x = rand_vec(b * cin * h * wd, 11);
     let w = rand_vec(cout * cin * 9, 12);
     let shape = ConvShape::conv3x3(b, cin, cout, h, wd);
-    for kernel in [Conv3x3Kernel::Winograd, Conv3x3Kernel::WinogradPortable] {
+    for kernel in [Conv3x3Kernel::WinogradAvx2, Conv3x3Kernel::WinogradPortable] {
         let run = |threads: usize| {
             let mut out = vec![f32::NAN; b * cout * h * wd];
             in_pool(threads, || conv3x3_f32_with(kernel, &x, &w, &mut out, &shape));
