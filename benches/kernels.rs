@@ -7,6 +7,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use clap::Parser;
+use mdx_stems::backend::cpu::kernels::matmul::{MatmulSplit, Strided, matmul_f32};
 use mdx_stems::backend::cpu::kernels::{self, Conv3x3Kernel, ConvShape, norm, pool, rand_vec};
 use std::time::Instant;
 
@@ -69,7 +70,12 @@ fn best_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let p = pool::build(args.threads)?;
-    eprintln!("threads: {}, conv kernel at 256x1024: {:?}", p.current_num_threads(), kernels::conv3x3_kernel(256, 1024));
+    eprintln!(
+        "threads: {}, conv kernel at 256x1024: {:?} ({})",
+        p.current_num_threads(),
+        kernels::conv3x3_kernel(256, 1024),
+        if kernels::winograd_avx2_preferred() { "AVX2" } else { "portable" }
+    );
     p.install(|| run(&args))
 }
 
@@ -115,10 +121,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     if want("conv") {
-        println!("| conv 3x3 | GFLOP | winograd ms | GFLOP/s (direct-equivalent) | portable winograd ms | GFLOP/s | gemm ms | GFLOP/s | candle ms | GFLOP/s |");
+        println!("| conv 3x3 | GFLOP | AVX2 winograd ms | GFLOP/s (direct-equivalent) | portable winograd ms | GFLOP/s | gemm ms | GFLOP/s | candle ms | GFLOP/s |");
         println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         for ((cin, cout, h, w), x, k, mut out, gflop) in selected() {
-            let wino = best_ms(args.repeats, || kernels::conv3x3_f32_with(Conv3x3Kernel::Winograd, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
+            let wino = best_ms(args.repeats, || kernels::conv3x3_f32_with(Conv3x3Kernel::WinogradAvx2, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
             let port = best_ms(args.repeats, || kernels::conv3x3_f32_with(Conv3x3Kernel::WinogradPortable, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
             let gm = best_ms(args.repeats.min(1), || kernels::conv3x3_f32_with(Conv3x3Kernel::Gemm, &x, &k, &mut out, &ConvShape::conv3x3(1, cin, cout, h, w)));
             let cand = if args.candle {
@@ -165,7 +171,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     if want("mm") {
-        // TDF linears and 1x1 convs at scale 0 through candle's matmul (the gemm crate).
+        // TDF linears and 1x1 convs at scale 0, as the network runs them (`ops::matmul` ->
+        // `matmul_f32`): our split over blocks of rows / columns against the `gemm` crate's own.
         let cases: [(&str, usize, usize, usize); 4] = [
             ("tdf lin1 [128*256, 1024] x [1024, 256]", 128 * 256, 1024, 256),
             ("tdf lin2 [128*256, 256] x [256, 1024]", 128 * 256, 256, 1024),
@@ -173,12 +180,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
             ("1x1 [128, 256] x [256, 256*1024]", 128, 256, 256 * 1024),
         ];
         for (name, m, k, n) in cases {
-            let a = Tensor::from_vec(rand_vec(m * k, 6), (m, k), &Device::Cpu)?;
-            let b = Tensor::from_vec(rand_vec(k * n, 7), (k, n), &Device::Cpu)?;
-            let ms = best_ms(args.repeats, || {
-                a.matmul(&b).unwrap();
-            });
-            println!("{name}: {ms:.1} ms, {:.1} GFLOP/s", 2.0 * (m * k * n) as f64 / ms / 1e6);
+            let a = rand_vec(m * k, 6);
+            let b = rand_vec(k * n, 7);
+            let mut out = vec![0f32; m * n];
+            let gflop = 2.0 * (m * k * n) as f64 / 1e9;
+            let mut cells = Vec::new();
+            for split in [MatmulSplit::Blocks, MatmulSplit::Gemm] {
+                let ms = best_ms(args.repeats, || {
+                    matmul_f32(&mut out, false, &a, Strided::row_major(k, 0), &b, Strided::row_major(n, 0), (1, m, k, n), split)
+                });
+                cells.push(format!("{split:?} {ms:.1} ms ({:.1} GFLOP/s)", gflop / ms * 1e3));
+            }
+            println!("{name}: {}", cells.join(", "));
         }
     }
     let _ = DType::F32;

@@ -5,6 +5,7 @@
 //! still in use).
 
 use super::kernels::norm::{self, Activation, Norm};
+use super::kernels::matmul::{MatmulSplit, Strided, matmul_f32};
 use super::kernels::{ConvShape, alloc_output, conv3x3_f32, elementwise, layout};
 use candle_core::backend::BackendStorage;
 use candle_core::{
@@ -180,8 +181,8 @@ impl InplaceOp2 for AssignOp {
 }
 
 /// `a @ b` for f32 CPU tensors: [M, K] x [K, N], or batches [B, M, K] x [B, K, N] where either
-/// side may be a single matrix or a stride-0 broadcast. Any strides within a matrix. The
-/// `gemm` crate does the work on the current rayon pool; the output is an [`alloc_output`]
+/// side may be a single matrix or a stride-0 broadcast. Any strides within a matrix.
+/// [`matmul_f32`] does the work on the current rayon pool; the output is an [`alloc_output`]
 /// buffer.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.apply_op2_no_bwd(b, &MatMul)
@@ -220,14 +221,6 @@ impl Operand {
         };
         Ok(Operand { batch, rows: d[r], cols: d[r + 1], offset: l.start_offset(), bstride, rs: st[r], cs: st[r + 1] })
     }
-
-    /// One past the largest index this operand reads or writes.
-    fn extent(&self) -> usize {
-        if self.batch == 0 || self.rows == 0 || self.cols == 0 {
-            return self.offset;
-        }
-        self.offset + (self.batch - 1) * self.bstride + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs + 1
-    }
 }
 
 impl MatMul {
@@ -248,37 +241,8 @@ impl MatMul {
     /// `dst[i] (+)= a[i] @ b[i]` for every batch item; `dst` contiguous [batch, m, n].
     #[allow(clippy::too_many_arguments)]
     fn run(dst: &mut [f32], acc: bool, a: &[f32], ao: Operand, b: &[f32], bo: Operand, batch: usize, m: usize, k: usize, n: usize) {
-        assert!(ao.extent() <= a.len() && bo.extent() <= b.len() && dst.len() == batch * m * n, "mdx-matmul: operand bounds");
-        let par = if rayon::current_num_threads() > 1 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-        let a_step = if ao.batch == 1 { 0 } else { ao.bstride };
-        let b_step = if bo.batch == 1 { 0 } else { bo.bstride };
-        for i in 0..batch {
-            // SAFETY: the assert above bounds every index gemm touches: lhs (r, c) at
-            // offset + i * step + r * rs + c * cs < extent, likewise rhs; dst is batch * m * n.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    dst.as_mut_ptr().add(i * m * n),
-                    1,
-                    n as isize,
-                    acc,
-                    a.as_ptr().add(ao.offset + i * a_step),
-                    ao.cs as isize,
-                    ao.rs as isize,
-                    b.as_ptr().add(bo.offset + i * b_step),
-                    bo.cs as isize,
-                    bo.rs as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par,
-                );
-            }
-        }
+        let strided = |o: Operand| Strided { offset: o.offset, step: if o.batch == 1 { 0 } else { o.bstride }, rs: o.rs, cs: o.cs };
+        matmul_f32(dst, acc, a, strided(ao), b, strided(bo), (batch, m, k, n), MatmulSplit::DEFAULT);
     }
 }
 

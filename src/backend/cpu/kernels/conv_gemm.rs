@@ -8,29 +8,31 @@
 use super::ConvShape;
 use super::pool::SendPtr;
 use rayon::prelude::*;
-use std::cell::RefCell;
-
-thread_local! {
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
 
 /// Target GEMM width (output pixels, padded width) per band.
 const BAND_COLS: usize = 6144;
+/// Most floats of per-thread scratch ([`super::with_scratch`]: a band's input rows and its
+/// output, 6 MiB): bands of deep layers are cut shorter, so that the scratch stays bounded.
+const SCRATCH_FLOATS: usize = 3 << 19;
 
 pub(crate) fn conv3x3(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape) {
     let ConvShape { n: b, cin, cout, h, w: wd, .. } = *shape;
-    // Per-tap weights [9][cout][cin].
+    // Per-tap weights [9][cout][cin], on the pool: on the deep layers (768 channels: 5.3 M
+    // values) one thread took as long as the convolution's GEMMs at 16 threads.
     let mut wt = vec![0f32; 9 * cout * cin];
-    for co in 0..cout {
-        for ci in 0..cin {
-            for tap in 0..9 {
-                wt[(tap * cout + co) * cin + ci] = w[(co * cin + ci) * 9 + tap];
+    let wtp = SendPtr(wt.as_mut_ptr());
+    (0..cout).into_par_iter().for_each(|co| {
+        for tap in 0..9 {
+            // SAFETY: row co of every tap's matrix is written by this task only; index within wt.
+            let row = unsafe { std::slice::from_raw_parts_mut(wtp.get().add((tap * cout + co) * cin), cin) };
+            for (ci, v) in row.iter_mut().enumerate() {
+                *v = w[(co * cin + ci) * 9 + tap];
             }
         }
-    }
+    });
     let wp = wd + 2;
     let nthreads = rayon::current_num_threads();
-    let mut hb = (BAND_COLS / wp).clamp(1, h);
+    let mut hb = (BAND_COLS / wp).min(SCRATCH_FLOATS / ((cin + cout) * wp)).clamp(1, h);
     // Enough bands for every thread.
     while b * h.div_ceil(hb) < 2 * nthreads && hb > 1 {
         hb = hb.div_ceil(2);
@@ -44,15 +46,7 @@ pub(crate) fn conv3x3(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape) 
         let rows = hb.min(h - y0);
         let plane = (rows + 2) * wp + 2;
         let n = rows * wp;
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let (xb, ob) = &mut *s;
-            if xb.len() < cin * plane {
-                xb.resize(cin * plane, 0.0);
-            }
-            if ob.len() < cout * n {
-                ob.resize(cout * n, 0.0);
-            }
+        super::with_scratch(cin * plane, cout * n, |xb, ob| {
             for ci in 0..cin {
                 let dst = &mut xb[ci * plane..(ci + 1) * plane];
                 dst.fill(0.0);

@@ -7,6 +7,9 @@
 //!   implicit GEMM on the `gemm` crate (`conv_gemm.rs`, no im2col buffer).
 //! - [`norm::norm_act_f32`]: normalisation (instance / group / folded batch norm) fused with the
 //!   activation (exact-erf GELU, ReLU, ELU): two passes over memory, statistics in f64.
+//! - [`matmul::matmul_f32`]: matrix products on the `gemm` crate's kernels, with the crate's
+//!   own parallel split or (`MatmulSplit::Blocks`, compared by `kernel-bench --only mm`) cut
+//!   into blocks of rows or columns over the pool by our own code.
 //! - [`elementwise`]: in-place sums and products; [`layout`]: permutations and concatenation.
 //!
 //! The candle glue that the CPU backend ([`super`]) calls is in [`super::ops`].
@@ -18,6 +21,7 @@
 pub mod conv_gemm;
 pub mod elementwise;
 pub mod layout;
+pub mod matmul;
 pub mod norm;
 pub mod pool;
 #[cfg(test)]
@@ -43,6 +47,32 @@ pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+thread_local! {
+    /// Each thread's scratch for the convolution kernels (Winograd's V and M, the implicit
+    /// GEMM's input and output bands): one buffer that every kernel borrows in turn, so a pool
+    /// thread holds the largest request of any kernel, not their sum. Every kernel bounds its
+    /// request (at most 10.1 MiB), so memory does not grow with the layer size, and grows with
+    /// the thread count only by that bound.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with this thread's scratch cut into two slices of `a` and `b` floats (the second
+/// starting on a 64-byte boundary of the buffer). Their contents are whatever an earlier call
+/// left. `f` must not start pool work that could run another `with_scratch` on this thread.
+pub(crate) fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    let a_pad = a.next_multiple_of(16);
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < a_pad + b {
+            // Drop the old buffer before allocating: never both at once.
+            *s = Vec::new();
+            *s = vec![0f32; a_pad + b];
+        }
+        let (x, y) = s.split_at_mut(a_pad);
+        f(&mut x[..a], &mut y[..b])
+    })
+}
+
 /// A zeroed buffer of `n` floats for a kernel's output. Large buffers come straight from the
 /// OS untouched (calloc of a fresh mapping); on Linux they are marked for transparent huge
 /// pages before the kernel's first write, so that filling 128 MiB takes 64 page faults
@@ -65,6 +95,72 @@ pub fn alloc_output(n: usize) -> Vec<f32> {
     v
 }
 
+/// How a convolution is cut into work units of (batch item, chunk of `nt` tiles, block of
+/// `per_block` output-channel groups); see [`split_work`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Split {
+    pub nt: usize,
+    pub nchunks: usize,
+    pub per_block: usize,
+    pub nblocks: usize,
+}
+
+/// Cut `b` images of `tiles` tiles and `groups` groups of output channels into units for
+/// `nthreads` threads: tile chunks of equal size (a multiple of `step`, at most `nt_max`) and
+/// blocks of at most `max_per_block` groups (at least `min_per_block` unless that is all of
+/// them), picked to minimise the time of the busiest thread, estimated as (rounds of units) x
+/// `cost(groups per block, tiles per chunk)`. With plenty of tiles that is the largest units; with
+/// few (the deep layers) it splits tiles and output channels until every thread has work.
+/// Only the speed depends on the split: the Winograd kernels sum every output in the same order
+/// whatever it is.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn split_work(
+    b: usize,
+    tiles: usize,
+    step: usize,
+    nt_max: usize,
+    groups: usize,
+    max_per_block: usize,
+    min_per_block: usize,
+    nthreads: usize,
+    cost: impl Fn(usize, usize) -> f64,
+) -> Split {
+    let threads = nthreads.max(1);
+    let tiles = tiles.max(1);
+    let groups = groups.max(1);
+    let nt_cap = tiles.next_multiple_of(step).min(nt_max.max(1).next_multiple_of(step));
+    let nb_min = groups.div_ceil(max_per_block.max(1));
+    let nb_max = groups.div_ceil(min_per_block.max(1)).max(nb_min);
+    let mut best: Option<(f64, Split)> = None;
+    for want in tiles.div_ceil(nt_cap)..=tiles.div_ceil(step) {
+        // Chunks of equal size; a count that rounds to fewer chunks was seen already.
+        let nt = tiles.div_ceil(want).next_multiple_of(step);
+        let nchunks = tiles.div_ceil(nt);
+        if nchunks != want {
+            continue;
+        }
+        for nb in nb_min..=nb_max {
+            let per_block = groups.div_ceil(nb);
+            let nblocks = groups.div_ceil(per_block);
+            if nblocks != nb {
+                continue;
+            }
+            let rounds = (b * nchunks * nblocks).div_ceil(threads);
+            let c = rounds as f64 * cost(per_block, nt);
+            // Ties go to the fewer, larger units (seen first).
+            if best.is_none_or(|(bc, _)| c < bc * (1.0 - 1e-9)) {
+                best = Some((c, Split { nt, nchunks, per_block, nblocks }));
+            }
+        }
+        // Eight units a thread with the largest output blocks: smaller chunks could at best
+        // round the last units off a little better, at more cost per tile.
+        if b * nchunks * nb_min >= 8 * threads {
+            break;
+        }
+    }
+    best.map_or(Split { nt: nt_cap, nchunks: tiles.div_ceil(nt_cap), per_block: groups, nblocks: 1 }, |(_, s)| s)
+}
+
 /// Whether the AVX2 + FMA code paths may run (checked once).
 #[inline]
 pub(crate) fn avx2() -> bool {
@@ -83,9 +179,13 @@ pub(crate) fn avx2() -> bool {
 /// Which 3x3 convolution kernel [`conv3x3_f32`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conv3x3Kernel {
-    /// Winograd F(4x4, 3x3): AVX2 + FMA on x86-64, the portable kernel on ARM64.
+    /// Winograd F(4x4, 3x3), this machine's faster kernel ([`winograd_avx2_preferred`]): the
+    /// AVX2 kernel on x86-64 with AVX2 but without AVX-512, else the portable one.
     Winograd,
-    /// Winograd F(4x4, 3x3) in portable Rust (every target; the one ARM64 runs).
+    /// The AVX2 + FMA Winograd kernel (x86-64 only; elsewhere the GEMM kernel runs instead).
+    WinogradAvx2,
+    /// Winograd F(4x4, 3x3) in portable Rust with the `gemm` crate's kernels (every target;
+    /// ARM64 and AVX-512 machines run it).
     WinogradPortable,
     /// Implicit GEMM on the `gemm` crate (every target).
     Gemm,
@@ -97,31 +197,55 @@ pub fn winograd_available() -> bool {
     avx2() || cfg!(target_arch = "aarch64")
 }
 
-/// The kernel [`conv3x3_f32`] picks on this machine for an `h` x `w` image. Winograd pays a
-/// weight transform of 36 x cin x cout values per call, which small images do not amortise:
-/// on the full-size network's deep layers (32 x 128 and smaller) the GEMM kernel is faster at
-/// 2, 8 and 16 threads (`../shared/docs/cpu-scaling-notes.md`: 512->512 on 32 x 128 took 100 /
-/// 33 / 30 ms by GEMM against 120 / 50 / 40 ms by Winograd).
+/// Whether [`Conv3x3Kernel::Winograd`] is the AVX2 kernel here: x86-64 with AVX2 + FMA but
+/// without AVX-512F. Where AVX-512 is present the portable kernel, whose GEMMs run on the `gemm`
+/// crate's AVX-512 micro-kernels, is faster on every Winograd layer of the full-size network:
+/// 1.1 to 1.7x at 2, 8 and 16 threads on the device host's Xeon (README, CPU scaling), and 1.1
+/// to 1.4x at 2 threads on the 2-core build machine.
+pub fn winograd_avx2_preferred() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static AVX512: OnceLock<bool> = OnceLock::new();
+        avx2() && !*AVX512.get_or_init(|| is_x86_feature_detected!("avx512f"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The kernel [`conv3x3_f32`] picks on this machine for an `h` x `w` image: Winograd from
+/// [`winograd_min_pixels`] up, else the GEMM kernel.
 pub fn conv3x3_kernel(h: usize, w: usize) -> Conv3x3Kernel {
-    if winograd_available() && h * w >= WINOGRAD_MIN_PIXELS { Conv3x3Kernel::Winograd } else { Conv3x3Kernel::Gemm }
+    if winograd_available() && h * w >= winograd_min_pixels() { Conv3x3Kernel::Winograd } else { Conv3x3Kernel::Gemm }
+}
+
+/// Smallest image (pixels) that [`conv3x3_f32`] runs with Winograd. Winograd pays a weight
+/// transform of 36 x cin x cout values per call, which small images do not amortise. With the
+/// AVX2 kernel the GEMM kernel is faster on 32 x 128 images at 2, 8 and 16 threads
+/// (`../shared/docs/cpu-scaling-notes.md`: 512->512 took 100 / 33 / 30 ms by GEMM against
+/// 120 / 50 / 40 ms by Winograd): 8192. The portable kernel on AVX-512 beats the GEMM kernel
+/// there (82.6 / 23.4 / 16.3 ms against 101 / 34.4 / 23.3 ms on the device host's Xeon,
+/// `kernel-bench --only conv`) but not on 16 x 64 (16.3 against 13.7 ms at 16 threads): 4096.
+/// ARM64 keeps 8192 (not measured there).
+pub fn winograd_min_pixels() -> usize {
+    if cfg!(target_arch = "x86_64") && !winograd_avx2_preferred() { 4096 } else { 8192 }
 }
 
 /// This machine's Winograd kernel with at most `nt` tiles per work unit (tests and
 /// `kernel-bench --wino-nt`); the GEMM kernel where there is none.
 pub fn winograd_nt(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape, nt: usize) {
     #[cfg(target_arch = "x86_64")]
-    if avx2() {
+    if winograd_avx2_preferred() {
         return winograd::conv3x3_nt(x, w, out, shape, nt);
     }
-    if cfg!(target_arch = "aarch64") {
+    if winograd_available() {
         winograd_portable::conv3x3_nt(x, w, out, shape, nt)
     } else {
         conv3x3_f32_with(Conv3x3Kernel::Gemm, x, w, out, shape)
     }
 }
-
-/// Smallest image (pixels) that [`conv3x3_f32`] runs with Winograd.
-pub const WINOGRAD_MIN_PIXELS: usize = 8192;
 
 /// `out[b, co, y, x] = Σ_ci Σ_dy Σ_dx w[co, ci, dy, dx] · x[b, ci, y + dy - 1, x + dx - 1]`
 /// (zero padding), all contiguous NCHW / OIHW f32; `shape` is 3x3, padding 1, stride 1. Runs on
@@ -146,8 +270,10 @@ pub fn conv3x3_f32_with(kernel: Conv3x3Kernel, x: &[f32], w: &[f32], out: &mut [
     }
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Conv3x3Kernel::Winograd if avx2() => winograd::conv3x3(x, w, out, shape),
-        Conv3x3Kernel::Winograd if cfg!(target_arch = "aarch64") => winograd_portable::conv3x3(x, w, out, shape),
+        Conv3x3Kernel::Winograd if winograd_avx2_preferred() => winograd::conv3x3(x, w, out, shape),
+        #[cfg(target_arch = "x86_64")]
+        Conv3x3Kernel::WinogradAvx2 if avx2() => winograd::conv3x3(x, w, out, shape),
+        Conv3x3Kernel::Winograd if winograd_available() => winograd_portable::conv3x3(x, w, out, shape),
         Conv3x3Kernel::WinogradPortable => winograd_portable::conv3x3(x, w, out, shape),
         _ => conv_gemm::conv3x3(x, w, out, shape),
     }

@@ -53,6 +53,7 @@ const CONV_SHAPES: &[(usize, usize, usize, usize, usize)] = &[
     (1, 2, 40, 6, 33),  // few tiles, many output channels: split over channel blocks
     (2, 17, 9, 13, 71), // odd everything
     (1, 16, 16, 21, 160),
+    (1, 300, 12, 9, 37), // input channels in 3 blocks of at most 128, the last one ragged
 ];
 
 fn check_conv(kernel: Conv3x3Kernel, nt_max: Option<usize>) {
@@ -64,6 +65,8 @@ fn check_conv(kernel: Conv3x3Kernel, nt_max: Option<usize>) {
         let shape = ConvShape::conv3x3(b, cin, cout, h, wd);
         match (kernel, nt_max) {
             (Conv3x3Kernel::WinogradPortable, Some(nt)) => winograd_portable::conv3x3_nt(&x, &w, &mut out, &shape, nt),
+            #[cfg(target_arch = "x86_64")]
+            (Conv3x3Kernel::WinogradAvx2, Some(nt)) if avx2() => winograd::conv3x3_nt(&x, &w, &mut out, &shape, nt),
             (_, Some(nt)) => winograd_nt(&x, &w, &mut out, &shape, nt),
             (_, None) => conv3x3_f32_with(kernel, &x, &w, &mut out, &shape),
         }
@@ -89,16 +92,38 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     pool::build(threads).unwrap().install(f)
 }
 
+/// The AVX2 kernel (on x86-64 with AVX2; elsewhere the GEMM kernel stands in).
 #[test]
 fn winograd_conv3x3_matches_direct_convolution() {
     for threads in [1, 3] {
-        in_pool(threads, || check_conv(Conv3x3Kernel::Winograd, None));
+        in_pool(threads, || check_conv(Conv3x3Kernel::WinogradAvx2, None));
     }
 }
 
 #[test]
 fn winograd_conv3x3_with_small_work_units_matches() {
+    in_pool(2, || check_conv(Conv3x3Kernel::WinogradAvx2, Some(24)));
     in_pool(2, || check_conv(Conv3x3Kernel::Winograd, Some(24)));
+}
+
+/// `Winograd` is exactly the kernel [`winograd_avx2_preferred`] names: the AVX2 one on x86-64
+/// without AVX-512, the portable one with it and on ARM64.
+#[test]
+fn winograd_runs_this_machines_preferred_kernel() {
+    let (b, cin, cout, h, wd) = (1, 40, 24, 18, 50);
+    let x = rand_vec(b * cin * h * wd, 21);
+    let w = rand_vec(cout * cin * 9, 22);
+    let shape = ConvShape::conv3x3(b, cin, cout, h, wd);
+    let run = |kernel| {
+        let mut out = vec![f32::NAN; b * cout * h * wd];
+        conv3x3_f32_with(kernel, &x, &w, &mut out, &shape);
+        out
+    };
+    let want = if winograd_avx2_preferred() { Conv3x3Kernel::WinogradAvx2 } else { Conv3x3Kernel::WinogradPortable };
+    assert!(winograd_available() || cfg!(not(any(target_arch = "x86_64", target_arch = "aarch64"))));
+    assert!(run(Conv3x3Kernel::Winograd) == run(want), "Winograd is not {want:?} here");
+    assert!(run(Conv3x3Kernel::WinogradAvx2) != run(Conv3x3Kernel::WinogradPortable) || !avx2(),
+        "the AVX2 and portable kernels round differently: this test could not tell them apart");
 }
 
 #[test]
@@ -107,6 +132,45 @@ fn portable_winograd_conv3x3_matches_direct_convolution() {
         in_pool(threads, || check_conv(Conv3x3Kernel::WinogradPortable, None));
     }
     in_pool(2, || check_conv(Conv3x3Kernel::WinogradPortable, Some(8)));
+}
+
+/// The work split changes with the thread count (finer units for more threads), the values do
+/// not: every output is summed over the input channels in one order.
+#[test]
+fn winograd_results_do_not_depend_on_the_thread_count() {
+    let (b, cin, cout, h, wd) = (2, 300, 72, 20, 70);
+    let x = rand_vec(b * cin * h * wd, 11);
+    let w = rand_vec(cout * cin * 9, 12);
+    let shape = ConvShape::conv3x3(b, cin, cout, h, wd);
+    for kernel in [Conv3x3Kernel::WinogradAvx2, Conv3x3Kernel::WinogradPortable] {
+        let run = |threads: usize| {
+            let mut out = vec![f32::NAN; b * cout * h * wd];
+            in_pool(threads, || conv3x3_f32_with(kernel, &x, &w, &mut out, &shape));
+            out
+        };
+        let one = run(1);
+        for threads in [2, 5, 16] {
+            assert!(one == run(threads), "{kernel:?}: 1 and {threads} threads differ");
+        }
+    }
+}
+
+/// On the full-size network's 3x3 layers the Winograd work split keeps units within the scratch
+/// bound (at most 96 tiles, 128 output channels) and gives 16 threads work even on the deep
+/// layers, where one unit per tile chunk would leave most of them idle.
+#[test]
+fn winograd_split_bounds_units_and_feeds_every_thread() {
+    let cost = |groups: usize, nt: usize| (groups as f64 * 4.0 + 6.0) * (nt as f64 + 16.0);
+    for (cout, h, wd) in [(128usize, 256usize, 1024usize), (256, 128, 512), (384, 64, 256), (512, 32, 128), (640, 16, 64), (768, 8, 32)] {
+        let tiles = h.div_ceil(4) * wd.div_ceil(4).next_multiple_of(8);
+        for threads in [1, 2, 8, 16, 32] {
+            let s = split_work(1, tiles, 24, 96, cout / 4, 32, 4, threads, cost);
+            let units = s.nchunks * s.nblocks;
+            assert!(s.nt <= 96 && s.nt % 24 == 0 && s.per_block <= 32, "{:?} at {threads}: {s:?}", (cout, h, wd));
+            assert!(s.nchunks * s.nt >= tiles && s.nblocks * s.per_block >= cout / 4, "{s:?} covers everything");
+            assert!(units >= threads.min(16), "{:?} at {threads} threads: only {units} units ({s:?})", (cout, h, wd));
+        }
+    }
 }
 
 /// What [`conv3x3_kernel`] picks: Winograd on x86-64 with AVX2 and on every ARM64 for large

@@ -6,38 +6,54 @@
 //! `M_ξ[co][t] = Σ_ci U_ξ[co][ci] V_ξ[ci][t]`, which is where the time goes: 36 multiply-adds per
 //! 16 outputs and channel pair instead of 144, i.e. 4x fewer than direct convolution.
 //!
-//! Work is split into units = (batch item, chunk of `nt` tiles, block of output channels); each
-//! unit transforms its input tiles into a per-thread scratch `V` [36][nt/24][cin][24], runs the
-//! 36 GEMMs with a 4x24 register-blocked micro-kernel into a scratch `M` [36][rows][nt], and
-//! transforms `M` straight into the output. Tiles are numbered row by row with each tile row
-//! padded to a multiple of 8 tiles, so that 8 horizontally adjacent tiles (32 output columns)
-//! are always processed together, one per SIMD lane. The weights are transformed once per call
-//! into `U` [36][ceil(cout/4)][cin][4] (they are not cached: for the full model that would be
-//! 4x the conv weights, about 1.5 GB).
+//! Work is split into units = (batch item, chunk of `nt` tiles, block of at most [`ROWS_MAX`]
+//! output channels), chosen per layer shape and thread count by [`plan`] so that deep layers
+//! with few tiles still give every thread work. A unit walks the input channels in blocks of
+//! [`KC`]: it transforms the block's input tiles into a per-thread scratch `V`
+//! [36][nt/24][KC][24], runs the 36 GEMMs for that block with a 4x24 register-blocked
+//! micro-kernel, accumulating into a scratch `M` [36][nt/24][rows][24], and after the last block
+//! transforms `M` straight into the output. The scratch is therefore bounded (36 x (KC +
+//! ROWS_MAX) x nt floats, at most 10.1 MiB) whatever the channel count, so memory does not grow
+//! with cin, and grows with the thread count only by that bound. Every output is summed over the
+//! input channels in the same order (passes of KP channels in turn, each from zero, then added
+//! to the sum so far) whatever the partition, so results are bit-identical at any thread count
+//! (and to the kernel before input-channel blocks, which summed in the same 128-channel passes).
+//!
+//! Tiles are numbered row by row with each tile row padded to a multiple of 8 tiles, so that 8
+//! horizontally adjacent tiles (32 output columns) are always processed together, one per SIMD
+//! lane. The weights are transformed once per call into `U` [36][ceil(cout/4)][cin][4] (they are
+//! not cached: for the full model that would be 4x the conv weights, about 1.5 GB).
 
 use super::ConvShape;
 use super::pool::SendPtr;
-use super::winograd_portable::{fit, g1d};
+use super::winograd_portable::g1d;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
-use std::cell::RefCell;
 
 /// Micro-kernel rows (output channels).
 const MR: usize = 4;
 /// Micro-kernel columns (tiles): 3 AVX registers.
 const NR: usize = 24;
-/// Input channels per GEMM pass (the V micro-panel, KC x 24 floats, is 12 KiB).
-const KC: usize = 128;
-/// Tiles per work unit. Every unit reads all of U (36 x cin x its output channels): with many
-/// output channels larger units amortise that better; with 128, smaller units keep V and M
-/// (36 x channels x tiles each) closer to L2. Measured on the full-size network's shapes (Zen 4).
+/// Input channels per block: the unit's V holds one block. 256 rather than 128: M does not stay
+/// in L2 from one block to the next, so fewer blocks save its traffic.
+const KC: usize = 256;
+/// Input channels per micro-kernel pass (the V micro-panel, KP x 24 floats, is 12 KiB: in L1).
+/// Every output is the sum of its KP-channel passes in channel order (each pass from zero, then
+/// added), whatever the unit sizes.
+const KP: usize = 128;
+/// Most output channels per unit: M is 36 x rows x nt floats.
+const ROWS_MAX: usize = 128;
+/// Fewest output-channel panels (of 4) per unit when output channels are split: below that the
+/// input transform, repeated for every block, costs more than the split gains.
+const MIN_PANELS: usize = 4;
+/// Most tiles per work unit (the GEMMs' N). Every unit reads its rows of U (36 x cin x rows
+/// floats) once per input-channel block and uses them on its nt tiles: with more than 128 output
+/// channels U is large, and 192 tiles were clearly faster than 48 or 96 at 2 threads on the 2-core
+/// build machine (as before input-channel blocks); with 128, smaller units keep V and M closer to
+/// L2. The scratch is at most 36 x (KC + ROWS_MAX) x 192 floats (10.1 MiB) per thread, whatever
+/// the channel count; deep layers with few tiles take smaller units at high thread counts.
 fn tiles_per_unit(cout: usize) -> usize {
     if cout <= 128 { 48 } else { 192 }
-}
-
-thread_local! {
-    /// Per-thread V and M scratch, reused across calls.
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// U = G g G^T into `U[ξ][co/4][ci][co%4]`, ξ = 6 * row + column. `u` must be zeroed
@@ -80,22 +96,24 @@ pub(crate) struct Plan {
     pub nblocks: usize,
 }
 
+/// Relative cost of one unit of `rows` output channels and `nt` tiles: the GEMMs (rows x nt),
+/// plus the input transform, repeated by every output-channel block (about as much as 6 rows
+/// of GEMM per tile), plus the unit's reads of U from beyond L2, reused over its tiles (about
+/// as much as 16 tiles of GEMM per row).
+fn unit_cost(rows: usize, nt: usize) -> f64 {
+    (rows as f64 + 6.0) * (nt as f64 + 16.0)
+}
+
+/// Cut a call into units ([`super::split_work`]): tile chunks of at most `nt_max` tiles (a
+/// multiple of 24) and blocks of at most [`ROWS_MAX`] output channels.
 pub(crate) fn plan(b: usize, cout: usize, h: usize, w: usize, nthreads: usize, nt_max: usize) -> Plan {
-    let tiles_w = w.div_ceil(4);
-    let tiles_wp = tiles_w.next_multiple_of(8);
+    let tiles_wp = w.div_ceil(4).next_multiple_of(8);
     let tiles_h = h.div_ceil(4);
-    let tiles = tiles_h * tiles_wp;
-    let nt = tiles.next_multiple_of(NR).min(nt_max.next_multiple_of(NR));
-    let nchunks = tiles.div_ceil(nt);
     let cpan = cout.div_ceil(MR);
-    // Split output channels when there are too few tile chunks to keep every thread busy.
-    let mut nblocks = 1;
-    while b * nchunks * nblocks < 2 * nthreads && cpan / (nblocks * 2) >= 4 {
-        nblocks *= 2;
-    }
-    let panels_per_block = cpan.div_ceil(nblocks);
-    let nblocks = cpan.div_ceil(panels_per_block);
-    Plan { nt, tiles_wp, tiles_h, nchunks, panels_per_block, nblocks }
+    let s = super::split_work(b, tiles_h * tiles_wp, NR, nt_max, cpan, ROWS_MAX / MR, MIN_PANELS, nthreads, |pp, nt| {
+        unit_cost(pp * MR, nt)
+    });
+    Plan { nt: s.nt, tiles_wp, tiles_h, nchunks: s.nchunks, panels_per_block: s.per_block, nblocks: s.nblocks }
 }
 
 /// `out[b, co, y, x] = Σ_ci Σ_dy Σ_dx w[co, ci, dy, dx] x[b, ci, y + dy - 1, x + dx - 1]`.
@@ -120,11 +138,8 @@ pub fn conv3x3_nt(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape, nt_m
         let bi = unit / (p.nblocks * p.nchunks);
         let p0 = blk * p.panels_per_block;
         let p1 = (p0 + p.panels_per_block).min(cpan);
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let (v, m) = &mut *s;
-            fit(v, 36 * cin * p.nt);
-            fit(m, 36 * (p1 - p0) * MR * p.nt);
+        // V and M in this thread's scratch: at most 36 x (KC + ROWS_MAX) x nt floats.
+        super::with_scratch(36 * KC.min(cin) * p.nt, 36 * (p1 - p0) * MR * p.nt, |v, m| {
             // SAFETY: AVX2/FMA checked by the caller; each unit writes only its own
             // (batch item, tiles, output channels) region of `out`.
             unsafe {
@@ -175,9 +190,10 @@ fn input_spans(t_begin: usize, t_end: usize, tiles_wp: usize, h: usize, w: usize
     spans
 }
 
-/// One work unit: input transform, GEMMs, output transform.
-/// SAFETY: AVX2 + FMA; `v` and `m` hold `36 * cin * nt` and `36 * (p1 - p0) * 4 * nt` floats;
-/// `out` is the whole output, of which this unit writes only its tiles of channels
+/// One work unit: per block of [`KC`] input channels, input transform and GEMMs accumulating
+/// into M; then the output transform.
+/// SAFETY: AVX2 + FMA; `v` and `m` hold `36 * min(KC, cin) * nt` and `36 * (p1 - p0) * 4 * nt`
+/// floats; `out` is the whole output, of which this unit writes only its tiles of channels
 /// `4 * p0 .. 4 * p1` of batch item `bi`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_unit(x: &[f32], u: &[f32], out: *mut f32, p: &Plan, a: UnitArgs, v: *mut f32, m: *mut f32) {
@@ -193,68 +209,78 @@ unsafe fn run_unit(x: &[f32], u: &[f32], out: *mut f32, p: &Plan, a: UnitArgs, v
         let t_end = (t_begin + nt).min(tiles);
         let hw = h * w;
         let mut local = [[0f32; 36]; 6];
-
-        // 1. Input transform: V[ξ][t/24][ci][t%24] for the chunk's tiles. The input rows a
-        //    channel's tiles read are short runs 1 plane apart, which the hardware prefetchers
-        //    follow poorly: the next channel's runs are prefetched while this one is transformed.
-        let v_xi = nt * cin;
         let spans = input_spans(t_begin, t_end, p.tiles_wp, h, w);
-        for ci in 0..cin {
-            let xc = x.as_ptr().add((bi * cin + ci) * hw);
-            if ci + 1 < cin {
-                for &(start, len) in &spans {
-                    let mut o = 0;
-                    while o < len {
-                        _mm_prefetch::<_MM_HINT_T0>(xc.add(hw + start + o) as *const i8);
-                        o += 16;
-                    }
-                    _mm_prefetch::<_MM_HINT_T0>(xc.add(hw + start + len - 1) as *const i8);
-                }
-            }
-            let mut t = t_begin;
-            while t < t_end {
-                let ty = t / p.tiles_wp;
-                let tx0 = t % p.tiles_wp;
-                let s = 4 * tx0 as isize - 1;
-                let col_ok = s >= 0 && s + 36 <= w as isize;
-                let mut rows = [ZEROS.as_ptr(); 6];
-                for (i, rp) in rows.iter_mut().enumerate() {
-                    let r = (4 * ty + i) as isize - 1;
-                    if r < 0 || r >= h as isize {
-                        continue;
-                    }
-                    let row = xc.add(r as usize * w);
-                    if col_ok {
-                        *rp = row.offset(s);
-                    } else {
-                        let l = &mut local[i];
-                        for (c, lv) in l.iter_mut().enumerate() {
-                            let col = s + c as isize;
-                            *lv = if col >= 0 && col < w as isize { *row.offset(col) } else { 0.0 };
-                        }
-                        *rp = l.as_ptr();
-                    }
-                }
-                let lt = t - t_begin;
-                let dst = v.add(((lt / NR) * cin + ci) * NR + lt % NR);
-                input_tile8(&rows, dst, v_xi);
-                t += 8;
-            }
-        }
-
-        // 2. The 36 GEMMs: M[ξ][row][t] for output panels p0..p1, in blocks of KC input channels
-        //    so that the V micro-panel (KC x 24) stays in L1 while the panels of U stream past it.
         let rows_m = (p1 - p0) * MR;
         let ntp_used = (t_end - t_begin).div_ceil(NR);
-        for xi in 0..36 {
-            for k0 in (0..cin).step_by(KC) {
-                let kc = KC.min(cin - k0);
-                for tp in 0..ntp_used {
-                    let vb = v.add(((xi * ntp + tp) * cin + k0) * NR);
-                    for pi in p0..p1 {
-                        let ub = u.as_ptr().add(((xi * cpan + pi) * cin + k0) * MR);
-                        let mb = m.add((xi * rows_m + (pi - p0) * MR) * nt + tp * NR);
-                        kernel_4x24(kc, ub, vb, mb, nt, k0 > 0);
+
+        for k0 in (0..cin).step_by(KC) {
+            let kc = KC.min(cin - k0);
+            // 1. Input transform of channels k0..k0+kc: V[ξ][t/24][ci - k0][t%24] for the
+            //    chunk's tiles (index < 36 * nt * kc). The input rows a channel's tiles read are
+            //    short runs 1 plane apart, which the hardware prefetchers follow poorly: the next
+            //    channel's runs are prefetched while this one is transformed.
+            let v_xi = nt * kc;
+            for ci in k0..k0 + kc {
+                let xc = x.as_ptr().add((bi * cin + ci) * hw);
+                if ci + 1 < cin {
+                    for &(start, len) in &spans {
+                        let mut o = 0;
+                        while o < len {
+                            _mm_prefetch::<_MM_HINT_T0>(xc.add(hw + start + o) as *const i8);
+                            o += 16;
+                        }
+                        _mm_prefetch::<_MM_HINT_T0>(xc.add(hw + start + len - 1) as *const i8);
+                    }
+                }
+                let mut t = t_begin;
+                while t < t_end {
+                    let ty = t / p.tiles_wp;
+                    let tx0 = t % p.tiles_wp;
+                    let s = 4 * tx0 as isize - 1;
+                    let col_ok = s >= 0 && s + 36 <= w as isize;
+                    let mut rows = [ZEROS.as_ptr(); 6];
+                    for (i, rp) in rows.iter_mut().enumerate() {
+                        let r = (4 * ty + i) as isize - 1;
+                        if r < 0 || r >= h as isize {
+                            continue;
+                        }
+                        let row = xc.add(r as usize * w);
+                        if col_ok {
+                            *rp = row.offset(s);
+                        } else {
+                            let l = &mut local[i];
+                            for (c, lv) in l.iter_mut().enumerate() {
+                                let col = s + c as isize;
+                                *lv = if col >= 0 && col < w as isize { *row.offset(col) } else { 0.0 };
+                            }
+                            *rp = l.as_ptr();
+                        }
+                    }
+                    let lt = t - t_begin;
+                    let dst = v.add(((lt / NR) * kc + (ci - k0)) * NR + lt % NR);
+                    input_tile8(&rows, dst, v_xi);
+                    t += 8;
+                }
+            }
+
+            // 2. The 36 GEMMs of this block: M[ξ][t/24][row][t%24] (+)= Σ_ci U[ξ][row][ci]
+            //    V[ξ][ci][t] for output panels p0..p1 (index < 36 * nt * rows). The first block writes M, later ones add to it, so
+            //    each output is summed in the same order whatever the unit sizes.
+            //    Within the block, passes of KP channels, so that the V micro-panel (KP x 24)
+            //    stays in L1 while the panels of U stream past it, and M_ξ stays in L2 from one
+            //    pass to the next.
+            for xi in 0..36 {
+                for s0 in (0..kc).step_by(KP) {
+                    let kp = KP.min(kc - s0);
+                    for tp in 0..ntp_used {
+                        let vb = v.add(((xi * ntp + tp) * kc + s0) * NR);
+                        // M's 4 x 24 tiles in the order this loop visits them: one sequential
+                        // stream, which the hardware prefetchers follow.
+                        let mt = m.add((xi * ntp + tp) * rows_m * NR);
+                        for pi in p0..p1 {
+                            let ub = u.as_ptr().add(((xi * cpan + pi) * cin + k0 + s0) * MR);
+                            kernel_4x24(kp, ub, vb, mt.add((pi - p0) * MR * NR), NR, k0 + s0 > 0);
+                        }
                     }
                 }
             }
@@ -265,7 +291,7 @@ unsafe fn run_unit(x: &[f32], u: &[f32], out: *mut f32, p: &Plan, a: UnitArgs, v
         let mut lout = [[0f32; 32]; 4];
         for co in p0 * MR..(p1 * MR).min(cout) {
             let oc = out.add((bi * cout + co) * hw);
-            let mrow = m.add((co - p0 * MR) * nt);
+            let row = co - p0 * MR;
             let mut t = t_begin;
             while t < t_end {
                 let ty = t / p.tiles_wp;
@@ -277,7 +303,8 @@ unsafe fn run_unit(x: &[f32], u: &[f32], out: *mut f32, p: &Plan, a: UnitArgs, v
                 for (r, rp) in rows.iter_mut().enumerate() {
                     *rp = if direct { oc.add((y0 + r) * w + x0) } else { lout[r].as_mut_ptr() };
                 }
-                output_tile8(mrow.add(t - t_begin), m_xi, &rows);
+                let lt = t - t_begin;
+                output_tile8(m.add(((lt / NR) * rows_m + row) * NR + lt % NR), m_xi, &rows);
                 if !direct {
                     for (r, lr) in lout.iter().enumerate() {
                         let y = y0 + r;

@@ -9,36 +9,30 @@
 //! GEMMs `M_ξ[co][t] = Σ_ci U_ξ[co][ci] V_ξ[ci][t]` go to the `gemm` crate (its NEON kernels on
 //! ARM64), as the implicit-GEMM kernel's do.
 //!
-//! Work units are (batch item, chunk of `nt` tiles); tiles are numbered row by row, each tile row
-//! padded to a multiple of [`LANES`] tiles. Each unit transforms its input tiles into a per-thread
-//! `V` [36][cin][nt], runs the 36 GEMMs into `M` [36][cout][nt] and transforms `M` into the
-//! output. The weights are transformed once per call into `U` [36][cout][cin].
+//! Work units are (batch item, chunk of `nt` tiles, block of at most [`ROWS_MAX`] output
+//! channels), cut per layer shape and thread count by [`super::split_work`]; tiles are numbered
+//! row by row, each tile row padded to a multiple of [`LANES`] tiles. A unit walks the input
+//! channels in blocks of [`KC`]: it transforms the block's input tiles into a per-thread `V`
+//! [36][KC][nt] and runs the 36 GEMMs of the block, accumulating into `M` [36][rows][nt]; then
+//! it transforms `M` into the output. The scratch is bounded whatever the channel count, and
+//! every output is summed in the same order whatever the partition (bit-identical results at
+//! any thread count). The weights are transformed once per call into `U` [36][cout][cin].
 
 use super::ConvShape;
 use super::pool::SendPtr;
 use rayon::prelude::*;
-use std::cell::RefCell;
 
 /// Tiles per transform step (one per lane): 8 floats are two NEON or one AVX register.
 pub const LANES: usize = 8;
 
-/// Most tiles per work unit: the GEMMs' N. With 36 x (cin + cout) x nt floats of scratch per
-/// thread (5.3 MiB at 768 channels), V and M stay close to L2.
+/// Most tiles per work unit: the GEMMs' N.
 const NT_MAX: usize = 96;
-
-thread_local! {
-    /// Per-thread V and M scratch, reused across calls.
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-/// Make `buf` hold at least `n` floats, releasing it when it is far larger (peak memory: the
-/// deep layers' scratch should not stay allocated while the large early layers run).
-pub(super) fn fit(buf: &mut Vec<f32>, n: usize) {
-    if buf.len() < n || buf.len() > 2 * n + (1 << 18) {
-        *buf = Vec::new();
-        *buf = vec![0f32; n];
-    }
-}
+/// Input channels per block (the GEMMs' K; the `gemm` crate sums up to 512 in one pass).
+const KC: usize = 256;
+/// Most output channels per unit (the GEMMs' M).
+const ROWS_MAX: usize = 256;
+/// Fewest output channels per unit when output channels are split.
+const MIN_ROWS: usize = 16;
 
 /// 1-D transform of a 3-tap filter: G g, G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
 /// 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] (shared with the AVX2 kernel).
@@ -118,17 +112,19 @@ struct Plan {
     tiles_wp: usize,
     tiles: usize,
     nchunks: usize,
+    /// Output channels per unit.
+    rows: usize,
+    nblocks: usize,
 }
 
-fn plan(b: usize, h: usize, w: usize, nthreads: usize, nt_max: usize) -> Plan {
+fn plan(b: usize, cout: usize, h: usize, w: usize, nthreads: usize, nt_max: usize) -> Plan {
     let tiles_wp = w.div_ceil(4).next_multiple_of(LANES);
     let tiles = h.div_ceil(4) * tiles_wp;
-    let mut nt = tiles.min(nt_max.max(LANES)).next_multiple_of(LANES);
-    // Enough units for every thread, while a unit keeps at least 2 lane groups.
-    while b * tiles.div_ceil(nt) < 2 * nthreads && nt > 2 * LANES {
-        nt = (nt / 2).next_multiple_of(LANES);
-    }
-    Plan { nt, tiles_wp, tiles, nchunks: tiles.div_ceil(nt) }
+    // Costs as the AVX2 kernel's: GEMMs, the input transform repeated per output block, U's reads.
+    let s = super::split_work(b, tiles, LANES, nt_max.max(LANES), cout, ROWS_MAX, MIN_ROWS, nthreads, |rows, nt| {
+        (rows as f64 + 6.0) * (nt as f64 + 16.0)
+    });
+    Plan { nt: s.nt, tiles_wp, tiles, nchunks: s.nchunks, rows: s.per_block, nblocks: s.nblocks }
 }
 
 /// `out[b, co, y, x] = Σ_ci Σ_dy Σ_dx w[co, ci, dy, dx] x[b, ci, y + dy - 1, x + dx - 1]`; the
@@ -143,59 +139,67 @@ pub fn conv3x3_nt(x: &[f32], w: &[f32], out: &mut [f32], shape: &ConvShape, nt_m
     assert_eq!(out.len(), shape.output_len(), "conv3x3: output length");
     let mut u = vec![0f32; 36 * cout * cin];
     transform_weights(w, cout, cin, &mut u);
-    let p = plan(b, h, wd, rayon::current_num_threads(), nt_max);
+    let p = plan(b, cout, h, wd, rayon::current_num_threads(), nt_max);
     let outp = SendPtr(out.as_mut_ptr());
     let u = &u[..];
-    (0..b * p.nchunks).into_par_iter().for_each(|unit| {
-        let (bi, chunk) = (unit / p.nchunks, unit % p.nchunks);
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let (v, m) = &mut *s;
-            fit(v, 36 * cin * p.nt);
-            fit(m, 36 * cout * p.nt);
+    (0..b * p.nchunks * p.nblocks).into_par_iter().for_each(|unit| {
+        let blk = unit % p.nblocks;
+        let chunk = (unit / p.nblocks) % p.nchunks;
+        let bi = unit / (p.nblocks * p.nchunks);
+        let co0 = blk * p.rows;
+        let rows = p.rows.min(cout - co0);
+        // V and M in this thread's scratch: at most 36 x (KC + ROWS_MAX) x NT_MAX floats (6.8 MiB).
+        super::with_scratch(36 * KC.min(cin) * p.nt, 36 * rows * p.nt, |v, m| {
             let t0 = chunk * p.nt;
             let nt_used = (t0 + p.nt).min(p.tiles) - t0;
             let xb = &x[bi * cin * h * wd..][..cin * h * wd];
-            input_transform(xb, v, &p, t0, nt_used, cin, h, wd);
-            for xi in 0..36 {
-                // SAFETY: U_ξ is [cout][cin], V_ξ [cin][nt] and M_ξ [cout][nt] with nt_used <= nt
-                // columns: every index stays inside u, v and m.
-                unsafe {
-                    gemm::gemm(
-                        cout,
-                        nt_used,
-                        cin,
-                        m.as_mut_ptr().add(xi * cout * p.nt),
-                        1,
-                        p.nt as isize,
-                        false,
-                        u.as_ptr().add(xi * cout * cin),
-                        1,
-                        cin as isize,
-                        v.as_ptr().add(xi * cin * p.nt),
-                        1,
-                        p.nt as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
+            for k0 in (0..cin).step_by(KC) {
+                let kc = KC.min(cin - k0);
+                input_transform(xb, v, &p, t0, nt_used, k0..k0 + kc, h, wd);
+                for xi in 0..36 {
+                    // SAFETY: U_ξ is [cout][cin] (rows co0.., columns k0.. of it), V_ξ [kc][nt]
+                    // and M_ξ [rows][nt] with nt_used <= nt columns: every index stays inside u,
+                    // v and m. The first block writes M, later ones add to it.
+                    unsafe {
+                        gemm::gemm(
+                            rows,
+                            nt_used,
+                            kc,
+                            m.as_mut_ptr().add(xi * rows * p.nt),
+                            1,
+                            p.nt as isize,
+                            k0 > 0,
+                            u.as_ptr().add((xi * cout + co0) * cin + k0),
+                            1,
+                            cin as isize,
+                            v.as_ptr().add(xi * kc * p.nt),
+                            1,
+                            p.nt as isize,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
                 }
             }
-            // SAFETY: this unit writes only the output tiles t0..t0+nt_used of batch item bi.
-            let ob = unsafe { outp.get().add(bi * cout * h * wd) };
-            output_transform(m, ob, &p, t0, nt_used, cout, h, wd);
+            // SAFETY: this unit writes only the output tiles t0..t0+nt_used of channels
+            // co0..co0+rows of batch item bi.
+            let ob = unsafe { outp.get().add((bi * cout + co0) * h * wd) };
+            output_transform(m, ob, &p, t0, nt_used, rows, h, wd);
         });
     });
 }
 
-/// V[ξ][ci][t - t0] for tiles t0..t0+n (n a multiple of LANES, groups never straddle a tile row).
+/// V[ξ][ci - k0][t - t0] for the channels `chans` = k0..k1 and tiles t0..t0+n (n a multiple of
+/// LANES, groups never straddle a tile row).
 #[allow(clippy::too_many_arguments)]
-fn input_transform(x: &[f32], v: &mut [f32], p: &Plan, t0: usize, n: usize, cin: usize, h: usize, w: usize) {
+fn input_transform(x: &[f32], v: &mut [f32], p: &Plan, t0: usize, n: usize, chans: std::ops::Range<usize>, h: usize, w: usize) {
     let nt = p.nt;
-    for ci in 0..cin {
+    let (k0, kc) = (chans.start, chans.len());
+    for ci in chans {
         let xc = &x[ci * h * w..][..h * w];
         for g in (0..n).step_by(LANES) {
             let t = t0 + g;
@@ -236,14 +240,15 @@ fn input_transform(x: &[f32], v: &mut [f32], p: &Plan, t0: usize, n: usize, cin:
                 let col = bt(&[rt[0][j], rt[1][j], rt[2][j], rt[3][j], rt[4][j], rt[5][j]]);
                 for (a, c) in col.iter().enumerate() {
                     let xi = a * 6 + j;
-                    v[(xi * cin + ci) * nt + g..][..LANES].copy_from_slice(c);
+                    v[(xi * kc + ci - k0) * nt + g..][..LANES].copy_from_slice(c);
                 }
             }
         }
     }
 }
 
-/// Y = A^T M A for tiles t0..t0+n into the output image `ob` ([cout][h][w]).
+/// Y = A^T M A for tiles t0..t0+n of `cout` channels (M [36][cout][nt]) into the output images
+/// at `ob` ([cout][h][w]).
 /// SAFETY (of the caller): `ob` is writable for cout * h * w floats and no other thread writes
 /// these tiles.
 #[allow(clippy::too_many_arguments)]
