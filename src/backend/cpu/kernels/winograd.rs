@@ -26,7 +26,7 @@
 
 use super::ConvShape;
 use super::pool::SendPtr;
-use super::winograd_portable::g1d;
+use super::winograd_portable::g2d;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
@@ -66,18 +66,9 @@ fn transform_weights(w: &[f32], cout: usize, cin: usize, u: &mut [f32]) {
         for r in 0..MR.min(cout - p * MR) {
             let co = p * MR + r;
             for ci in 0..cin {
-                let g = &w[(co * cin + ci) * 9..][..9];
-                // Rows of g transformed: t[k] = G g[:, k] for each column k.
-                let c0 = g1d([g[0], g[3], g[6]]);
-                let c1 = g1d([g[1], g[4], g[7]]);
-                let c2 = g1d([g[2], g[5], g[8]]);
-                for a in 0..6 {
-                    let row = g1d([c0[a], c1[a], c2[a]]);
-                    for (j, v) in row.iter().enumerate() {
-                        let xi = a * 6 + j;
-                        // SAFETY: panel p is written by this task only; index within u.
-                        unsafe { *up.get().add(((xi * cpan + p) * cin + ci) * MR + r) = *v };
-                    }
+                for (xi, v) in g2d(&w[(co * cin + ci) * 9..][..9]).into_iter().enumerate() {
+                    // SAFETY: panel p is written by this task only; index within u.
+                    unsafe { *up.get().add(((xi * cpan + p) * cin + ci) * MR + r) = v };
                 }
             }
         }

@@ -35,9 +35,9 @@ const ROWS_MAX: usize = 256;
 const MIN_ROWS: usize = 16;
 
 /// 1-D transform of a 3-tap filter: G g, G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
-/// 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] (shared with the AVX2 kernel).
+/// 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1].
 #[inline(always)]
-pub(super) fn g1d(g: [f32; 3]) -> [f32; 6] {
+fn g1d(g: [f32; 3]) -> [f32; 6] {
     let s02 = g[0] + g[2];
     [
         g[0] * 0.25,
@@ -49,21 +49,30 @@ pub(super) fn g1d(g: [f32; 3]) -> [f32; 6] {
     ]
 }
 
-/// U = G g G^T into `U[ξ][co][ci]`, ξ = 6 * row + column.
+/// G g G^T of one 3x3 filter `g` (row-major): the 36 values U_ξ, ξ = 6 * row + column (shared
+/// with the AVX2 kernel, which stores them in its own layout).
+#[inline(always)]
+pub(super) fn g2d(g: &[f32]) -> [f32; 36] {
+    // Columns of g transformed first: c_k = G g[:, k]; then each row a of those.
+    let c0 = g1d([g[0], g[3], g[6]]);
+    let c1 = g1d([g[1], g[4], g[7]]);
+    let c2 = g1d([g[2], g[5], g[8]]);
+    let mut u = [0f32; 36];
+    for a in 0..6 {
+        u[a * 6..][..6].copy_from_slice(&g1d([c0[a], c1[a], c2[a]]));
+    }
+    u
+}
+
+/// U = G g G^T into `U[ξ][co][ci]`.
 fn transform_weights(w: &[f32], cout: usize, cin: usize, u: &mut [f32]) {
     debug_assert_eq!(u.len(), 36 * cout * cin);
     let up = SendPtr(u.as_mut_ptr());
     (0..cout).into_par_iter().for_each(|co| {
         for ci in 0..cin {
-            let g = &w[(co * cin + ci) * 9..][..9];
-            let c0 = g1d([g[0], g[3], g[6]]);
-            let c1 = g1d([g[1], g[4], g[7]]);
-            let c2 = g1d([g[2], g[5], g[8]]);
-            for a in 0..6 {
-                for (j, v) in g1d([c0[a], c1[a], c2[a]]).into_iter().enumerate() {
-                    // SAFETY: row co of every U_ξ is written by this task only; index within u.
-                    unsafe { *up.get().add(((a * 6 + j) * cout + co) * cin + ci) = v };
-                }
+            for (xi, v) in g2d(&w[(co * cin + ci) * 9..][..9]).into_iter().enumerate() {
+                // SAFETY: row co of every U_ξ is written by this task only; index within u.
+                unsafe { *up.get().add((xi * cout + co) * cin + ci) = v };
             }
         }
     });
