@@ -221,24 +221,43 @@ impl NiceEguiApp for EditorApp {
     }
 }
 
+/// How a status line is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Warn,
+    Bad,
+    Plain,
+}
+
+/// The status block's first lines, as the editor shows them: the engine's state and status, a
+/// line per notice (the engine's warnings among them), and whether the host renders.
+pub fn status_lines(shared: &Shared) -> Vec<(Tone, String)> {
+    let (label, tone) = match shared.state() {
+        EngineState::NoModel => ("No model", Tone::Warn),
+        EngineState::Loading => ("Loading", Tone::Warn),
+        EngineState::Ready => ("Ready", Tone::Good),
+        EngineState::Error => ("Error", Tone::Bad),
+    };
+    let status = shared.status_line();
+    let mut lines = vec![(tone, if status.is_empty() { label.to_string() } else { status })];
+    lines.extend(shared.notices().into_iter().map(|n| (Tone::Warn, format!("Note: {n}"))));
+    if shared.rendering.load(Ordering::Relaxed) {
+        lines.push((Tone::Plain, "Rendering: every result is waited for (the host renders offline or faster than real time).".into()));
+    }
+    lines
+}
+
 impl EditorApp {
     fn status_ui(&self, ui: &mut egui::Ui) {
-        let state = self.shared.state();
-        let (label, color) = match state {
-            EngineState::NoModel => ("No model", egui::Color32::from_rgb(200, 160, 60)),
-            EngineState::Loading => ("Loading", egui::Color32::from_rgb(200, 160, 60)),
-            EngineState::Ready => ("Ready", egui::Color32::from_rgb(90, 190, 90)),
-            EngineState::Error => ("Error", egui::Color32::from_rgb(220, 80, 80)),
-        };
-        ui.horizontal(|ui| {
-            ui.colored_label(color, label);
-            ui.label(self.shared.status_line());
-        });
-        for notice in self.shared.notices() {
-            ui.colored_label(egui::Color32::from_rgb(200, 160, 60), format!("Note: {notice}"));
-        }
-        if self.shared.rendering.load(Ordering::Relaxed) {
-            ui.label("Rendering: the host runs faster than real time, so every result is waited for.");
+        for (tone, text) in status_lines(&self.shared) {
+            let color = match tone {
+                Tone::Good => egui::Color32::from_rgb(90, 190, 90),
+                Tone::Warn => egui::Color32::from_rgb(200, 160, 60),
+                Tone::Bad => egui::Color32::from_rgb(220, 80, 80),
+                Tone::Plain => ui.visuals().text_color(),
+            };
+            ui.colored_label(color, text);
         }
         let info = self.shared.info();
         if !info.model.is_empty() {
@@ -272,7 +291,7 @@ impl EditorApp {
         if !memory.is_empty() {
             ui.label(format!("Memory: {}", memory.join(", ")));
         }
-        if load > 1.0 && state == EngineState::Ready {
+        if load > 1.0 && self.shared.state() == EngineState::Ready {
             ui.colored_label(
                 egui::Color32::from_rgb(220, 80, 80),
                 "The model is slower than real time here: playback falls back to the dry signal. \

@@ -6,7 +6,8 @@
 //! - [`plan`]: sizes and the exact latency of one activation (pure arithmetic).
 //! - [`realtime`]: the audio thread's state ([`realtime::AudioSide`]): input blocks, dry
 //!   delay line, playback, crossfades and mixing of the stems. Built in `activate`, used in
-//!   `process`. [`pace`]: how fast the host delivers audio (real time, ahead, rendering).
+//!   `process`. [`pace`]: how long `process` may wait for a result (live bound, or a declared
+//!   or proven render).
 //! - [`worker`]: the inference thread (started in `activate`, asked to stop in `deactivate`,
 //!   joined once it has finished its chunk), the channels and buffer pools between it and the
 //!   audio thread.
@@ -52,6 +53,7 @@ use loader::{LoadKey, Loader};
 use nice_plug::prelude::*;
 use params::{MAX_STEMS, MdxParams, OVERLAP_RANGE, SAFETY_RANGE};
 use plan::StreamPlan;
+use pace::Declared;
 use realtime::{AudioOptions, AudioSide, Position};
 use shared::{ActiveInfo, Problem, Shared};
 use std::path::{Path, PathBuf};
@@ -199,11 +201,16 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
         self.restart_requested = false;
         let host_rate = buffer_config.sample_rate.round() as u32;
         let max_block = buffer_config.max_buffer_size.max(1) as usize;
-        let offline = buffer_config.process_mode == ProcessMode::Offline;
+        let declared = match buffer_config.process_mode {
+            ProcessMode::Offline => Declared::Offline,
+            // VST3 `kPrefetch` (Cubase's ASIO-Guard): live, processed ahead of the device.
+            ProcessMode::Buffered => Declared::Buffered,
+            ProcessMode::Realtime => Declared::Realtime,
+        };
         self.latency = 0;
         self.shared.dropouts.store(0, Ordering::Relaxed);
         match self.plan(host_rate, max_block) {
-            Ok(setup) => self.start(setup, offline),
+            Ok(setup) => self.start(setup, declared),
             Err(problem) => {
                 self.shared.set_info(ActiveInfo::default());
                 self.shared.set_problem(problem);
@@ -214,7 +221,11 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
         if self.audio.is_some() {
             nice_log!(
                 "activate: {host_rate} Hz, max block {max_block}, {}: {} (chunk {}, overlap {}) -> latency {} samples",
-                if offline { "offline" } else { "real time" },
+                match declared {
+                    Declared::Offline => "offline",
+                    Declared::Buffered => "buffered (live, processed ahead)",
+                    Declared::Realtime => "real time",
+                },
                 info.model,
                 info.chunk,
                 info.overlap,
@@ -418,7 +429,7 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
     }
 
     /// Start the worker and build the audio side for `setup`.
-    fn start(&mut self, setup: Setup, offline: bool) {
+    fn start(&mut self, setup: Setup, declared: Declared) {
         let Setup { plan, key, options, name, outputs, complement, info } = setup;
         self.shared.set_stem_names(outputs);
         self.shared.set_info(info);
@@ -426,13 +437,13 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
         self.loader.request(key.clone(), options, name);
         let source = EngineSource::Cache { cache: self.loader.cache(), key };
         let (audio_ends, worker_ends) = worker::link(&plan);
-        match WorkerHandle::spawn(plan.clone(), source, self.shared.clone(), worker_ends, WorkerOptions::from_env(!offline)) {
+        match WorkerHandle::spawn(plan.clone(), source, self.shared.clone(), worker_ends, WorkerOptions::from_env(declared != Declared::Offline)) {
             Ok(w) => {
                 self.worker = Some(w);
                 self.latency = plan.latency_samples() as u32;
                 let watchdog = Duration::from_secs(self.params.watchdog_s.get().max(1) as u64);
                 let position_offset = host::position_offset(self.latency as usize);
-                let opts = AudioOptions { offline, complement, watchdog, position_offset };
+                let opts = AudioOptions { declared, complement, watchdog, position_offset };
                 self.audio = Some(AudioSide::new(&plan, audio_ends, self.shared.clone(), opts));
             }
             Err(e) => self.shared.set_problem(Problem::Thread(e.to_string())),

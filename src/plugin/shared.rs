@@ -124,12 +124,9 @@ pub struct Shared {
     /// The output block the audio thread needs by the end of its current buffer, tagged with
     /// the stream epoch in the top 16 bits; the worker skips work that would come too late.
     pub play_position: AtomicU64,
-    /// The host is rendering (declared offline, or measured faster than real time): nothing
+    /// The host is rendering (declared offline, or proven by [`super::pace::Pace`]): nothing
     /// may be skipped. Audio thread.
     pub rendering: AtomicBool,
-    /// The host is ahead of the clock (rendering, or pre-rendering as REAPER does): what is
-    /// late now may still be needed, so the worker computes every chunk. Audio thread.
-    pub ahead: AtomicBool,
     /// Blocks the worker has answered (the render watchdog's measure of progress).
     pub progress: AtomicU64,
     /// What the current activation runs (editor display).
@@ -157,7 +154,6 @@ impl Shared {
             gpu_mb: AtomicF32::new(-1.0),
             play_position: AtomicU64::new(0),
             rendering: AtomicBool::new(false),
-            ahead: AtomicBool::new(false),
             progress: AtomicU64::new(0),
             info: Mutex::new(ActiveInfo::default()),
             restart_asked: AtomicU32::new(u32::MAX),

@@ -39,8 +39,7 @@
 //! ([`Shared::play_position`]). In real time, a block whose answer is already too late is still
 //! pushed through the stream (cheap: resampling and bookkeeping) but without running the
 //! network, so a slow engine falls back to dry playback and catches up instead of drifting
-//! further behind. While the host is ahead of the clock ([`Shared::ahead`]: rendering, or
-//! pre-rendering) nothing is skipped: a chunk counts for the next blocks too.
+//! further behind. While the host renders nothing is skipped.
 //!
 //! # Test hook
 //! `MDX_STEMS_TEST_SLOW_MS=<ms>` in the environment when the plugin activates makes the worker
@@ -65,6 +64,9 @@ pub const SLOW_CHUNKS_ENV: &str = "MDX_STEMS_TEST_SLOW_CHUNKS";
 
 /// No block for this long: the worker stops polling and blocks on its channel.
 pub const IDLE: Duration = Duration::from_millis(250);
+/// The poll period while blocks come in bursts, and how long after the last burst.
+pub const BURST_POLL: Duration = Duration::from_micros(200);
+pub const BURST_HOLD: Duration = Duration::from_millis(250);
 
 /// One host-rate input block, `[2][b]` planar.
 pub struct InBlock {
@@ -218,7 +220,7 @@ impl WorkerHandle {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = bounded::<()>(1);
-        let ctx = Worker { plan, shared: shared.clone(), ends, options, stop: stop.clone(), stop_rx };
+        let ctx = Worker { plan, shared: shared.clone(), ends, options, stop: stop.clone(), stop_rx, burst: Default::default() };
         // The thread's channel ends drop when it ends: the audio side sees it as disconnected.
         let thread = std::thread::Builder::new().name("mdx-stems inference".into()).spawn(move || {
             crate::backend::cpu::kernels::pool::flush_denormals();
@@ -265,6 +267,8 @@ struct Worker {
     options: WorkerOptions,
     stop: Arc<AtomicBool>,
     stop_rx: Receiver<()>,
+    /// When two blocks last came in a burst (see [`Worker::recv`]).
+    burst: std::cell::Cell<Option<Instant>>,
 }
 
 /// The engine as the worker holds it.
@@ -291,15 +295,28 @@ impl Worker {
 
     /// Receive from one of the worker's ends: poll while audio flows in real time, block while
     /// idle or rendering. `None` on stop or when the audio side is gone.
+    ///
+    /// The poll period is an eighth of a block (0.2 to 2 ms); for [`BURST_HOLD`] after two
+    /// blocks came closer together than half a block's duration (a host filling its
+    /// render-ahead, a device buffer handed over as several calls, a render not yet proven:
+    /// the audio thread then waits only briefly for each result), [`BURST_POLL`].
     fn recv<T>(&self, rx: &Receiver<T>, last_block: &mut Instant) -> Option<T> {
-        let poll = Duration::from_secs_f64((self.plan.block as f64 / self.plan.host_rate as f64 / 8.0).clamp(0.0002, 0.002));
+        let block_secs = self.plan.block as f64 / self.plan.host_rate as f64;
+        let poll = Duration::from_secs_f64((block_secs / 8.0).clamp(0.0002, 0.002));
+        let got = |last_block: &mut Instant| {
+            let now = Instant::now();
+            if now.duration_since(*last_block).as_secs_f64() < 0.5 * block_secs {
+                self.burst.set(Some(now));
+            }
+            *last_block = now;
+        };
         loop {
             if self.stopped() {
                 return None;
             }
             match rx.try_recv() {
                 Ok(v) => {
-                    *last_block = Instant::now();
+                    got(last_block);
                     return Some(v);
                 }
                 Err(TryRecvError::Disconnected) => return None,
@@ -311,7 +328,7 @@ impl Worker {
                 select! {
                     recv(rx) -> v => match v {
                         Ok(v) => {
-                            *last_block = Instant::now();
+                            got(last_block);
                             return Some(v);
                         }
                         Err(_) => return None,
@@ -320,7 +337,8 @@ impl Worker {
                     default(Duration::from_millis(100)) => {}
                 }
             } else {
-                std::thread::sleep(poll);
+                let bursty = self.burst.get().is_some_and(|t| t.elapsed() < BURST_HOLD);
+                std::thread::sleep(if bursty { BURST_POLL } else { poll });
             }
         }
     }
@@ -402,7 +420,7 @@ impl Worker {
                 stream_epoch = Some(msg.epoch);
             }
             expected = msg.index + 1;
-            let late = !self.rendering() && !self.shared.ahead.load(Ordering::Acquire) && msg.index < needed;
+            let late = !self.rendering() && msg.index < needed;
             let Some(mut out) = self.recv(&self.ends.free_out, &mut last_block) else {
                 let _ = self.ends.free_in.try_send(msg.data);
                 break;
