@@ -378,3 +378,194 @@ impl Separator {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nets::{Event, ModelBuilder, ModelError, ModelInfo, Pass, SeparationModel, Target};
+    use candle_core::Device;
+
+    /// A stand-in network whose output depends on where a sample sits in its chunk and on the
+    /// whole chunk: stem s = (s + 1) * x * (1 + t / C + 10 * mean(x)). As a streaming model
+    /// (`latency` > 0) it applies the same to its input `latency` samples late, keeping the
+    /// last `latency` samples between calls.
+    struct Fake {
+        info: ModelInfo,
+        latency: usize,
+        tail: [Vec<f32>; 2],
+    }
+
+    impl SeparationModel for Fake {
+        fn info(&self) -> &ModelInfo {
+            &self.info
+        }
+        fn device(&self) -> &Device {
+            &Device::Cpu
+        }
+        fn process(&mut self, input: &[f32], n: usize, out: &mut [f32], _pass: &mut Pass<'_>) -> candle_core::Result<()> {
+            let (b, s) = (self.info.unit_len(), self.info.stems.len());
+            for j in 0..n {
+                for ch in 0..2 {
+                    let x = &input[(j * 2 + ch) * b..(j * 2 + ch + 1) * b];
+                    let mean = x.iter().sum::<f32>() / b as f32;
+                    let mut line = std::mem::take(&mut self.tail[ch]);
+                    line.extend_from_slice(x);
+                    for si in 0..s {
+                        for t in 0..b {
+                            out[((j * s + si) * 2 + ch) * b + t] = (si + 1) as f32 * line[t] * (1.0 + t as f32 / b as f32 + 10.0 * mean);
+                        }
+                    }
+                    self.tail[ch] = line[b..].to_vec();
+                }
+            }
+            Ok(())
+        }
+        fn reset(&mut self) {
+            self.tail = [vec![0.0; self.latency], vec![0.0; self.latency]];
+        }
+        fn backend_name(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    struct FakeBuilder(ModelInfo, usize);
+
+    impl ModelBuilder for FakeBuilder {
+        fn info(&self) -> ModelInfo {
+            self.0.clone()
+        }
+        fn build(&mut self, _: &Target<'_>, _: &mut Vec<Event>) -> Result<Box<dyn SeparationModel>, ModelError> {
+            let mut m = Fake { info: self.0.clone(), latency: self.1, tail: [vec![], vec![]] };
+            m.reset();
+            Ok(Box::new(m))
+        }
+    }
+
+    #[derive(Debug)]
+    enum E {
+        #[allow(dead_code)]
+        Engine(EngineError),
+        #[allow(dead_code)]
+        Audio(AudioError),
+    }
+    impl From<EngineError> for E {
+        fn from(e: EngineError) -> Self {
+            E::Engine(e)
+        }
+    }
+    impl From<AudioError> for E {
+        fn from(e: AudioError) -> Self {
+            E::Audio(e)
+        }
+    }
+
+    fn signal(n: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed;
+        (0..2)
+            .map(|ch| {
+                (0..n)
+                    .map(|i| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let noise = ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5;
+                        0.3 * (i as f32 * 0.013 * (ch + 1) as f32).sin() + 0.2 * noise
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// FNV-1a over the bits of every sample `separate_streaming` hands out, output by output,
+    /// for `x` fed in blocks of uneven sizes.
+    fn digest(sep: &mut Separator, x: &[Vec<f32>], rate: u32, settings: StreamSettings) -> u64 {
+        let sizes = [1000usize, 4097, 333, 1, 8192, 20000];
+        let (mut pos, mut k, n) = (0, 0, x[0].len());
+        let mut source = |b: &mut [Vec<f32>; 2]| -> Result<bool, E> {
+            if pos >= n {
+                return Ok(false);
+            }
+            let m = sizes[k % sizes.len()].min(n - pos);
+            k += 1;
+            for ch in 0..2 {
+                b[ch].clear();
+                b[ch].extend_from_slice(&x[ch][pos..pos + m]);
+            }
+            pos += m;
+            Ok(true)
+        };
+        let mut out: Vec<Vec<f32>> = Vec::new();
+        let mut sink = |s: &[Vec<f32>]| -> Result<(), E> {
+            out.resize(s.len(), Vec::new());
+            for (o, s) in out.iter_mut().zip(s) {
+                o.extend_from_slice(s);
+            }
+            Ok(())
+        };
+        let got = sep.separate_streaming(rate, &settings, &mut source, &mut sink).unwrap();
+        assert_eq!(got as usize, n);
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for v in std::iter::once(out.len()).chain(out.iter().map(Vec::len)) {
+            for b in (v as u64).to_le_bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        for v in out.iter().flatten() {
+            for b in v.to_bits().to_le_bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        h
+    }
+
+    fn separator(schedule: Schedule, latency: usize, complement: bool) -> Separator {
+        let info = ModelInfo {
+            sample_rate: 44100,
+            stems: vec!["a".into(), "b".into()],
+            complement: complement.then(|| "rest".into()),
+            schedule,
+        };
+        Separator::new(Box::new(FakeBuilder(info, latency)), &Default::default()).unwrap()
+    }
+
+    /// The stems `separate_streaming` hands out, pinned to the bit (values recorded before the
+    /// CLI and the plugin shared one streaming pipeline): both schemes, batches of 1 and 3, with
+    /// and without a complement, a streaming model, at the model's rate and resampled.
+    #[test]
+    fn the_stream_is_pinned_to_the_bit() {
+        let x = signal(23_456, 5);
+        let mut got = vec![];
+        for rate in [44100u32, 48000, 22050] {
+            let chunks = Schedule::Chunks { chunk: 1000, default_overlap: 4 };
+            let mut sep = separator(chunks, 0, false);
+            for (scheme, overlap, batch) in [(Scheme::Uvr, 4, 1), (Scheme::Uvr, 2, 3), (Scheme::Msst, 4, 1), (Scheme::Msst, 3, 3)] {
+                got.push(digest(&mut sep, &x, rate, StreamSettings { scheme, overlap, batch }));
+            }
+            let mut sep = separator(chunks, 0, true);
+            got.push(digest(&mut sep, &x, rate, StreamSettings { scheme: Scheme::Uvr, overlap: 4, batch: 2 }));
+            let mut sep = separator(Schedule::Stream { block: 256, latency: 100 }, 100, false);
+            got.push(digest(&mut sep, &x, rate, StreamSettings { scheme: Scheme::Uvr, overlap: 4, batch: 2 }));
+        }
+        let want: [u64; 18] = [
+            0x06d3_4b09_c95a_88f6,
+            0x57af_e977_09c4_823c,
+            0xa103_24ca_600e_8276,
+            0x7d18_c8f8_aa39_e6e0,
+            0xf4be_10a3_bf14_1751,
+            0x07ef_7d78_8fa8_1901,
+            0xf1ad_12e9_2d03_86be,
+            0x79b3_0cc3_6100_b7cd,
+            0x05f4_ad32_c2a8_771d,
+            0x3144_829b_f65a_021f,
+            0x2fa8_85dc_b913_a291,
+            0x19c7_143d_7d7f_fe72,
+            0x47d2_26b6_6608_174d,
+            0x9b5a_706e_4e02_78fa,
+            0xb5cf_27ea_d3a1_d516,
+            0x0852_edc1_10ac_be79,
+            0x43eb_2cbf_29c3_5d7a,
+            0xd30b_5a6f_cac7_bb0b,
+        ];
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "case {i}: {g:#x} != {w:#x}");
+        }
+    }
+}

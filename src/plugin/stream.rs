@@ -638,4 +638,104 @@ mod tests {
             }
         }
     }
+
+    /// FNV-1a, for pinning a stream's output to the last bit.
+    struct Digest(u64);
+
+    impl Digest {
+        fn new() -> Self {
+            Digest(0xcbf2_9ce4_8422_2325)
+        }
+        fn add(&mut self, v: u64) {
+            for b in v.to_le_bytes() {
+                self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+
+    /// Stream `blocks` blocks of `x` from the start, or from block `first` after
+    /// `restart_at(first * b, quiet, song_start)`, and digest every output sample's bits, every
+    /// block's validity and chunk count, and the `fresh` flag of every chunk run.
+    fn digest(plan: &StreamPlan, x: &[Vec<f32>], blocks: usize, restart: Option<(usize, bool, u64)>, skip: impl Fn(usize) -> bool) -> u64 {
+        let (hh, s) = (plan.block, plan.stems);
+        let mut st = Streamer::new(plan);
+        let first = match restart {
+            Some((first, quiet, song_start)) => {
+                st.restart_at((first * hh) as u64, quiet, song_start);
+                first
+            }
+            None => 0,
+        };
+        let mut run = fake_run(plan.chunk, s);
+        let mut d = Digest::new();
+        let (mut inp, mut ob) = (vec![0f32; 2 * hh], vec![0f32; s * 2 * hh]);
+        let mut fresh = Vec::new();
+        for j in first..first + blocks {
+            for ch in 0..2 {
+                for t in 0..hh {
+                    inp[ch * hh + t] = x[ch].get(j * hh + t).copied().unwrap_or(0.0);
+                }
+            }
+            fresh.clear();
+            let r = st.push_block(&inp, skip(j), &mut |i, o, f| {
+                fresh.push(f);
+                run(i, 1, o).is_ok()
+            }, &mut ob);
+            for f in &fresh {
+                d.add(*f as u64);
+            }
+            d.add(r.valid as u64);
+            d.add(r.chunks as u64);
+            for v in &ob {
+                d.add(v.to_bits() as u64);
+            }
+        }
+        d.0
+    }
+
+    /// The streamer's output, validity and `fresh` flags, pinned to the bit (values recorded from
+    /// the streamer as it was before the CLI and the plugin shared one streaming pipeline): at
+    /// the model's rate, resampling from 48 and 96 kHz, with skipped chunks, after restarts
+    /// (quiet or not, before the project's start) and for a streaming model.
+    #[test]
+    fn the_stream_is_pinned_to_the_bit() {
+        let plan44 = StreamPlan::new(44100, 44100, 1984, 4, 2, 256, 0).unwrap();
+        let plan48 = StreamPlan::new(48000, 44100, 1984, 4, 2, 256, 0).unwrap();
+        let plan96 = StreamPlan::new(96000, 44100, 1984, 2, 3, 512, 1).unwrap();
+        let streaming = StreamPlan::streaming(48000, 512, 300, 2, 256, 0).unwrap();
+        let x = signal(60_000, 11);
+        // A song that starts at the project's start, one anchor period into the stream.
+        let anchor48 = plan48.anchor.unwrap() as usize;
+        let mut pre = signal(anchor48 + 40_000, 12);
+        for ch in &mut pre {
+            ch[..anchor48].fill(0.0);
+        }
+        let got = [
+            digest(&plan44, &x, 260, None, |_| false),
+            digest(&plan48, &x, 240, None, |_| false),
+            digest(&plan96, &x, 120, None, |_| false),
+            digest(&plan44, &x, 260, None, |j| (30..33).contains(&j) || j == 90),
+            digest(&plan48, &x, 240, None, |j| (20..23).contains(&j) || j == 100),
+            digest(&plan44, &x, 200, Some((37, true, 0)), |_| false),
+            digest(&plan48, &x, 200, Some((53, false, 0)), |j| j == 150),
+            digest(&plan48, &pre, 200, Some((anchor48 / plan48.block - 9, true, anchor48 as u64)), |_| false),
+            digest(&streaming, &x, 150, None, |j| (40..42).contains(&j)),
+            digest(&streaming, &x, 120, Some((20, false, 0)), |_| false),
+        ];
+        let want: [u64; 10] = [
+            0x6ca9_96fe_44f9_01f4,
+            0x5ffb_c3a7_635b_15d5,
+            0x844e_8ed7_4ef7_eaca,
+            0x2b95_fc50_e71e_ab3c,
+            0x835c_7223_1692_9156,
+            0xdefb_cd02_f214_7d1e,
+            0x6afb_c78e_2798_5058,
+            0xc24e_2afe_9f56_1827,
+            0x0fc9_02e9_9e3b_4e56,
+            0xb037_a13e_15c7_1a0a,
+        ];
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "case {i}: {g:#x} != {w:#x}");
+        }
+    }
 }
