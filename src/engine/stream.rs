@@ -105,7 +105,7 @@ impl Chunker {
     ) -> Result<(), E> {
         match self {
             Chunker::Overlap(st) => {
-                let mut run = |inp: &[f32], n: usize, out: &mut [f32]| sep.process_chunks(inp, n, out).map_err(E::from);
+                let mut run = |inp: &[f32], n: usize, out: &mut [f32]| sep.process_chunks(inp, n, out).map(|()| true).map_err(E::from);
                 st.push(x, &mut run, emit)
             }
             Chunker::Blocks(bs) => {
@@ -125,7 +125,7 @@ impl Chunker {
     ) -> Result<(), E> {
         match self {
             Chunker::Overlap(st) => {
-                let mut run = |inp: &[f32], n: usize, out: &mut [f32]| sep.process_chunks(inp, n, out).map_err(E::from);
+                let mut run = |inp: &[f32], n: usize, out: &mut [f32]| sep.process_chunks(inp, n, out).map(|()| true).map_err(E::from);
                 st.finish(len, &mut run, emit)
             }
             Chunker::Blocks(bs) => {
