@@ -135,6 +135,52 @@ fn the_stems_end_as_those_of_the_same_signal_padded_with_silence_at_every_rate()
     }
 }
 
+/// The plugin's streaming path, from a block in to its answer out, allocates and frees nothing
+/// once the pipeline is full: through skipped chunks, a restart and plain blocks. The check is
+/// nice-plug's allocation guard (debug builds: an allocation aborts the test binary).
+#[test]
+fn the_plugin_stream_does_not_allocate_per_block() {
+    use mdx_stems::plugin::plan::StreamPlan;
+    use mdx_stems::plugin::stream::Streamer;
+    let plans = [
+        StreamPlan::new(44100, 44100, 1984, 4, 2, 512, 0).unwrap(),
+        StreamPlan::new(48000, 44100, 1984, 4, 4, 512, 1).unwrap(),
+        StreamPlan::new(96000, 44100, 3968, 2, 2, 64, 0).unwrap(),
+        StreamPlan::streaming(48000, 512, 300, 2, 256, 0).unwrap(),
+    ];
+    for plan in &plans {
+        let (b, s, c) = (plan.block, plan.stems, plan.chunk);
+        let mut st = Streamer::new(plan);
+        let input: Vec<f32> = (0..2 * b).map(|i| (i as f32 * 0.01).sin() * 0.5).collect();
+        let mut out = vec![0f32; s * 2 * b];
+        // The chunk runner: a copy of the input per stem (allocation free).
+        let mut run = |i: &[f32], o: &mut [f32], _fresh: bool| {
+            for (k, o) in o.chunks_mut(2 * c).enumerate() {
+                for (d, v) in o.iter_mut().zip(i) {
+                    *d = v * (k + 1) as f32;
+                }
+            }
+            true
+        };
+        // Fill the pipeline first (the first chunks, the resamplers' first outputs).
+        let warm = (plan.latency_samples() + 4 * c) / b + 4;
+        for _ in 0..warm {
+            st.push_block(&input, false, &mut run, &mut out);
+        }
+        let mut valid = 0;
+        nice_assert_no_alloc::assert_no_alloc(|| {
+            for j in 0..warm + 400 {
+                // Skipped chunks (taint), a restart on the grid, plain blocks.
+                if j == warm {
+                    st.restart_at((7 * warm * b) as u64, false, 0);
+                }
+                valid += st.push_block(&input, (40..45).contains(&j), &mut run, &mut out).valid as usize;
+            }
+        });
+        assert!(valid > 100 && valid < warm + 400, "{} Hz: {valid} valid blocks", plan.host_rate);
+    }
+}
+
 fn peak(a: &[f32]) -> f32 {
     a.iter().fold(0f32, |m, v| m.max(v.abs()))
 }

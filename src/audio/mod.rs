@@ -8,7 +8,8 @@
 //! * [`read_audio`]: decode WAV / FLAC / MP3 / OGG Vorbis / AIFF files (symphonia).
 //! * [`write_wav_f32`]: write 32-bit float WAV files (hound).
 //! * [`resample`]: offline, high-quality, delay-compensated resampling of whole clips (rubato FFT).
-//! * [`StreamResampler`]: allocation-free block resampler for a plugin's processing thread.
+//! * [`StreamResampler`]: allocation-free block resampler for a plugin's processing thread, and
+//!   [`AlignedResampler`], the same with its delay dropped (the streaming pipeline's resampler).
 //!
 //! Every fallible function returns [`AudioError`], whose messages are one line and name the file.
 
@@ -19,7 +20,7 @@ mod write;
 use std::path::PathBuf;
 
 pub use io::{AudioReader, read_audio, write_wav_f32};
-pub use resample::{StreamResampler, resample};
+pub use resample::{AlignedResampler, StreamResampler, resample};
 pub use write::{AudioWriter, BitDepth, Format};
 
 /// Planar audio in `f32`: `channels[c][frame]`, all channels of equal length.

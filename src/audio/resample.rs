@@ -4,10 +4,15 @@
 //!   resampler delay is removed, so output sample `k` sits at input time `k / to` seconds.
 //! * [`StreamResampler`]: blocks of arbitrary size (up to a fixed maximum) on a real-time
 //!   thread; every buffer is allocated in [`StreamResampler::new`].
+//! * [`AlignedResampler`]: a [`StreamResampler`] with its filter delay dropped, so output
+//!   sample `k` sits at input time `k / to` as with [`resample`]; it can restart mid-stream in
+//!   the state of a stream fed silence until there, and says which output samples an input
+//!   range reaches. The one stream resampler of the pipeline the CLI and the plugin share
+//!   ([`crate::engine::StreamPipeline`]).
 //!
-//! [`resample`] is built on [`StreamResampler`] (whole clip in, zeros to flush, the filter
-//! delay dropped), so the CLI's whole-file path and the plugin's streaming path compute the
-//! very same samples: the plugin's bounce can equal the CLI's output, not just resemble it.
+//! [`resample`] is built on [`AlignedResampler`] (whole clip in, zeros to flush), so the CLI's
+//! whole-file path and the plugin's streaming path compute the very same samples: the plugin's
+//! bounce can equal the CLI's output, not just resemble it.
 //!
 //! The FFT resampler runs with an *even* number of minimum-size FFT blocks per chunk. That
 //! keeps the filter delay a whole number of samples on both sides
@@ -91,27 +96,18 @@ pub fn resample(channels: &[Vec<f32>], from: u32, to: u32) -> Result<Vec<Vec<f32
     }
 
     let n_ch = channels.len();
-    let mut rs = StreamResampler::new(from, to, n_ch, OFFLINE_BLOCK)?;
-    let delay = rs.delay_frames();
-    let need = delay + out_len;
+    let mut rs = AlignedResampler::new(from, to, n_ch, OFFLINE_BLOCK)?;
     let mut out: Vec<Vec<f32>> = (0..n_ch)
-        .map(|_| Vec::with_capacity(need + 2 * rs.max_output_frames()))
+        .map(|_| Vec::with_capacity(out_len + 2 * rs.max_output_frames()))
         .collect();
-    let mut pos = 0;
-    while pos < frames {
-        let n = OFFLINE_BLOCK.min(frames - pos);
-        let block: Vec<&[f32]> = channels.iter().map(|c| &c[pos..pos + n]).collect();
-        rs.process(&block, &mut out)?;
-        pos += n;
-    }
-    // Flush with silence until the delayed end of the clip has come out.
+    rs.process(channels, &mut out)?;
+    // Flush with silence until the end of the clip has come out.
     let zeros = vec![0.0f32; OFFLINE_BLOCK];
     let silence: Vec<&[f32]> = (0..n_ch).map(|_| &zeros[..]).collect();
-    while out[0].len() < need {
+    while out[0].len() < out_len {
         rs.process(&silence, &mut out)?;
     }
     for ch in &mut out {
-        ch.drain(..delay);
         ch.truncate(out_len);
         ch.shrink_to_fit();
     }
@@ -271,6 +267,17 @@ impl StreamResampler {
     /// wrong, the input slices differ in length, or the block exceeds `max_block`; nothing is
     /// consumed in that case. [`AudioError::Resample`] if rubato fails (not expected).
     pub fn process(&mut self, input: &[&[f32]], out: &mut [Vec<f32>]) -> Result<usize, AudioError> {
+        let n = common_len(input)?;
+        self.process_range(input, 0..n, out)
+    }
+
+    /// [`process`](StreamResampler::process) of frames `range` of `input`.
+    fn process_range<C: AsRef<[f32]>>(
+        &mut self,
+        input: &[C],
+        range: std::ops::Range<usize>,
+        out: &mut [Vec<f32>],
+    ) -> Result<usize, AudioError> {
         if input.len() != self.channels {
             return Err(AudioError::InvalidInput(
                 "input channel count does not match the resampler",
@@ -281,7 +288,7 @@ impl StreamResampler {
                 "output channel count does not match the resampler",
             ));
         }
-        let n = common_len(input)?;
+        let n = range.len();
         if n > self.max_block {
             return Err(AudioError::InvalidInput(
                 "input block is longer than max_block",
@@ -290,13 +297,13 @@ impl StreamResampler {
 
         let Some(inner) = self.inner.as_mut() else {
             for (dst, src) in out.iter_mut().zip(input) {
-                dst.extend_from_slice(src);
+                dst.extend_from_slice(&src.as_ref()[range.clone()]);
             }
             return Ok(n);
         };
 
         for (fifo, src) in self.fifo.iter_mut().zip(input) {
-            fifo[self.fifo_len..self.fifo_len + n].copy_from_slice(src);
+            fifo[self.fifo_len..self.fifo_len + n].copy_from_slice(&src.as_ref()[range.clone()]);
         }
         self.fifo_len += n;
 
@@ -346,6 +353,112 @@ impl StreamResampler {
                 f[..self.fifo_len].fill(0.0);
             }
         }
+    }
+}
+
+/// A [`StreamResampler`] with its filter delay dropped: output frame `k` sits at input time
+/// `k / to`, as with [`resample`]. Input of any length is fed in blocks of at most `max_block`
+/// frames; with at most `max_block` frames per call it appends at most
+/// [`max_output_frames`](AlignedResampler::max_output_frames) and allocates nothing given that
+/// spare capacity.
+///
+/// Positions count from the stream's start: after `fed` input frames,
+/// [`output_after`](AlignedResampler::output_after)`(fed)` output frames have come out.
+#[derive(Debug)]
+pub struct AlignedResampler {
+    rs: StreamResampler,
+    /// Output frames of the filter delay still to drop.
+    drop: usize,
+    /// Input frames fed since the stream's start.
+    fed: u64,
+}
+
+impl AlignedResampler {
+    /// See [`StreamResampler::new`].
+    pub fn new(from: u32, to: u32, channels: usize, max_block: usize) -> Result<Self, AudioError> {
+        let rs = StreamResampler::new(from, to, channels, max_block)?;
+        Ok(AlignedResampler { drop: rs.delay_frames(), rs, fed: 0 })
+    }
+
+    /// `(input, output)` chunk sizes ([`StreamResampler::chunk_frames`]).
+    pub fn chunk_frames(&self) -> (usize, usize) {
+        self.rs.chunk_frames()
+    }
+
+    /// The filter delay this resampler drops, in output frames.
+    pub fn delay_frames(&self) -> usize {
+        self.rs.delay_frames()
+    }
+
+    /// The most frames one call with at most `max_block` input frames appends.
+    pub fn max_output_frames(&self) -> usize {
+        self.rs.max_output_frames()
+    }
+
+    /// Input frames fed since the stream's start (or the position of the last restart).
+    pub fn fed(&self) -> u64 {
+        self.fed
+    }
+
+    /// Push `input` (planar, equal lengths, any length) and append the output frames that became
+    /// ready, the delay dropped, to `out`. Returns the frames appended to each channel.
+    ///
+    /// # Errors
+    /// As [`StreamResampler::process`].
+    pub fn process<C: AsRef<[f32]>>(&mut self, input: &[C], out: &mut [Vec<f32>]) -> Result<usize, AudioError> {
+        let len = common_len(input)?;
+        let (mut pos, mut total) = (0, 0);
+        while pos < len {
+            let m = self.rs.max_block.min(len - pos);
+            let n = self.rs.process_range(input, pos..pos + m, out)?;
+            let d = self.drop.min(n);
+            if d > 0 {
+                for o in out.iter_mut() {
+                    let start = o.len() - n;
+                    o.drain(start..start + d);
+                }
+                self.drop -= d;
+            }
+            total += n - d;
+            pos += m;
+        }
+        self.fed += len as u64;
+        Ok(total)
+    }
+
+    /// Output frames (the delay dropped) that have come out after `fed` input frames.
+    pub fn output_after(&self, fed: u64) -> u64 {
+        let (ci, co) = self.rs.chunk_frames();
+        (fed / ci as u64 * co as u64).saturating_sub(self.delay_frames() as u64)
+    }
+
+    /// The output frame at the time of input frame `x`, a multiple of the input chunk
+    /// (`x * to / from`).
+    pub fn position(&self, x: u64) -> u64 {
+        let (ci, co) = self.rs.chunk_frames();
+        x / ci as u64 * co as u64
+    }
+
+    /// The output frames `[start, end)` that input frames `[lo, hi)` (`lo < hi`) can reach:
+    /// from the first output frame not out yet when input `lo` arrives, to the end of the output
+    /// chunk after the one input `hi - 1` falls in (an FFT resampler's output chunk `q` depends
+    /// on its input chunks `q - 1` and `q`).
+    pub fn reach(&self, lo: u64, hi: u64) -> (u64, u64) {
+        if self.rs.inner.is_none() {
+            return (lo, hi);
+        }
+        let (ci, co) = self.rs.chunk_frames();
+        let end = ((hi - 1) / ci as u64 + 2) * co as u64;
+        (self.output_after(lo), end.saturating_sub(self.delay_frames() as u64))
+    }
+
+    /// The state a fresh resampler reaches after `fed` frames of silence
+    /// ([`StreamResampler::restart_at`]), the delay still to drop included. Does not allocate.
+    pub fn restart_at(&mut self, fed: u64) {
+        self.rs.restart_at(fed);
+        let (ci, co) = self.rs.chunk_frames();
+        self.drop = (self.delay_frames() as u64).saturating_sub(fed / ci as u64 * co as u64) as usize;
+        self.fed = fed;
     }
 }
 
@@ -594,6 +707,61 @@ mod tests {
             second_run.extend_from_slice(&out[0]);
         }
         assert_eq!(first_run, second_run);
+    }
+
+    /// Feed `x` ([ch][n]) to `rs` in blocks of `block` frames; returns what came out.
+    fn run_aligned(rs: &mut AlignedResampler, x: &[Vec<f32>], block: usize) -> Vec<Vec<f32>> {
+        let mut out = vec![Vec::new(); x.len()];
+        for pos in (0..x[0].len()).step_by(block) {
+            let end = (pos + block).min(x[0].len());
+            let part: Vec<&[f32]> = x.iter().map(|c| &c[pos..end]).collect();
+            rs.process(&part, &mut out).expect("process");
+        }
+        out
+    }
+
+    #[test]
+    fn aligned_restart_at_equals_the_stream_fed_silence_until_there() {
+        for &(from, to) in &[(48000u32, 44100u32), (44100, 96000), (44100, 44100)] {
+            let n = 20000;
+            let x = vec![sine(1000.0, from, n, 0.0), sine(3000.0, from, n, 0.0)];
+            for pos in [0u64, 777, 5000] {
+                let silence_first: Vec<Vec<f32>> = x.iter().map(|c| [vec![0.0; pos as usize], c.clone()].concat()).collect();
+                let mut whole = AlignedResampler::new(from, to, 2, 512).expect("new");
+                let a = run_aligned(&mut whole, &silence_first, 300);
+                let mut late = AlignedResampler::new(from, to, 2, 512).expect("new");
+                late.restart_at(pos);
+                let b = run_aligned(&mut late, &x, 300);
+                let skip = late.output_after(pos) as usize;
+                assert_eq!(whole.fed(), late.fed(), "{from}->{to}");
+                for c in 0..2 {
+                    assert_eq!(a[c].len(), skip + b[c].len(), "{from}->{to} at {pos}");
+                    assert!(a[c][skip..].iter().zip(&b[c]).all(|(p, q)| p.to_bits() == q.to_bits()), "{from}->{to} at {pos}: ch{c} differs");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn aligned_output_changes_only_where_a_changed_input_range_reaches() {
+        for &(from, to) in &[(48000u32, 44100u32), (44100, 48000), (44100, 44100)] {
+            let n = 30000;
+            let x = vec![sine(500.0, from, n, 0.0)];
+            for (lo, hi) in [(0u64, 100u64), (4321, 4322), (10000, 12000)] {
+                let mut y = x.clone();
+                for v in &mut y[0][lo as usize..hi as usize] {
+                    *v += 0.5;
+                }
+                let mut ra = AlignedResampler::new(from, to, 1, 1000).expect("new");
+                let mut rb = AlignedResampler::new(from, to, 1, 1000).expect("new");
+                let (a, b) = (run_aligned(&mut ra, &x, 1000), run_aligned(&mut rb, &y, 1000));
+                let (start, end) = ra.reach(lo, hi);
+                let changed: Vec<usize> = (0..a[0].len()).filter(|&k| a[0][k] != b[0][k]).collect();
+                assert!(!changed.is_empty());
+                assert!(*changed.first().unwrap() as u64 >= start, "{from}->{to} [{lo}, {hi}): changed from {}, reach from {start}", changed[0]);
+                assert!((*changed.last().unwrap() as u64) < end, "{from}->{to} [{lo}, {hi}): changed up to {}, reach to {end}", changed.last().unwrap());
+            }
+        }
     }
 
     #[test]

@@ -3,8 +3,21 @@
 //! once every chunk over it has been added. Memory is about two chunks per stem, whatever the
 //! song's length; the samples are bit for bit those of [`super::overlap::separate`] on the
 //! whole song (same chunks, same batches, same order of additions).
+//!
+//! This is the one streaming overlap-add: the CLI's streaming separation and the plugin's
+//! inference thread both run it, through [`crate::engine::StreamPipeline`]. What the plugin
+//! needs on top is here too, for UVR's scheme: chunks the runner leaves out (holes, reported by
+//! [`OverlapStream::take_holes`]), a restart mid-stream in the state of a stream fed silence
+//! until there ([`OverlapStream::restart_at`]), silence before a given sample in and out (a
+//! host's pre-roll before the project's start), and no allocation after
+//! [`OverlapStream::reserve`].
 
-use super::overlap::{OverlapParams, RunBatch, Scheme, chunk_count, msst_window, reflect};
+use super::overlap::{OverlapParams, Scheme, chunk_count, msst_window, reflect};
+
+/// A batch runner for the stream: `input` holds `n` chunks laid out [n][2][chunk]; it fills
+/// `output`, laid out [n][stems][2][chunk], and returns `Ok(true)`, or returns `Ok(false)` when
+/// it did not compute the batch (its output is then ignored: a hole in the overlap-add).
+pub type RunChunks<'a, E> = dyn FnMut(&[f32], usize, &mut [f32]) -> Result<bool, E> + 'a;
 
 /// A streaming [`super::overlap::separate`]: [`push`](OverlapStream::push) the song, then
 /// [`finish`](OverlapStream::finish) with its length; the stems come out through `emit` in
@@ -42,6 +55,11 @@ pub struct OverlapStream {
     pending: usize,
     window: Vec<f32>,
     out: Vec<Vec<f32>>,
+    /// Song samples before this one are silence, in and out ([`OverlapStream::restart_at`]).
+    silent_until: usize,
+    /// Song samples `[lo, hi)` covered by chunks that were not computed, since the last
+    /// [`OverlapStream::take_holes`].
+    holes: Option<(usize, usize)>,
 }
 
 impl OverlapStream {
@@ -74,7 +92,69 @@ impl OverlapStream {
             pending: 0,
             window: msst_window(c, c / 10),
             out: vec![Vec::new(); p.stems * 2],
+            silent_until: 0,
+            holes: None,
         }
+    }
+
+    /// Reserve what pushes of at most `max_push` samples need, so that from then on they
+    /// allocate nothing (UVR; MSST's end reflection may still). Call it before the first push.
+    pub fn reserve(&mut self, max_push: usize) {
+        let (c, h, b) = (self.p.chunk, self.p.hop(), self.p.batch);
+        for ch in 0..2 {
+            self.win[ch].reserve(c + max_push);
+            self.head[ch].reserve(c - h + 1);
+        }
+        // The sums reach at most UVR's front padding plus a batch of chunks past their start.
+        for a in &mut self.acc {
+            a.reserve(2 * c + b * h);
+        }
+        self.counter.reserve(2 * c + b * h);
+        for o in &mut self.out {
+            o.reserve((b + 1) * h);
+        }
+    }
+
+    /// Start again in exactly the state the stream from sample 0 reaches after `pos` samples of
+    /// silence, with song samples before `silent_until` taken as silence, in and out, whatever
+    /// is pushed there (a host's pre-roll before the project's start). Counters are computed,
+    /// nothing is run. UVR's scheme only (MSST reflects the song's first samples). Does not
+    /// allocate after [`reserve`](OverlapStream::reserve).
+    ///
+    /// The chunk grid stays that of the stream from 0, and the sums restart from zero (what a
+    /// model that maps silence to silence has added by then), so once a chunk's worth has
+    /// been pushed the stems equal the continuous stream's.
+    pub fn restart_at(&mut self, pos: usize, silent_until: usize) {
+        assert_eq!(self.scheme, Scheme::Uvr, "only UVR's stream restarts mid-song");
+        let (c, h) = (self.p.chunk, self.p.hop());
+        self.received = pos;
+        self.end = None;
+        // Chunk i has run once its last sample, padded position i * H + C, has arrived.
+        self.next = pos / h;
+        self.pending = 0;
+        self.emitted = (self.next * h).saturating_sub(self.front);
+        self.win_start = self.emitted;
+        for w in &mut self.win {
+            w.clear();
+            w.resize(pos - self.win_start, 0.0);
+        }
+        for hd in &mut self.head {
+            hd.clear();
+            hd.resize(pos.min(c - h + 1), 0.0);
+        }
+        self.acc_start = self.next * h;
+        for a in &mut self.acc {
+            a.clear();
+        }
+        self.counter.clear();
+        self.holes = None;
+        self.silent_until = silent_until;
+    }
+
+    /// The song samples `[lo, hi)` that chunks not computed since the last call cover (the
+    /// union of their spans), if any.
+    pub fn take_holes(&mut self) -> Option<(usize, usize)> {
+        self.holes.take()
     }
 
     /// Song samples handed out so far.
@@ -91,16 +171,22 @@ impl OverlapStream {
     pub fn push<E>(
         &mut self,
         block: [&[f32]; 2],
-        run: &mut RunBatch<'_, E>,
+        run: &mut RunChunks<'_, E>,
         emit: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), E>,
     ) -> Result<(), E> {
         assert!(self.end.is_none(), "push after finish");
         assert_eq!(block[0].len(), block[1].len(), "channels of a block differ in length");
         let border = self.p.chunk - self.p.hop();
+        // Before `silent_until` the song is silence, whatever arrives.
+        let silent = self.silent_until.saturating_sub(self.received).min(block[0].len());
         for ch in 0..2 {
             let need = (border + 1).saturating_sub(self.head[ch].len()).min(block[ch].len());
+            let from = self.head[ch].len();
             self.head[ch].extend_from_slice(&block[ch][..need]);
+            self.head[ch][from..from + silent.min(need)].fill(0.0);
+            let from = self.win[ch].len();
             self.win[ch].extend_from_slice(block[ch]);
+            self.win[ch][from..from + silent].fill(0.0);
         }
         self.received += block[0].len();
         if self.msst_padded.is_none() && self.received > 2 * border {
@@ -114,7 +200,7 @@ impl OverlapStream {
     pub fn finish<E>(
         &mut self,
         len: usize,
-        run: &mut RunBatch<'_, E>,
+        run: &mut RunChunks<'_, E>,
         emit: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), E>,
     ) -> Result<(), E> {
         assert!(len >= self.received, "finish: the song is longer than {len}");
@@ -175,7 +261,7 @@ impl OverlapStream {
     }
 
     /// Run every chunk whose samples are known.
-    fn advance<E>(&mut self, run: &mut RunBatch<'_, E>, emit: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), E>) -> Result<(), E> {
+    fn advance<E>(&mut self, run: &mut RunChunks<'_, E>, emit: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), E>) -> Result<(), E> {
         let Some(_) = self.msst_padded else { return Ok(()) };
         let (c, h) = (self.p.chunk, self.p.hop());
         loop {
@@ -207,9 +293,14 @@ impl OverlapStream {
             let d = &mut dst[(j * 2 + ch) * c..(j * 2 + ch + 1) * c];
             match self.scheme {
                 Scheme::Uvr => {
-                    for (k, v) in d.iter_mut().enumerate() {
-                        *v = self.padded(ch, start + k);
-                    }
+                    // UVR's zeros in front, the song as far as it has arrived, zeros after.
+                    let a = self.front.saturating_sub(start).min(c);
+                    let t = start + a - self.front;
+                    let b = a + self.received.saturating_sub(t).min(c - a);
+                    let w = &self.win[ch][t.min(self.received) - self.win_start..];
+                    d[..a].fill(0.0);
+                    d[a..b].copy_from_slice(&w[..b - a]);
+                    d[b..].fill(0.0);
                 }
                 Scheme::Msst => {
                     let plen = self.end.map_or(usize::MAX, |n| self.padded_len(n));
@@ -231,13 +322,13 @@ impl OverlapStream {
     }
 
     /// Run the gathered chunks, add them up, emit what is final, forget what is no longer read.
-    fn flush_batch<E>(&mut self, run: &mut RunBatch<'_, E>, emit: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), E>) -> Result<(), E> {
+    fn flush_batch<E>(&mut self, run: &mut RunChunks<'_, E>, emit: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), E>) -> Result<(), E> {
         let m = self.pending;
         if m == 0 {
             return Ok(());
         }
         let (c, h, s) = (self.p.chunk, self.p.hop(), self.p.stems);
-        run(&self.input[..m * 2 * c], m, &mut self.output[..m * s * 2 * c])?;
+        let computed = run(&self.input[..m * 2 * c], m, &mut self.output[..m * s * 2 * c])?;
         self.pending = 0;
         let first = self.next - m;
         let count = self.end.map(|n| chunk_count(self.scheme, &self.p, n));
@@ -252,6 +343,15 @@ impl OverlapStream {
                     a.resize(need, 0.0);
                 }
             }
+            if self.scheme == Scheme::Msst && self.counter.len() < need {
+                self.counter.resize(need, 0.0);
+            }
+            if !computed {
+                // A hole: nothing added; the song samples the chunk spans are reported.
+                let (lo, hi) = (start.saturating_sub(self.front), (start + l).saturating_sub(self.front));
+                self.holes = Some(self.holes.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+                continue;
+            }
             let o = &self.output[j * s * 2 * c..(j + 1) * s * 2 * c];
             let off = start - self.acc_start;
             match self.scheme {
@@ -263,23 +363,24 @@ impl OverlapStream {
                     }
                 }
                 Scheme::Msst => {
+                    // The window, its fade-in (first chunk) or fade-out (last chunk) left out.
                     let fade = c / 10;
-                    let mut w = self.window.clone();
-                    if i == 0 {
-                        w[..fade].fill(1.0);
+                    let ones = if i == 0 {
+                        0..fade
                     } else if Some(i + 1) == count {
-                        w[c - fade..].fill(1.0);
-                    }
-                    if self.counter.len() < need {
-                        self.counter.resize(need, 0.0);
-                    }
+                        c - fade..c
+                    } else {
+                        0..0
+                    };
+                    let window = &self.window;
+                    let w = |k: usize| if ones.contains(&k) { 1.0 } else { window[k] };
                     for (k, a) in self.acc.iter_mut().enumerate() {
-                        for ((d, v), w) in a[off..off + l].iter_mut().zip(&o[k * c..k * c + l]).zip(&w) {
-                            *d += v * w;
+                        for (t, (d, v)) in a[off..off + l].iter_mut().zip(&o[k * c..k * c + l]).enumerate() {
+                            *d += v * w(t);
                         }
                     }
-                    for (d, w) in self.counter[off..off + l].iter_mut().zip(&w) {
-                        *d += w;
+                    for (t, d) in self.counter[off..off + l].iter_mut().enumerate() {
+                        *d += w(t);
                     }
                 }
             }
@@ -323,6 +424,8 @@ impl OverlapStream {
                     if y.is_finite() { y } else { 0.0 }
                 })),
             }
+            // Silence before `silent_until`.
+            o[..self.silent_until.saturating_sub(self.emitted).min(hi - lo)].fill(0.0);
         }
         emit(&self.out)?;
         self.emitted = t_end;
@@ -364,6 +467,11 @@ mod tests {
         }
     }
 
+    /// `f` as a stream runner that computes every batch.
+    fn computed(mut f: impl FnMut(&[f32], usize, &mut [f32]) -> Result<(), ()>) -> impl FnMut(&[f32], usize, &mut [f32]) -> Result<bool, ()> {
+        move |inp: &[f32], n: usize, out: &mut [f32]| f(inp, n, out).map(|()| true)
+    }
+
     fn song(n: usize) -> Vec<Vec<f32>> {
         (0..2).map(|ch| (0..n).map(|i| (((i * 7919 + ch * 31) % 1000) as f32 / 500.0 - 1.0) * 0.7).collect()).collect()
     }
@@ -390,7 +498,7 @@ mod tests {
                                 }
                                 Ok(())
                             };
-                            let mut run = model(chunk, stems);
+                            let mut run = computed(model(chunk, stems));
                             let mut pos = 0;
                             while pos < n {
                                 let m = block.min(n - pos);
@@ -420,7 +528,7 @@ mod tests {
         let p = OverlapParams { chunk, overlap: 4, stems, batch: 2 };
         for scheme in [Scheme::Uvr, Scheme::Msst] {
             let mut st = OverlapStream::new(scheme, p);
-            let mut run = model(chunk, stems);
+            let mut run = computed(model(chunk, stems));
             let block = vec![0.25f32; 333];
             let mut total = 0;
             let mut emit = |o: &[Vec<f32>]| -> Result<(), ()> {
@@ -434,6 +542,126 @@ mod tests {
             }
             st.finish(300 * 333, &mut run, &mut emit).unwrap();
             assert_eq!(total, 300 * 333);
+        }
+    }
+
+    /// A "model" that maps silence to silence, as the networks do: stem s = (s + 1) * x * (1 + mean).
+    fn quiet_model(chunk: usize, stems: usize) -> impl FnMut(&[f32], usize, &mut [f32]) -> Result<bool, ()> {
+        move |inp: &[f32], n: usize, out: &mut [f32]| {
+            for j in 0..n {
+                for ch in 0..2 {
+                    let x = &inp[(j * 2 + ch) * chunk..(j * 2 + ch + 1) * chunk];
+                    let mean: f32 = x.iter().sum::<f32>() / chunk as f32;
+                    for s in 0..stems {
+                        let o = &mut out[((j * stems + s) * 2 + ch) * chunk..][..chunk];
+                        for (d, v) in o.iter_mut().zip(x) {
+                            *d = (s + 1) as f32 * v * (1.0 + mean);
+                        }
+                    }
+                }
+            }
+            Ok(true)
+        }
+    }
+
+    /// Push `mix` in blocks of `block`, without finishing; returns what came out, [stems * 2].
+    fn push_all(st: &mut OverlapStream, mix: &[Vec<f32>], block: usize, run: &mut RunChunks<'_, ()>) -> Vec<Vec<f32>> {
+        let mut got = vec![Vec::new(); st.p.stems * 2];
+        let mut emit = |o: &[Vec<f32>]| -> Result<(), ()> {
+            for (g, o) in got.iter_mut().zip(o) {
+                g.extend_from_slice(o);
+            }
+            Ok(())
+        };
+        for pos in (0..mix[0].len()).step_by(block) {
+            let end = (pos + block).min(mix[0].len());
+            st.push([&mix[0][pos..end], &mix[1][pos..end]], run, &mut emit).unwrap();
+        }
+        got
+    }
+
+    #[test]
+    fn a_restart_equals_the_stream_fed_silence_until_there() {
+        let (chunk, stems) = (96, 2);
+        for overlap in [1usize, 2, 4, 5] {
+            let p = OverlapParams { chunk, overlap, stems, batch: 1 };
+            for pos in [0usize, 1, 50, 95, 96, 97, 300, 1001] {
+                let tail = song(700);
+                let mix: Vec<Vec<f32>> = tail.iter().map(|c| [vec![0.0; pos], c.clone()].concat()).collect();
+                let mut whole = OverlapStream::new(Scheme::Uvr, p);
+                let a = push_all(&mut whole, &mix, 37, &mut quiet_model(chunk, stems));
+                let mut late = OverlapStream::new(Scheme::Uvr, p);
+                late.reserve(37);
+                late.restart_at(pos, 0);
+                let skip = late.emitted();
+                let b = push_all(&mut late, &tail, 37, &mut quiet_model(chunk, stems));
+                assert_eq!(whole.chunks_done(), late.chunks_done(), "overlap {overlap} pos {pos}");
+                for (a, b) in a.iter().zip(&b) {
+                    assert_eq!(a.len(), skip + b.len(), "overlap {overlap} pos {pos}");
+                    assert!(a[skip..].iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "overlap {overlap} pos {pos}: differs");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn silence_before_a_sample_in_and_out() {
+        let (chunk, stems) = (96, 2);
+        let p = OverlapParams { chunk, overlap: 4, stems, batch: 1 };
+        let mix = song(1000);
+        let start = 250;
+        // What comes in before `start` counts as silence...
+        let mut muted = mix.clone();
+        for c in &mut muted {
+            c[..start].fill(0.0);
+        }
+        let mut st = OverlapStream::new(Scheme::Uvr, p);
+        st.restart_at(0, start);
+        let a = push_all(&mut st, &mix, 64, &mut quiet_model(chunk, stems));
+        let mut plain = OverlapStream::new(Scheme::Uvr, p);
+        let b = push_all(&mut plain, &muted, 64, &mut computed(model(chunk, stems)));
+        for (a, b) in a.iter().zip(&b) {
+            // ...and what goes out there is silence too (this model does not map silence to it).
+            assert!(a[..start].iter().all(|v| *v == 0.0));
+            assert!(b[..start].iter().any(|v| *v != 0.0));
+            assert!(a[start..].iter().any(|v| *v != 0.0));
+        }
+        let mut plain = OverlapStream::new(Scheme::Uvr, p);
+        let b = push_all(&mut plain, &muted, 64, &mut quiet_model(chunk, stems));
+        for (a, b) in a.iter().zip(&b) {
+            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+
+    #[test]
+    fn chunks_left_out_are_holes_reported_by_the_song_samples_they_span() {
+        let (chunk, stems) = (96, 2);
+        for scheme in [Scheme::Uvr, Scheme::Msst] {
+            let p = OverlapParams { chunk, overlap: 4, stems, batch: 2 };
+            let (h, front) = (p.hop(), chunk - p.hop());
+            let mix = song(2000);
+            let full = push_all(&mut OverlapStream::new(scheme, p), &mix, 50, &mut computed(model(chunk, stems)));
+            // Batch 3 (chunks 6 and 7) is left out.
+            let mut st = OverlapStream::new(scheme, p);
+            let mut m = model(chunk, stems);
+            let mut batches = 0;
+            let mut run = |i: &[f32], n: usize, o: &mut [f32]| -> Result<bool, ()> {
+                batches += 1;
+                if batches == 4 {
+                    return Ok(false);
+                }
+                m(i, n, o).map(|()| true)
+            };
+            let got = push_all(&mut st, &mix, 50, &mut run);
+            let (lo, hi) = st.take_holes().expect("a hole");
+            assert_eq!((lo, hi), (6 * h - front, 7 * h + chunk - front), "{scheme:?}");
+            assert_eq!(st.take_holes(), None);
+            for (g, f) in got.iter().zip(&full) {
+                assert_eq!(g.len(), f.len());
+                let differ: Vec<usize> = (0..g.len()).filter(|&t| g[t] != f[t]).collect();
+                assert!(!differ.is_empty(), "{scheme:?}");
+                assert!(differ.iter().all(|&t| t >= lo && t < hi), "{scheme:?}: differs outside the hole");
+            }
         }
     }
 }

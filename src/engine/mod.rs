@@ -13,7 +13,7 @@
 mod stream;
 mod whole;
 
-pub use stream::StreamSettings;
+pub use stream::{Chunking, StreamPipeline, StreamSettings};
 
 use crate::backend::cpu::kernels::pool;
 use crate::backend::is_out_of_memory;

@@ -5,25 +5,26 @@
 //! free of channels and of the engine type so that it can be tested block by block against
 //! the whole-signal UVR schedule ([`crate::dsp::overlap`]).
 //!
-//! Per input block of `Hh` host frames ([`Streamer::push_block`]):
-//! 1. resample host -> model rate ([`StreamResampler`]); the resampler's delay is dropped so
-//!    the model sees the song on UVR's chunk grid;
-//! 2. append to a window that starts with UVR's `C - H` zeros; every time it holds `C`
-//!    samples, run one chunk, add it to the overlap-add accumulator, and emit the `H` samples
-//!    that no later chunk touches (divided by K, as UVR does);
-//! 3. resample the emitted stems back to the host rate (delay dropped) into a FIFO that
-//!    starts with `P` frames of silence ([`StreamPlan::prefill`]);
-//! 4. pop exactly `Hh` frames per channel: the answer to this input block.
+//! The signal path itself is the CLI's: [`StreamPipeline`] resamples host -> model rate (the
+//! delay dropped, so the model sees the song on UVR's chunk grid), runs UVR's chunks as their
+//! samples arrive, overlap-adds them (final samples divided by K) and resamples the stems back.
+//! What this adapter adds, per input block of `Hh` host frames ([`Streamer::push_block`]):
+//! 1. the chunk runner's side: chunks skipped (late) or failed are holes, and a streaming model
+//!    starts a new stream (`fresh`) after a restart or a chunk it did not see;
+//! 2. a FIFO of the host-rate stems that starts with `P` frames of silence
+//!    ([`StreamPlan::prefill`]);
+//! 3. exactly `Hh` frames per channel popped from it: the answer to this input block.
 //!
 //! So the FIFO's frame `f` is song frame `f - P` (host rate), for every stem.
 //!
-//! A chunk that is not computed (the caller skips it because its result would be late, or the
-//! engine failed) leaves a hole in the overlap-add; every output frame it can reach is
-//! *tainted*, and blocks that contain tainted frames are reported as invalid so the audio
-//! thread plays its dry fallback there instead.
+//! A chunk that is not computed leaves a hole in the overlap-add; every output frame it can
+//! reach ([`StreamPipeline::take_holes`]) is *tainted*, and blocks that contain tainted frames
+//! are reported as invalid so the audio thread plays its dry fallback there instead.
 
 use super::plan::StreamPlan;
-use crate::audio::StreamResampler;
+use crate::audio::AudioError;
+use crate::dsp::overlap::{OverlapParams, Scheme};
+use crate::engine::{Chunking, StreamPipeline};
 use std::collections::VecDeque;
 
 /// A chunk runner: `input` is one stereo chunk `[2][C]`, `output` receives `[stems][2][C]`;
@@ -43,27 +44,8 @@ pub struct BlockResult {
 /// See the module docs.
 pub struct Streamer {
     plan: StreamPlan,
-    inv_k: f32,
-    in_rs: StreamResampler,
-    /// Resampler output scratch, 2 channels.
-    in_buf: Vec<Vec<f32>>,
-    /// Input resampler delay frames still to drop.
-    drop_in: usize,
-    /// Model-rate input window, 2 channels; `win_len` frames are valid.
-    win: Vec<Vec<f32>>,
-    win_len: usize,
-    /// One chunk packed for the engine, [2][C], and its answer, [stems][2][C].
-    chunk_in: Vec<f32>,
-    chunk_out: Vec<f32>,
-    /// Overlap-add sums, [stems * 2][C], aligned with `win`'s first sample.
-    acc: Vec<Vec<f32>>,
-    /// Final (emitted) frames counted from the padded start, including UVR's front padding.
-    raw_final: u64,
-    /// One hop of final frames, [stems * 2][H].
-    hop_buf: Vec<Vec<f32>>,
-    out_rs: StreamResampler,
-    out_buf: Vec<Vec<f32>>,
-    drop_out: usize,
+    /// Resampling, UVR's chunks and overlap-add, resampling back (batch 1, blocks of `Hh`).
+    pipe: StreamPipeline,
     /// Host-rate stems waiting to be sent, [stems * 2].
     fifo: Vec<VecDeque<f32>>,
     /// Frames ever pushed into / popped from the FIFO (prefill included).
@@ -71,11 +53,6 @@ pub struct Streamer {
     fifo_read: u64,
     /// FIFO frames `[start, end)` that depend on a chunk that was not computed.
     taint: Option<(u64, u64)>,
-    /// Model frames (counted from the stream's start) before the project's start: the song and
-    /// its stems are silence there ([`Streamer::restart_at`]).
-    song_start: u64,
-    /// Model frames that have entered the window since the stream's start.
-    model_in: u64,
     /// A streaming model must start a new stream at the next chunk it computes (after a
     /// restart, or a chunk it did not see).
     fresh: bool,
@@ -86,33 +63,16 @@ impl Streamer {
     /// which [`StreamPlan::new`] has already checked.
     pub fn new(plan: &StreamPlan) -> Self {
         let (c, h, s) = (plan.chunk, plan.hop, plan.stems);
-        let in_rs = StreamResampler::new(plan.host_rate, plan.model_rate, 2, plan.block).expect("checked by the plan");
-        let out_rs = StreamResampler::new(plan.model_rate, plan.host_rate, 2 * s, h).expect("checked by the plan");
-        let in_cap = in_rs.max_output_frames();
-        let out_cap = out_rs.max_output_frames();
-        let fifo_cap = plan.prefill + 2 * plan.block + 2 * out_cap + h * plan.host_rate as usize / plan.model_rate as usize + 16;
+        let chunking = Chunking::Overlap { scheme: Scheme::Uvr, params: OverlapParams { chunk: c, overlap: plan.overlap, stems: s, batch: 1 } };
+        let pipe = StreamPipeline::new(plan.host_rate, plan.model_rate, s, chunking, plan.block).expect("checked by the plan");
+        let fifo_cap = plan.prefill + 2 * plan.block + 2 * pipe.max_output_frames() + h * plan.host_rate as usize / plan.model_rate as usize + 16;
         let mut st = Streamer {
             plan: plan.clone(),
-            inv_k: 1.0 / plan.overlap as f32,
-            in_rs,
-            in_buf: (0..2).map(|_| Vec::with_capacity(in_cap)).collect(),
-            drop_in: 0,
-            win: (0..2).map(|_| vec![0.0; c + in_cap]).collect(),
-            win_len: 0,
-            chunk_in: vec![0.0; 2 * c],
-            chunk_out: vec![0.0; s * 2 * c],
-            acc: (0..2 * s).map(|_| vec![0.0; c]).collect(),
-            raw_final: 0,
-            hop_buf: (0..2 * s).map(|_| vec![0.0; h]).collect(),
-            out_rs,
-            out_buf: (0..2 * s).map(|_| Vec::with_capacity(out_cap)).collect(),
-            drop_out: 0,
+            pipe,
             fifo: (0..2 * s).map(|_| VecDeque::with_capacity(fifo_cap)).collect(),
             fifo_written: 0,
             fifo_read: 0,
             taint: None,
-            song_start: 0,
-            model_in: 0,
             fresh: true,
         };
         st.restart();
@@ -133,7 +93,8 @@ impl Streamer {
     /// block size), in exactly the state the stream from position 0 reaches after `pos` frames
     /// of silence: the chunk grid, the resamplers' chunk grids and the FIFO's fill level are
     /// those of the continuous stream, so once a chunk's worth of audio has come in, the output
-    /// equals the continuous stream's. Counters are computed, nothing is run.
+    /// equals the continuous stream's. Counters are computed, nothing is run
+    /// ([`StreamPipeline::restart_at`]).
     ///
     /// The FIFO then holds silence standing for the stems of the input before `pos`. It is
     /// correct only if that input was silent: with `history_quiet == false` it is marked
@@ -144,31 +105,7 @@ impl Streamer {
     /// and the stems before it are silence, as in a render of the whole project.
     pub fn restart_at(&mut self, pos: u64, history_quiet: bool, song_start: u64) {
         let p = &self.plan;
-        self.song_start = song_start / p.in_rs.0 as u64 * p.in_rs.1 as u64;
-        let (c, h) = (p.chunk as u64, p.hop as u64);
-        let (ci_in, co_in, d_in) = (p.in_rs.0 as u64, p.in_rs.1 as u64, p.in_rs.2 as u64);
-        let (ci_out, co_out, d_out) = (p.out_rs.0 as u64, p.out_rs.1 as u64, p.out_rs.2 as u64);
-        // Input resampler: whole chunks done, the rest pending.
-        self.in_rs.restart_at(pos);
-        let rs_frames = pos / ci_in * co_in;
-        self.drop_in = d_in.saturating_sub(rs_frames) as usize;
-        let model = rs_frames.saturating_sub(d_in);
-        self.model_in = model;
-        // The window: UVR's C - H zeros in front, then `model` frames, a chunk every H.
-        for w in &mut self.win {
-            w.fill(0.0);
-        }
-        self.win_len = (c - h + model % h) as usize;
-        for a in &mut self.acc {
-            a.fill(0.0);
-        }
-        self.raw_final = model / h * h;
-        // Output resampler: fed the final frames past UVR's front padding.
-        let emitted = self.raw_final.saturating_sub(c - h);
-        self.out_rs.restart_at(emitted);
-        let rs_out = emitted / ci_out * co_out;
-        self.drop_out = d_out.saturating_sub(rs_out) as usize;
-        let written = p.prefill as u64 + rs_out.saturating_sub(d_out);
+        let written = p.prefill as u64 + self.pipe.restart_at(pos, song_start);
         // The worker has answered every block before `pos`.
         let level = written.saturating_sub(pos) as usize;
         for f in &mut self.fifo {
@@ -190,36 +127,31 @@ impl Streamer {
         let s = self.plan.stems;
         assert_eq!(input.len(), 2 * hh, "input block must be [2][block]");
         assert_eq!(out.len(), s * 2 * hh, "output block must be [stems][2][block]");
-        for b in &mut self.in_buf {
-            b.clear();
-        }
-        let produced = self
-            .in_rs
-            .process(&[&input[..hh], &input[hh..]], &mut self.in_buf)
-            .expect("block sizes are fixed by the plan");
-        let skip_n = self.drop_in.min(produced);
-        self.drop_in -= skip_n;
         let mut chunks = 0;
-        let mut from = skip_n;
-        while from < produced {
-            // Fill the window up to one chunk, run it, repeat.
-            let c = self.plan.chunk;
-            let take = (c - self.win_len).min(produced - from);
-            // Before the project's start the song is silence, as the whole-project render has it
-            // (the resampler's filter rings ahead of the song's first sample).
-            let silent = self.song_start.saturating_sub(self.model_in).min(take as u64) as usize;
-            for ch in 0..2 {
-                let dst = &mut self.win[ch][self.win_len..self.win_len + take];
-                dst[..silent].fill(0.0);
-                dst[silent..].copy_from_slice(&self.in_buf[ch][from + silent..from + take]);
+        let restarts = self.plan.model_latency > 0;
+        let fresh = &mut self.fresh;
+        let mut runner = |chunk: &[f32], _n: usize, stems: &mut [f32]| -> Result<bool, AudioError> {
+            chunks += 1;
+            let computed = !skip && run(chunk, stems, *fresh);
+            if computed {
+                *fresh = false;
+            } else if restarts {
+                // A streaming model restarts after a block it did not see.
+                *fresh = true;
             }
-            self.win_len += take;
-            self.model_in += take as u64;
-            from += take;
-            if self.win_len == c {
-                self.run_chunk(skip, run);
-                chunks += 1;
+            Ok(computed)
+        };
+        let (fifo, written) = (&mut self.fifo, &mut self.fifo_written);
+        let mut sink = |stems: &[Vec<f32>]| -> Result<(), AudioError> {
+            for (f, b) in fifo.iter_mut().zip(stems) {
+                f.extend(b.iter().copied());
             }
+            *written += stems[0].len() as u64;
+            Ok(())
+        };
+        self.pipe.push([&input[..hh], &input[hh..]], &mut runner, &mut sink).expect("block sizes are fixed by the plan");
+        if let Some((start, end)) = self.pipe.take_holes() {
+            self.taint_frames(start, end);
         }
         // Answer: exactly Hh frames per channel.
         let mut valid = true;
@@ -248,84 +180,14 @@ impl Streamer {
         BlockResult { valid, chunks }
     }
 
-    /// The window holds one chunk: run it (or not), overlap-add, emit one hop, slide by H.
-    fn run_chunk(&mut self, skip: bool, run: &mut RunChunk<'_>) {
-        let (c, h, s) = (self.plan.chunk, self.plan.hop, self.plan.stems);
-        for ch in 0..2 {
-            self.chunk_in[ch * c..(ch + 1) * c].copy_from_slice(&self.win[ch][..c]);
-        }
-        let computed = !skip && run(&self.chunk_in, &mut self.chunk_out, self.fresh);
-        if computed {
-            self.fresh = false;
-            for (k, a) in self.acc.iter_mut().enumerate() {
-                for (d, v) in a.iter_mut().zip(&self.chunk_out[k * c..(k + 1) * c]) {
-                    *d += v;
-                }
-            }
-        } else {
-            self.taint_chunk();
-        }
-        // The first H sums are final: scale and emit them, then slide everything by H.
-        for (k, a) in self.acc.iter_mut().enumerate() {
-            for (d, v) in self.hop_buf[k].iter_mut().zip(&a[..h]) {
-                *d = v * self.inv_k;
-            }
-            a.copy_within(h.., 0);
-            a[c - h..].fill(0.0);
-        }
-        for w in &mut self.win {
-            w.copy_within(h..self.win_len, 0);
-        }
-        self.win_len -= h;
-        // UVR's front padding (C - H frames) is not part of the song.
-        let front = (c - h) as u64;
-        let skip_front = front.saturating_sub(self.raw_final).min(h as u64) as usize;
-        // Nor is anything before the project's start: silence there, as in a render of the
-        // whole project (the stems of the first chunks must not leak into the song through the
-        // output resampler).
-        let before_start = (front + self.song_start).saturating_sub(self.raw_final).min(h as u64) as usize;
-        if before_start > skip_front {
-            for b in &mut self.hop_buf {
-                b[skip_front..before_start].fill(0.0);
-            }
-        }
-        self.raw_final += h as u64;
-        if skip_front == h {
-            return;
-        }
-        for b in &mut self.out_buf {
-            b.clear();
-        }
-        let slices: [&[f32]; 12] = std::array::from_fn(|k| if k < 2 * s { &self.hop_buf[k][skip_front..] } else { &[][..] });
-        let n = self.out_rs.process(&slices[..2 * s], &mut self.out_buf).expect("hop sizes are fixed by the plan");
-        let d = self.drop_out.min(n);
-        self.drop_out -= d;
-        for (f, b) in self.fifo.iter_mut().zip(&self.out_buf) {
-            f.extend(b[d..n].iter().copied());
-        }
-        self.fifo_written += (n - d) as u64;
-    }
-
-    /// The chunk now in the window was not computed: mark every FIFO frame it can reach.
-    fn taint_chunk(&mut self) {
+    /// Chunks were not computed: mark the stems' frames `[start, end)` they reach (song frames
+    /// at the host rate), FIFO frames from `P` on.
+    fn taint_frames(&mut self, start: u64, end: u64) {
         let p = &self.plan;
-        // The chunk covers song (model-rate) frames [raw_final + H - C, raw_final + H).
-        let song_end = self.raw_final + p.hop as u64;
-        let start = self.fifo_written;
-        let end = if p.resamples() {
-            // An FFT resampler's output chunk q depends on its input chunks q - 1 and q.
-            let (ci, co, d) = (p.out_rs.0 as u64, p.out_rs.1 as u64, p.out_rs.2 as u64);
-            let q_end = (song_end - 1) / ci;
-            p.prefill as u64 + ((q_end + 2) * co).saturating_sub(d)
-        } else {
-            p.prefill as u64 + song_end
-        };
+        let start = p.prefill as u64 + start;
         // A streaming model restarts after a block it did not see: its output is wrong until
         // its state holds only audio after the gap (at most twice its latency plus a block).
-        let end = end + p.model_settle() as u64;
-        if p.model_latency > 0 {
-            self.fresh = true;
-        }
+        let end = p.prefill as u64 + end + p.model_settle() as u64;
         self.taint = Some(match self.taint {
             Some((a, b)) if b > self.fifo_read => (a.min(start), b.max(end)),
             _ => (start, end),
@@ -636,6 +498,106 @@ mod tests {
                     assert!(e < 1e-5, "{host} Hz stem {s} ch {ch}: {e}");
                 }
             }
+        }
+    }
+
+    /// FNV-1a, for pinning a stream's output to the last bit.
+    struct Digest(u64);
+
+    impl Digest {
+        fn new() -> Self {
+            Digest(0xcbf2_9ce4_8422_2325)
+        }
+        fn add(&mut self, v: u64) {
+            for b in v.to_le_bytes() {
+                self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+
+    /// Stream `blocks` blocks of `x` from the start, or from block `first` after
+    /// `restart_at(first * b, quiet, song_start)`, and digest every output sample's bits, every
+    /// block's validity and chunk count, and the `fresh` flag of every chunk run.
+    fn digest(plan: &StreamPlan, x: &[Vec<f32>], blocks: usize, restart: Option<(usize, bool, u64)>, skip: impl Fn(usize) -> bool) -> u64 {
+        let (hh, s) = (plan.block, plan.stems);
+        let mut st = Streamer::new(plan);
+        let first = match restart {
+            Some((first, quiet, song_start)) => {
+                st.restart_at((first * hh) as u64, quiet, song_start);
+                first
+            }
+            None => 0,
+        };
+        let mut run = fake_run(plan.chunk, s);
+        let mut d = Digest::new();
+        let (mut inp, mut ob) = (vec![0f32; 2 * hh], vec![0f32; s * 2 * hh]);
+        let mut fresh = Vec::new();
+        for j in first..first + blocks {
+            for ch in 0..2 {
+                for t in 0..hh {
+                    inp[ch * hh + t] = x[ch].get(j * hh + t).copied().unwrap_or(0.0);
+                }
+            }
+            fresh.clear();
+            let r = st.push_block(&inp, skip(j), &mut |i, o, f| {
+                fresh.push(f);
+                run(i, 1, o).is_ok()
+            }, &mut ob);
+            for f in &fresh {
+                d.add(*f as u64);
+            }
+            d.add(r.valid as u64);
+            d.add(r.chunks as u64);
+            for v in &ob {
+                d.add(v.to_bits() as u64);
+            }
+        }
+        d.0
+    }
+
+    /// The streamer's output, validity and `fresh` flags, pinned to the bit (values recorded from
+    /// the streamer as it was before the CLI and the plugin shared one streaming pipeline): at
+    /// the model's rate, resampling from 48 and 96 kHz, with skipped chunks, after restarts
+    /// (quiet or not, before the project's start) and for a streaming model.
+    #[test]
+    fn the_stream_is_pinned_to_the_bit() {
+        let plan44 = StreamPlan::new(44100, 44100, 1984, 4, 2, 256, 0).unwrap();
+        let plan48 = StreamPlan::new(48000, 44100, 1984, 4, 2, 256, 0).unwrap();
+        let plan96 = StreamPlan::new(96000, 44100, 1984, 2, 3, 512, 1).unwrap();
+        let streaming = StreamPlan::streaming(48000, 512, 300, 2, 256, 0).unwrap();
+        let x = signal(60_000, 11);
+        // A song that starts at the project's start, one anchor period into the stream.
+        let anchor48 = plan48.anchor.unwrap() as usize;
+        let mut pre = signal(anchor48 + 40_000, 12);
+        for ch in &mut pre {
+            ch[..anchor48].fill(0.0);
+        }
+        let got = [
+            digest(&plan44, &x, 260, None, |_| false),
+            digest(&plan48, &x, 240, None, |_| false),
+            digest(&plan96, &x, 120, None, |_| false),
+            digest(&plan44, &x, 260, None, |j| (30..33).contains(&j) || j == 90),
+            digest(&plan48, &x, 240, None, |j| (20..23).contains(&j) || j == 100),
+            digest(&plan44, &x, 200, Some((37, true, 0)), |_| false),
+            digest(&plan48, &x, 200, Some((53, false, 0)), |j| j == 150),
+            digest(&plan48, &pre, 200, Some((anchor48 / plan48.block - 9, true, anchor48 as u64)), |_| false),
+            digest(&streaming, &x, 150, None, |j| (40..42).contains(&j)),
+            digest(&streaming, &x, 120, Some((20, false, 0)), |_| false),
+        ];
+        let want: [u64; 10] = [
+            0x6ca9_96fe_44f9_01f4,
+            0x5ffb_c3a7_635b_15d5,
+            0x844e_8ed7_4ef7_eaca,
+            0x2b95_fc50_e71e_ab3c,
+            0x835c_7223_1692_9156,
+            0xdefb_cd02_f214_7d1e,
+            0x6afb_c78e_2798_5058,
+            0xc24e_2afe_9f56_1827,
+            0x0fc9_02e9_9e3b_4e56,
+            0xb037_a13e_15c7_1a0a,
+        ];
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "case {i}: {g:#x} != {w:#x}");
         }
     }
 }
