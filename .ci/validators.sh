@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every public plugin validator on the bundles of one folder (issue #20; .ci/run runs it):
-#   .ci/validators.sh [BUNDLE_DIR]     (default target/bundled)
+#   .ci/validators.sh [BUNDLE_DIR]     (default: the project's target/bundled)
 # BUNDLE_DIR holds `MDX Stems.clap` and `MDX Stems.vst3`, two plugins each ("MDX Stems" and
 # "MDX Stems (Stereo)"), for Linux (ELF) or Windows (PE, `target/bundled/x86_64-pc-windows-gnu`).
 # - Linux: clap-validator `validate`, the VST3 SDK's validator plain and with `-e`, pluginval at
@@ -19,7 +19,7 @@
 # prefix in the scratch HOME unless WINEPREFIX names one.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-dir=${1:-target/bundled}
+dir=${1:-$root/target/bundled}
 [ -d "$dir" ] || { echo "validators: no folder $dir" >&2; exit 2; }
 dir=$(cd "$dir" && pwd)
 tools=${MDX_STEMS_VALIDATORS:-$root/../shared/tools/validators}
@@ -45,10 +45,10 @@ failed=0
 n=0
 expect=""
 
-# run VALIDATOR BUNDLE MODEL PARSER -- COMMAND...: runs COMMAND with its output in a log; PARSER reads
-# the log and prints one line per plugin ("<plugin>: <counts>") and last the tool's own total,
-# and returns 1 on a failure that the exit code does not show. Prints those lines, the wall time
-# and the verdict; on a failure also the log's failure lines and its end.
+# run VALIDATOR BUNDLE MODEL PARSER -- COMMAND...: runs COMMAND with its output in a log;
+# PARSER reads the log, prints a line per plugin ("<plugin>: <counts>") and last the tool's own
+# total ("total: ..."), and returns 1 on a failure that the exit code does not show. Prints
+# those lines, the wall time and the verdict; on a failure also the log's failure lines and end.
 run() {
   local validator=$1 bundle=$2 model=$3 parser=$4; shift 5
   n=$((n + 1))
@@ -80,9 +80,9 @@ run() {
 clap_counts() {
   awk '
     function flush() { if (id != "") printf "%s: %d passed, %d failed, %d skipped, %d warnings\n", id, c["PASSED"], c["FAILED"] + c["CRASHED"], c["SKIPPED"], c["WARNING"]; delete c; id = "" }
-    /^┌─ Plugin Library/ { flush(); want = "library " ; next }
-    /^┌─ Plugin$/ { flush(); want = "" ; getid = 1; next }
-    want != "" && /^│ / { id = "library"; want = ""; next }
+    /^┌─ Plugin Library/ { flush(); lib = 1; next }
+    /^┌─ Plugin$/ { flush(); getid = 1; next }
+    lib && /^│ / { id = "library"; lib = 0; next }
     getid && /^│ / { id = substr($0, length("│ ") + 1); getid = 0; next }
     /^│ └── [A-Z]+/ { split($0, f, " "); c[f[3]]++; next }
     /^[0-9]+ tests run/ { flush(); total = $0 }
@@ -125,10 +125,10 @@ pluginval_counts() {
   ' "$1"
 }
 
+# The model runs: a small MDX23C fixture in the models folder. With the model setting empty, the
+# plugin uses the first ready model found (here: the checkpoint, its `<name>.yaml` beside it);
+# with no model at all, its default built-in separator.
 fixture=small_batchnorm_elu_target
-# Every validator twice: with no model installed (the plugin separates with its default built-in)
-# and with a small MDX23C fixture in the models folder (with the model setting empty, the plugin
-# uses the first ready model found: a checkpoint with its `<name>.yaml` beside it).
 install_model() {
   local src="$root/../shared/fixtures/mdx23c/$fixture"
   cp "$src/model.ckpt" "$scratch/models/$fixture.ckpt"
@@ -137,6 +137,7 @@ install_model() {
 
 echo "validators on $dir ($os bundles), from $tools"
 if [ "$os" = linux ]; then
+  # Every validator twice: no model installed, then the fixture.
   for model in built-in "$fixture"; do
     if [ "$model" = built-in ]; then expect="builtin:"; else install_model; expect=$fixture; fi
     run "clap-validator" "MDX Stems.clap" "$model" clap_counts -- "$tools/linux/clap-validator" validate "$clap"
