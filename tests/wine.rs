@@ -28,24 +28,18 @@ fn linux(dir: &Path) -> Command {
 }
 
 /// The Windows executable in `dir`, with `bcryptprimitives.dll` beside it: Wine 8 (Debian 12)
-/// lacks that DLL, whose `ProcessPrng` Rust's std imports, so a shim (`tests/wine/`) is built
-/// with mingw-w64 (`MDX_STEMS_MINGW_GCC`, default `x86_64-w64-mingw32-gcc-posix`, the linker of `.cargo/config.toml`). The DLL beside an
-/// executable comes before the system's, so the shim is what runs even where Wine has its own.
+/// lacks that DLL, whose `ProcessPrng` Rust's std imports, so `tests/wine/shim.sh` builds a
+/// stand-in with mingw-w64 (`MDX_STEMS_MINGW_GCC`, default `x86_64-w64-mingw32-gcc-posix`, the
+/// linker of `.cargo/config.toml`; `.ci/validators.sh` uses the same script). The DLL beside an
+/// executable comes before the system's, so the stand-in is what runs even where Wine has its own.
 fn install_windows_exe(dir: &Path) -> PathBuf {
     let exe = PathBuf::from(std::env::var_os("MDX_STEMS_WINDOWS_EXE").expect("MDX_STEMS_WINDOWS_EXE: the Windows mdx-stems.exe to run"));
     let dst = dir.join("mdx-stems.exe");
     if std::fs::hard_link(&exe, &dst).is_err() {
         std::fs::copy(&exe, &dst).unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
     }
-    let gcc = std::env::var_os("MDX_STEMS_MINGW_GCC").unwrap_or_else(|| "x86_64-w64-mingw32-gcc-posix".into());
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/wine/bcryptprimitives.c");
-    let o = Command::new(&gcc)
-        .args(["-shared", "-O2", "-o"])
-        .arg(dir.join("bcryptprimitives.dll"))
-        .arg(&src)
-        .arg("-ladvapi32")
-        .output()
-        .unwrap_or_else(|e| panic!("running {gcc:?}: {e}"));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/wine/shim.sh");
+    let o = Command::new("bash").arg(&script).arg(dir).output().unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
     assert!(o.status.success(), "building the ProcessPrng shim: {}", String::from_utf8_lossy(&o.stderr));
     dst
 }

@@ -1,7 +1,8 @@
 /* ProcessPrng for Wine 8 (Debian 12's), which lacks bcryptprimitives.dll: Rust's std (1.78 and
  * later) imports ProcessPrng from it on Windows. Windows 10 and later have the real DLL; only
- * tests/wine.rs puts this one beside the executable it runs. Built with mingw-w64:
- *   x86_64-w64-mingw32-gcc -shared -O2 -o bcryptprimitives.dll bcryptprimitives.c
+ * our Wine runs (tests/wine.rs, .ci/validators.sh) put this one beside the executable they run.
+ * Built by shim.sh (mingw-w64):
+ *   x86_64-w64-mingw32-gcc -shared -O2 -o bcryptprimitives.dll bcryptprimitives.c -ladvapi32
  */
 #include <windows.h>
 
