@@ -18,13 +18,15 @@ pub struct DryLine {
     latency: u64,
     /// Input frames since the last non-silent one (saturating).
     quiet_run: u64,
+    /// The same for the delayed signal as played ([`DryLine::play`]).
+    played_quiet_run: u64,
 }
 
 impl DryLine {
     /// Main thread, in `activate`.
     pub fn new(latency: usize, max_block: usize) -> Self {
         let len = latency + max_block + 1;
-        DryLine { ring: [vec![0.0; len], vec![0.0; len]], pos: 0, latency: latency as u64, quiet_run: u64::MAX }
+        DryLine { ring: [vec![0.0; len], vec![0.0; len]], pos: 0, latency: latency as u64, quiet_run: u64::MAX, played_quiet_run: u64::MAX }
     }
 
     /// Forget the history (`reset`): silence, as after activation.
@@ -33,6 +35,7 @@ impl DryLine {
             d.fill(0.0);
         }
         self.quiet_run = u64::MAX;
+        self.played_quiet_run = u64::MAX;
     }
 
     /// Append `len` frames of `input` from `off` (a mono input feeds both channels).
@@ -60,12 +63,21 @@ impl DryLine {
         self.pos += len as u64;
     }
 
-    /// The input `latency` frames before frame `t` of the current sub-block.
-    pub fn delayed(&self, t: usize) -> [f32; 2] {
+    /// The input `latency` frames before frame `t` of the current sub-block, as it is played
+    /// (frames in order: it counts how long the played signal has been silent).
+    pub fn play(&mut self, t: usize) -> [f32; 2] {
         let ring = self.ring[0].len() as u64;
         let at = self.pos + t as u64;
         let d = ((at + ring - self.latency % ring) % ring) as usize;
-        [self.ring[0][d], self.ring[1][d]]
+        let v = [self.ring[0][d], self.ring[1][d]];
+        self.played_quiet_run =
+            if v[0].abs() > QUIET_LEVEL || v[1].abs() > QUIET_LEVEL { 0 } else { self.played_quiet_run.saturating_add(1) };
+        v
+    }
+
+    /// The delayed signal played up to now has been silent for at least `frames` frames.
+    pub fn played_silence(&self, frames: usize) -> bool {
+        self.played_quiet_run >= frames as u64
     }
 
     /// The input has been silent for at least the latency.
@@ -99,6 +111,12 @@ impl Fades {
     /// No stems to play: dry at once (the fade-out was done ahead, see [`Fades::fade_out`]).
     pub fn cut(&mut self) {
         self.wet = 0.0;
+    }
+
+    /// The stems take over at full level at once (nothing to crossfade from: the dry signal
+    /// played before was silence).
+    pub fn resume(&mut self) {
+        self.wet = 1.0;
     }
 
     /// The next frame's wet gain while stems play: fading in up to 1.

@@ -21,7 +21,8 @@
 //! single-target models one more output carries the complement (the delayed input minus the
 //! target). When block `j` is not there in time (or is marked invalid) it plays the delayed dry
 //! input on the main output and silence on the stem outputs, counts a dropout, and crossfades
-//! back to the stems over 10 ms once results are there again. A block that will be missing is
+//! back to the stems over 10 ms once results are there again (at once where the dry signal played
+//! was silence: there is nothing to fade from). A block that will be missing is
 //! foreseen when the last 10 ms of the previous one begin (the next result is waited for there,
 //! within the live budget), and those 10 ms fade out, so both directions are whole crossfades.
 //!
@@ -328,6 +329,11 @@ impl AudioSide {
         let fade_out = usable && o + len > window && !self.rendering() && !self.next_coming(j);
         let data: &[f32] = if usable { self.pools.playing(epoch, j).unwrap_or(&[]) } else { &[] };
         for t in 0..len {
+            if usable && self.fades.wet() == 0.0 && self.dry.played_silence(fade_len) {
+                // Stems after dry silence: nothing to crossfade from.
+                self.fades.resume();
+            }
+            let dry = self.dry.play(t);
             let wet = if fade_out && o + t >= window {
                 // Frames of the block after this one, over the window: reaches 0 at its end.
                 self.fades.fade_out(hh - (o + t) - 1, fade_len)
@@ -336,7 +342,6 @@ impl AudioSide {
             } else {
                 self.fades.wet()
             };
-            let dry = self.dry.delayed(t);
             let mut mix = [0f32; 2];
             for (s, sp) in params.stems.iter().enumerate().take(outs) {
                 let g = sp.gain.smoothed.next();
