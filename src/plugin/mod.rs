@@ -10,8 +10,10 @@
 //! - [`worker`]: the inference thread (started in `activate`, asked to stop in `deactivate`,
 //!   joined once it has finished its chunk), the channels and buffer pools between it and the
 //!   audio thread.
-//! - [`loader`]: the model loader thread (one per instance, joined on drop) and the cache that
-//!   keeps the loaded model across activations.
+//! - [`loader`]: the model loader thread (one per instance, joined on drop).
+//! - [`cache`]: [`cache::ChunkEngine`] (what the inference thread runs) and the cache that keeps
+//!   the loaded model across activations (used by the loader and the worker; neither uses the
+//!   other).
 //! - [`stream`]: the worker's signal path (resample, UVR chunks, overlap-add, resample back).
 //! - [`params`]: parameters (per-stem gain/mute/solo, preset) and persisted settings.
 //! - [`shared`]: atomics, status and notices read by the editor.
@@ -31,6 +33,7 @@
 //! the stem outputs are silent.
 
 pub mod budget;
+pub mod cache;
 pub mod editor;
 pub mod host;
 pub mod ids;
@@ -48,7 +51,8 @@ use crate::device::DeviceRequest;
 use crate::engine::LoadOptions;
 use crate::nets::tfc_tdf::ModelConfig;
 use crate::options::EngineOptions;
-use loader::{LoadKey, Loader};
+use cache::LoadKey;
+use loader::Loader;
 use nice_plug::prelude::*;
 use params::{MAX_STEMS, MdxParams, OVERLAP_RANGE, SAFETY_RANGE};
 use plan::StreamPlan;

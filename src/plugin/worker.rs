@@ -3,7 +3,8 @@
 //! finished the chunk it was computing (at the latest when the plugin is dropped). Never
 //! detached.
 //!
-//! It takes the engine (a [`Separator`] from the [`super::loader`], or a test engine) and owns
+//! It takes the engine (a [`Separator`](crate::engine::Separator) from the [`super::loader`],
+//! through the [`EngineCache`], or a test engine) and owns
 //! the [`Streamer`]. It answers every input block with exactly one output block, in order. Until
 //! the model is loaded it leaves the blocks in their channel (the audio thread plays its dry
 //! fallback meanwhile, or waits while the host renders); then it works through them, without
@@ -47,11 +48,11 @@
 //! sleep that long before every chunk: an artificially slow engine, for the real-time fallback
 //! tests. With `MDX_STEMS_TEST_SLOW_CHUNKS=<n>` only the first `n` chunks are slow.
 
-use super::loader::{EngineCache, LoadKey, Taken};
+pub use super::cache::ChunkEngine;
+use super::cache::{EngineCache, LoadKey, Taken};
 use super::plan::StreamPlan;
 use super::shared::{Problem, Shared, epoch_tag};
 use super::stream::Streamer;
-use crate::engine::Separator;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, select};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,49 +89,6 @@ pub struct OutBlock {
     /// loaded): the audio thread plays its dry fallback instead.
     pub valid: bool,
     pub data: Vec<f32>,
-}
-
-/// Something that separates stereo chunks: `[2][C]` in, `[stems][2][C]` out.
-pub trait ChunkEngine: Send {
-    fn process(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), String>;
-    fn chunk_len(&self) -> usize;
-    fn num_stems(&self) -> usize;
-    /// One line for the status display ("CPU, f32").
-    fn describe(&self) -> String;
-    /// Peak GPU memory of the engine in bytes, where there is a GPU that can tell.
-    fn gpu_memory(&self) -> Option<u64> {
-        None
-    }
-    /// What the engine had to tell the user since the last call (GPU fallbacks, reduced batch).
-    fn take_warnings(&mut self) -> Vec<String> {
-        vec![]
-    }
-    /// Start a new stream (a streaming model forgets its state; chunked models keep none).
-    fn reset(&mut self) {}
-}
-
-impl ChunkEngine for Separator {
-    fn process(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), String> {
-        self.process_chunks(input, 1, out).map_err(|e| e.to_string())
-    }
-    fn chunk_len(&self) -> usize {
-        Separator::chunk_len(self)
-    }
-    fn num_stems(&self) -> usize {
-        Separator::num_stems(self)
-    }
-    fn describe(&self) -> String {
-        format!("{}, {}", self.device_name(), self.precision().name())
-    }
-    fn gpu_memory(&self) -> Option<u64> {
-        crate::memory::gpu_peak_memory(self.device())
-    }
-    fn take_warnings(&mut self) -> Vec<String> {
-        self.drain_events().map(|e| e.to_string()).collect()
-    }
-    fn reset(&mut self) {
-        Separator::reset(self)
-    }
 }
 
 /// Where the worker gets its engine.
