@@ -8,7 +8,8 @@
 //! ([`EngineCache::begin_load`], [`EngineCache::finish_load`]); the inference thread of the
 //! current activation takes the engine out when it is ready and puts it back when it stops. The
 //! audio thread never touches any of it (it locks a mutex). Whoever drops the last reference to
-//! the cache drops the engine it holds, on that thread.
+//! the cache drops the engine it holds, on that thread (an inference or loader thread still
+//! finishing after the plugin was removed drops it on its own thread).
 
 use crate::device::Precision;
 use crate::engine::Separator;
@@ -228,6 +229,13 @@ impl EngineCache {
         self.changed.notify_all();
         drop(st);
         drop(unused);
+    }
+
+    /// Wake every thread waiting in [`EngineCache::take`] or [`EngineCache::take_within`] (their
+    /// stop flag was set: they notice it at once instead of at their next timeout).
+    pub fn wake(&self) {
+        let _st = self.lock();
+        self.changed.notify_all();
     }
 
     /// Whether the engine for `key` is loaded, taken or being loaded (no new load needed).

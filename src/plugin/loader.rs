@@ -8,17 +8,21 @@
 //! when it is ready and puts it back when it stops ([`super::cache`]). The audio thread never
 //! touches any of it.
 //!
-//! The thread is joined when the plugin is dropped.
+//! When the plugin is removed, the thread is joined if it is idle or ends within
+//! [`super::detach::GRACE`]; a load in progress (seconds) finishes detached, on its own: the
+//! model it loads goes into the cache, which the thread then drops with its own reference
+//! (the last one, the plugin's being gone), freeing the model on that thread.
 //!
 //! Test hook: `MDX_STEMS_TEST_SLOW_LOAD_MS=<ms>` makes every load take that much longer.
 
 use super::cache::{EngineCache, LoadKey};
+use super::detach;
 use super::shared::{Problem, Shared};
 use crate::engine::{LoadOptions, Separator};
 use crossbeam_channel::{Sender, unbounded};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Test hook: extra milliseconds per model load.
 pub const SLOW_LOAD_ENV: &str = "MDX_STEMS_TEST_SLOW_LOAD_MS";
@@ -29,8 +33,9 @@ struct Request {
     name: String,
 }
 
-/// The loader thread and its request channel. Dropping it joins the thread (after the load in
-/// progress, if any).
+/// The loader thread and its request channel. Dropping it ends the thread: joined if it is idle
+/// (or ends within [`detach::GRACE`]), else detached after the load in progress
+/// ([`detach::join_or_detach`]).
 pub struct Loader {
     cache: Arc<EngineCache>,
     shared: Arc<Shared>,
@@ -80,6 +85,20 @@ impl Loader {
             let _ = tx.send(Request { key, options, name });
         }
     }
+
+    /// Main thread: no more requests; the thread ends after the load in progress, if any.
+    pub fn request_stop(&mut self) {
+        self.tx = None;
+    }
+
+    /// [`Loader::request_stop`], then join the thread if it ends by `deadline`, else let it
+    /// finish detached. Never waits past `deadline` (unless the library cannot be pinned).
+    pub fn finish_by(&mut self, deadline: Instant) {
+        self.request_stop();
+        if let Some(t) = self.thread.take() {
+            detach::join_or_detach(t, deadline, "the model loader");
+        }
+    }
 }
 
 fn load(cache: &EngineCache, shared: &Shared, req: Request) {
@@ -102,9 +121,6 @@ fn load(cache: &EngineCache, shared: &Shared, req: Request) {
 
 impl Drop for Loader {
     fn drop(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.finish_by(Instant::now() + detach::GRACE);
     }
 }

@@ -1,7 +1,9 @@
 //! The inference thread: one per activation, started in `activate`. `deactivate` only asks it to
 //! stop and returns at once; the plugin keeps the handle and joins the thread once it has
-//! finished the chunk it was computing (at the latest when the plugin is dropped). Never
-//! detached.
+//! finished the chunk it was computing. When the plugin is removed, a thread still in the middle
+//! of a chunk (seconds on a CPU) is not waited for: after at most [`super::detach::GRACE`] it
+//! is left to finish the chunk on its own, detached, with the plugin's library pinned
+//! ([`super::detach`]); it owns all it touches and gives the engine back (or drops it) itself.
 //!
 //! It takes the engine (a [`Separator`](crate::engine::Separator) from the [`super::loader`],
 //! through the [`EngineCache`], or a test engine) and owns
@@ -50,6 +52,7 @@
 
 pub use super::cache::ChunkEngine;
 use super::cache::{EngineCache, LoadKey, Taken};
+use super::detach;
 use super::plan::StreamPlan;
 use super::shared::{Problem, Shared, epoch_tag};
 use super::stream::Streamer;
@@ -157,12 +160,15 @@ impl WorkerOptions {
     }
 }
 
-/// The running inference thread. Dropping it stops and joins the thread.
+/// The running inference thread. Dropping it stops the thread, joins it if it ends within
+/// [`detach::GRACE`] and otherwise lets it finish its chunk detached.
 pub struct WorkerHandle {
     thread: Option<JoinHandle<Option<Box<dyn ChunkEngine>>>>,
     stop: Arc<AtomicBool>,
     /// Dropped (disconnected) to wake a worker blocked on its channels.
     stop_tx: Option<Sender<()>>,
+    /// The cache a worker may be waiting on for its engine (woken on stop).
+    cache: Option<Arc<EngineCache>>,
 }
 
 impl WorkerHandle {
@@ -176,13 +182,17 @@ impl WorkerHandle {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = bounded::<()>(1);
+        let cache = match &source {
+            EngineSource::Cache { cache, .. } => Some(cache.clone()),
+            EngineSource::Ready(_) => None,
+        };
         let ctx = Worker { plan, shared: shared.clone(), ends, options, stop: stop.clone(), stop_rx };
         // The thread's channel ends drop when it ends: the audio side sees it as disconnected.
         let thread = std::thread::Builder::new().name("mdx-stems inference".into()).spawn(move || {
             crate::backend::cpu::kernels::pool::flush_denormals();
             ctx.run(source)
         })?;
-        Ok(WorkerHandle { thread: Some(thread), stop, stop_tx: Some(stop_tx) })
+        Ok(WorkerHandle { thread: Some(thread), stop, stop_tx: Some(stop_tx), cache })
     }
 
     /// Ask the thread to stop, without waiting: it finishes the chunk it is computing (if any),
@@ -190,6 +200,10 @@ impl WorkerHandle {
     pub fn request_stop(&mut self) {
         self.stop.store(true, Ordering::Release);
         self.stop_tx = None;
+        if let Some(cache) = self.cache.take() {
+            // A worker waiting for its engine wakes now, not at its next timeout.
+            cache.wake();
+        }
     }
 
     /// Whether the thread has ended (joining it is then instant).
@@ -197,22 +211,30 @@ impl WorkerHandle {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
-    /// Stop and join the thread; returns a [`EngineSource::Ready`] engine (an engine from the
-    /// cache goes back to the cache instead).
+    /// Stop and join the thread, however long its chunk takes; returns a
+    /// [`EngineSource::Ready`] engine (an engine from the cache goes back to the cache instead).
     pub fn stop(mut self) -> Option<Box<dyn ChunkEngine>> {
-        self.join()
+        self.request_stop();
+        self.thread.take()?.join().unwrap_or_default()
     }
 
-    fn join(&mut self) -> Option<Box<dyn ChunkEngine>> {
+    /// Stop the thread; join it if it ends by `deadline`, else let it finish detached (a
+    /// [`EngineSource::Ready`] engine is then dropped on the thread). Never waits past
+    /// `deadline` (unless the library cannot be pinned, see [`detach::join_or_detach`]).
+    pub fn finish_by(mut self, deadline: Instant) {
         self.request_stop();
-        let t = self.thread.take()?;
-        t.join().unwrap_or_default()
+        if let Some(t) = self.thread.take() {
+            detach::join_or_detach(t, deadline, "the inference thread");
+        }
     }
 }
 
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
-        let _ = self.join();
+        self.request_stop();
+        if let Some(t) = self.thread.take() {
+            detach::join_or_detach(t, Instant::now() + detach::GRACE, "the inference thread");
+        }
     }
 }
 
