@@ -478,6 +478,7 @@ fn removing_the_plugin_returns_within_50_ms_while_the_engine_is_in_the_middle_of
     let _serial = serial();
     let text = run_child("destroy", &[("MDX_STEMS_TEST_SLOW_MS", "3000")]);
     eprintln!("{text}");
+    assert_detached_and_pinned(&text, "the inference thread");
 }
 
 #[test]
@@ -485,6 +486,17 @@ fn removing_the_plugin_returns_within_50_ms_while_its_model_is_loading() {
     let _serial = serial();
     let text = run_child("destroyload", &[("MDX_STEMS_TEST_SLOW_LOAD_MS", "3000")]);
     eprintln!("{text}");
+    assert_detached_and_pinned(&text, "the model loader");
+}
+
+/// The plugin's log in a removal child: `thread` was left to finish on its own, and only after
+/// the library was pinned. (On glibc a `dlclose` does not unmap this library even unpinned, so
+/// the child's survival alone does not show the pin; Windows' `FreeLibrary` would unload it.)
+fn assert_detached_and_pinned(text: &str, thread: &str) {
+    let detached = text.find(&format!("{thread} is still busy: it finishes on its own"));
+    let pinned = text.find("plugin library pinned until the process ends: true");
+    assert!(detached.is_some(), "{thread} was not detached:\n{text}");
+    assert!(pinned.is_some_and(|p| p < detached.unwrap()), "the library was not pinned before {thread} was detached:\n{text}");
 }
 
 #[test]
@@ -793,9 +805,10 @@ fn library_mapped() -> Option<bool> {
 }
 
 /// After a removal that left a thread of the plugin running: the host has released the bundle
-/// (the removed `Plug` held the last reference, so clack-host unloaded it). The thread still
-/// runs the plugin's code for a few seconds: the process must survive it (the library is
-/// pinned, so it stays mapped).
+/// (the removed `Plug` held the last reference, so clack-host `dlclose`s it). The thread still
+/// runs the plugin's code for a few seconds: the process must survive it, the library staying
+/// mapped (pinned; glibc also keeps it once a thread has registered a thread-local destructor of
+/// it, so here this cannot fail without the pin: [`assert_detached_and_pinned`] checks the pin).
 fn outlive_detached_thread(secs: f32) {
     println!("library mapped after the bundle was released: {:?}", library_mapped());
     std::thread::sleep(Duration::from_secs_f32(secs));
