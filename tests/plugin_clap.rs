@@ -481,6 +481,32 @@ fn deactivate_returns_within_50_ms_while_the_engine_is_in_the_middle_of_a_chunk(
 }
 
 #[test]
+fn removing_the_plugin_returns_within_50_ms_while_the_engine_is_in_the_middle_of_a_chunk() {
+    let _serial = serial();
+    let text = run_child("destroy", &[("MDX_STEMS_TEST_SLOW_MS", "3000")]);
+    eprintln!("{text}");
+    assert_detached_and_pinned(&text, "the inference thread");
+}
+
+#[test]
+fn removing_the_plugin_returns_within_50_ms_while_its_model_is_loading() {
+    let _serial = serial();
+    let text = run_child("destroyload", &[("MDX_STEMS_TEST_SLOW_LOAD_MS", "3000")]);
+    eprintln!("{text}");
+    assert_detached_and_pinned(&text, "the model loader");
+}
+
+/// The plugin's log in a removal child: `thread` was left to finish on its own, and only after
+/// the library was pinned. (On glibc a `dlclose` does not unmap this library even unpinned, so
+/// the child's survival alone does not show the pin; Windows' `FreeLibrary` would unload it.)
+fn assert_detached_and_pinned(text: &str, thread: &str) {
+    let detached = text.find(&format!("{thread} is still busy: it finishes on its own"));
+    let pinned = text.find("plugin library pinned until the process ends: true");
+    assert!(detached.is_some(), "{thread} was not detached:\n{text}");
+    assert!(pinned.is_some_and(|p| p < detached.unwrap()), "the library was not pinned before {thread} was detached:\n{text}");
+}
+
+#[test]
 fn a_project_whose_model_moved_finds_it_again_by_hash_or_name() {
     let _serial = serial();
     let text = run_child("moved", &[]);
@@ -545,6 +571,8 @@ fn child_process() {
         "stall" => child_stall(),
         "timeline" => child_timeline(),
         "deactivate" => child_deactivate(),
+        "destroy" => child_destroy(),
+        "destroyload" => child_destroy_load(),
         "moved" => child_moved(),
         "builtin" => child_builtin(),
         "alloc" => child_alloc(),
@@ -773,6 +801,65 @@ fn child_deactivate() {
     plug.activate(44100.0, 512);
     assert!(t.elapsed() < Duration::from_millis(200), "activate waited {:?}", t.elapsed());
     plug.process([&x[0][..512], &x[1][..512]], &mut out);
+}
+
+/// Whether the plugin's library is mapped in this process (Linux: `/proc/self/maps`; `None`
+/// where that cannot be read).
+fn library_mapped() -> Option<bool> {
+    let lib = release_clap().canonicalize().ok()?;
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    Some(maps.lines().any(|l| l.ends_with(lib.to_str().unwrap_or("?"))))
+}
+
+/// After a removal that left a thread of the plugin running: the host has released the bundle
+/// (the removed `Plug` held the last reference, so clack-host `dlclose`s it). The thread still
+/// runs the plugin's code for a few seconds: the process must survive it, the library staying
+/// mapped (pinned; glibc also keeps it once a thread has registered a thread-local destructor of
+/// it, so here this cannot fail without the pin: [`assert_detached_and_pinned`] checks the pin).
+fn outlive_detached_thread(secs: f32) {
+    println!("library mapped after the bundle was released: {:?}", library_mapped());
+    std::thread::sleep(Duration::from_secs_f32(secs));
+    assert_ne!(library_mapped(), Some(false), "the library was unloaded under a running thread");
+    println!("the detached thread has finished; still alive");
+}
+
+/// The engine sleeps 3 s before its chunk (the slow-engine hook); removing the plugin
+/// (deactivate + destroy, as a host does) meanwhile must not wait for it.
+fn child_destroy() {
+    let m = TempModel::new(TINY, "destroy");
+    let mut plug = Plug::load(&release_clap());
+    plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(4))]);
+    plug.activate(44100.0, 512);
+    let x = song(44100, 0.2, 3);
+    let mut out = outputs();
+    for i in (0..4096).step_by(512) {
+        plug.process([&x[0][i..i + 512], &x[1][i..i + 512]], &mut out);
+    }
+    // The inference thread has had a block and is now inside its 3 s chunk.
+    std::thread::sleep(Duration::from_millis(300));
+    let took = plug.destroy();
+    println!("removing the plugin took {:.1} ms", took.as_secs_f64() * 1e3);
+    assert!(took < Duration::from_millis(50), "removing the plugin waited {took:?} for the chunk");
+    outlive_detached_thread(3.5);
+}
+
+/// Every model load takes 3 s longer (the slow-load hook); removing the plugin right after its
+/// activation, while the model loads, must not wait for the load.
+fn child_destroy_load() {
+    let m = TempModel::new(TINY, "destroyload");
+    let mut plug = Plug::load(&release_clap());
+    plug.set_fields(&[("model_path", json!(m.ckpt)), ("overlap", json!(4))]);
+    plug.activate(44100.0, 512);
+    let x = song(44100, 0.2, 3);
+    let mut out = outputs();
+    for i in (0..2048).step_by(512) {
+        plug.process([&x[0][i..i + 512], &x[1][i..i + 512]], &mut out);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let took = plug.destroy();
+    println!("removing the plugin took {:.1} ms", took.as_secs_f64() * 1e3);
+    assert!(took < Duration::from_millis(50), "removing the plugin waited {took:?} for the model load");
+    outlive_detached_thread(3.5);
 }
 
 /// A project saved on another machine: the model's path is gone; the same model sits, under

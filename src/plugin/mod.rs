@@ -11,8 +11,12 @@
 //! - [`worker`]: the inference thread (started in `activate`, asked to stop in `deactivate`,
 //!   joined once it has finished its chunk), the channels and buffer pools between it and the
 //!   audio thread.
-//! - [`loader`]: the model loader thread (one per instance, joined on drop) and the cache that
-//!   keeps the loaded model across activations.
+//! - [`loader`]: the model loader thread (one per instance).
+//! - [`cache`]: [`cache::ChunkEngine`] (what the inference thread runs) and the cache that keeps
+//!   the loaded model across activations (used by the loader and the worker; neither uses the
+//!   other).
+//! - [`detach`]: removing the plugin never waits for its threads: a chunk or a model load in
+//!   progress finishes on its own, detached, with the plugin's library pinned.
 //! - [`stream`]: the worker's signal path (resample, UVR chunks, overlap-add, resample back).
 //! - [`params`]: parameters (per-stem gain/mute/solo, preset) and persisted settings.
 //! - [`shared`]: atomics, status and notices read by the editor.
@@ -32,6 +36,8 @@
 //! the stem outputs are silent.
 
 pub mod budget;
+pub mod cache;
+pub mod detach;
 pub mod editor;
 pub mod host;
 pub mod ids;
@@ -49,7 +55,8 @@ use crate::device::DeviceRequest;
 use crate::engine::LoadOptions;
 use crate::nets::tfc_tdf::ModelConfig;
 use crate::options::EngineOptions;
-use loader::{LoadKey, Loader};
+use cache::LoadKey;
+use loader::Loader;
 use nice_plug::prelude::*;
 use params::{MAX_STEMS, MdxParams, OVERLAP_RANGE, SAFETY_RANGE};
 use plan::StreamPlan;
@@ -59,7 +66,7 @@ use shared::{ActiveInfo, Problem, Shared};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use worker::{EngineSource, WorkerHandle, WorkerOptions};
 
 /// Names of the stem output ports, in the model's stem order.
@@ -115,7 +122,8 @@ pub struct MdxStems<const STEM_OUTPUTS: bool> {
     /// The inference thread; started in `activate`, asked to stop in `deactivate`.
     worker: Option<WorkerHandle>,
     /// Inference threads of earlier activations that may still be finishing a chunk: joined
-    /// once finished (checked on every activation and deactivation), at the latest on drop.
+    /// once finished (checked on every activation and deactivation). When the plugin is
+    /// removed, those still busy after [`detach::GRACE`] finish detached.
     retired: Vec<WorkerHandle>,
     /// Loads models in the background and keeps the last one across activations.
     loader: Loader,
@@ -292,6 +300,21 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
             }
         }
         if self.latency > 0 { ProcessStatus::Tail(self.latency) } else { ProcessStatus::Normal }
+    }
+}
+
+/// Removing the plugin never waits for a chunk or a model load in progress: every thread is
+/// asked to stop, those that end within [`detach::GRACE`] (all together) are joined, the others
+/// finish on their own ([`detach`]).
+impl<const STEM_OUTPUTS: bool> Drop for MdxStems<STEM_OUTPUTS> {
+    fn drop(&mut self) {
+        self.stop_worker();
+        self.loader.request_stop();
+        let deadline = Instant::now() + detach::GRACE;
+        for w in self.retired.drain(..) {
+            w.finish_by(deadline);
+        }
+        self.loader.finish_by(deadline);
     }
 }
 

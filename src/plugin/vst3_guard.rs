@@ -65,7 +65,10 @@
 //! - A guard owns its [`RtState`]: the `AudioBusBuffers` arrays, channel pointer arrays and
 //!   scratch sample buffers used to complete the host's `ProcessData`. They are allocated in
 //!   `setupProcessing` (and re-checked in `setActive(true)`, because hosts may change the bus
-//!   arrangement in between), never on the audio thread.
+//!   arrangement in between), never on the audio thread, and handed to `process` without ever
+//!   waiting for it ([`RtCell`]): the guard is never left off after `setupProcessing`, even in a
+//!   host that reconfigures while a long `process` call runs (it takes the new buffers at its
+//!   next call).
 //!
 //! # Process path rules
 //!
@@ -79,6 +82,11 @@
 //!   provide are scratch buffers whose contents are discarded. A bus the host did provide but with
 //!   a different channel count is bridged: the common channels are copied into the scratch input
 //!   before, or from the scratch output after, the call; surplus host output channels are zeroed.
+//!   A mono host bus bridged to a stereo (or wider) declared bus is treated as mono, not as a
+//!   left channel: a mono input feeds every declared channel (the plugin hears the mono source
+//!   in the centre, as a stereo track of it would sound), and a mono output gets the average of
+//!   the declared channels ((L + R) / 2: what a mono track sounds like, at the level of either
+//!   channel for a centred source, never louder than the channels themselves).
 //!   The host's own `ProcessData` and `AudioBusBuffers` are never modified (other than the silence
 //!   flags of directly used output buses, copied back from the wrapper), so nothing needs
 //!   restoring afterwards.
@@ -103,8 +111,7 @@
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use nice_plug::wrapper::vst3::vst3::Steinberg::Vst::ChannelContext::{
     IInfoListener, IInfoListenerTrait,
@@ -382,20 +389,20 @@ impl IPluginFactory3Trait for GuardFactory {
 /// `Class::Interfaces`) and forwards every call to the inner wrapper's corresponding interface,
 /// except that `IAudioProcessor::process` completes the host's `ProcessData` first (see the module
 /// documentation), and that `setupProcessing` / `setActive(true)` additionally (re)allocate the
-/// buffers for that.
+/// buffers for that ([`ProcessGuard`]).
 pub struct BusGuard {
-    // Owning interface pointers into the inner nice-plug `Wrapper<P>` (one reference each).
-    component: ComPtr<IComponent>,
+    // Owning interface pointers into the inner nice-plug `Wrapper<P>` (one reference each; the
+    // `IComponent` and `IAudioProcessor` ones are in `audio`).
     controller: ComPtr<IEditController>,
-    processor: ComPtr<IAudioProcessor>,
     midi_mapping: ComPtr<IMidiMapping>,
     note_expressions: ComPtr<INoteExpressionController>,
     context_requirements: ComPtr<IProcessContextRequirements>,
     unit_info: ComPtr<IUnitInfo>,
     info_listener: ComPtr<IInfoListener>,
 
-    /// Buffers for completing `ProcessData`, shared between the setup calls and `process`.
-    rt: RtCell,
+    /// The inner `IComponent` and `IAudioProcessor`, and the buffers for completing
+    /// `ProcessData`, shared between the setup calls and `process`.
+    audio: ProcessGuard,
 }
 
 impl Class for BusGuard {
@@ -416,17 +423,30 @@ impl BusGuard {
     /// inner object lacks one of them (nice-plug's `Wrapper` implements all of them).
     fn new(inner: ComPtr<FUnknown>) -> Option<Self> {
         Some(BusGuard {
-            component: inner.cast()?,
             controller: inner.cast()?,
-            processor: inner.cast()?,
             midi_mapping: inner.cast()?,
             note_expressions: inner.cast()?,
             context_requirements: inner.cast()?,
             unit_info: inner.cast()?,
             info_listener: inner.cast()?,
-            rt: RtCell::new(),
+            audio: ProcessGuard::new(inner.cast()?, inner.cast()?),
         })
         // `inner` is released here; the guard keeps its own references.
+    }
+}
+
+/// Everything the guard does besides forwarding: the inner object's `IComponent` (its declared
+/// buses, `setActive`) and `IAudioProcessor` (`setupProcessing`, `process`), and the process
+/// buffers ([`RtCell`]). Driven by [`BusGuard`], and directly by the unit tests.
+struct ProcessGuard {
+    component: ComPtr<IComponent>,
+    processor: ComPtr<IAudioProcessor>,
+    rt: RtCell,
+}
+
+impl ProcessGuard {
+    fn new(component: ComPtr<IComponent>, processor: ComPtr<IAudioProcessor>) -> Self {
+        ProcessGuard { component, processor, rt: RtCell::new() }
     }
 
     /// The declared channel count of every audio bus in one direction, as the inner wrapper
@@ -448,37 +468,71 @@ impl BusGuard {
         }
     }
 
-    /// (Re)builds the process buffers for the current bus layout. `max_block` is the new
-    /// `maxSamplesPerBlock` from `setupProcessing`, or `None` to keep the last one. Never called on
-    /// the audio thread.
+    /// (Re)builds the process buffers for the current bus layout and hands them to `process`,
+    /// which uses them from its next call on. `max_block` is the new `maxSamplesPerBlock` from
+    /// `setupProcessing`, or `None` to keep the last one. Never called on the audio thread, and
+    /// never waits for it (see [`RtCell`]).
     fn prepare(&self, max_block: Option<usize>) {
         let inputs = self.declared_buses(K_INPUT);
         let outputs = self.declared_buses(K_OUTPUT);
+        self.rt.prepare(inputs, outputs, max_block);
+    }
 
-        // Stop `process` from using the buffers until they are consistent again. If exclusive
-        // access cannot be obtained below, `process` keeps passing calls through unchanged.
-        self.rt.ready.store(false, Ordering::Release);
-        let Some(access) = self.rt.lock_for_setup() else {
-            return;
+    unsafe fn setup_processing(&self, setup: *mut ProcessSetup) -> tresult {
+        let result = unsafe { self.processor.setupProcessing(setup) };
+        if result == kResultOk && !setup.is_null() {
+            // SAFETY: non-null; the host passes a valid `ProcessSetup`.
+            let max_block = unsafe { (*setup).maxSamplesPerBlock }.max(0) as usize;
+            self.prepare(Some(max_block.min(MAX_SCRATCH_BLOCK)));
+        }
+        result
+    }
+
+    unsafe fn set_active(&self, state: TBool) -> tresult {
+        if state != 0 {
+            // The host may have changed the bus arrangement since `setupProcessing`.
+            self.prepare(None);
+        } else {
+            self.rt.collect();
+        }
+        unsafe { self.component.setActive(state) }
+    }
+
+    unsafe fn process(&self, data: *mut ProcessData) -> tresult {
+        // Everything that needs no fixing goes to the wrapper exactly as the host sent it.
+        if data.is_null() {
+            return unsafe { self.processor.process(data) };
+        }
+        // SAFETY: non-null; the host's `ProcessData` is valid for the duration of this call. We
+        // only read it (and write silence flags of its output buses, see `complete_and_process`).
+        let host = unsafe { &*data };
+        if host.numSamples <= 0 || host.symbolicSampleSize != K_SAMPLE_32 {
+            return unsafe { self.processor.process(data) };
+        }
+
+        // Non-blocking: `process` running concurrently with itself, or with the very moment the
+        // setup side hands new buffers over (both only in hosts that break VST3's threading
+        // rules), passes this one call through and counts it.
+        let Some(_access) = self.rt.try_lock_for_process() else {
+            self.rt.unguarded.fetch_add(1, Ordering::Relaxed);
+            return unsafe { self.processor.process(data) };
         };
-        // SAFETY: `access` proves exclusive access to the state (see `RtCell`).
-        let state = unsafe { &mut *self.rt.state.get() };
-        let max_block = max_block.unwrap_or(state.max_block);
-        if max_block == 0 {
-            return; // no `setupProcessing` yet: stay in pass-through mode
+        // SAFETY: `_access` proves exclusive access to the state (see `RtCell`).
+        if !unsafe { self.rt.install() } {
+            self.rt.unguarded.fetch_add(1, Ordering::Relaxed);
+            return unsafe { self.processor.process(data) };
         }
-        let mut old = None;
-        if state.max_block != max_block || !state.has_layout(&inputs, &outputs) {
-            // Allocating while holding the flag only makes a concurrent (non-compliant) process
-            // call pass through; it never waits for us.
-            old = Some(std::mem::replace(
-                state,
-                RtState::new(&inputs, &outputs, max_block),
-            ));
+        // SAFETY: as above.
+        let Some(state) = (unsafe { &mut *self.rt.state.get() }).as_mut() else {
+            // No `setupProcessing` yet.
+            return unsafe { self.processor.process(data) };
+        };
+
+        // SAFETY: `host` is the host's valid `ProcessData` (see above).
+        match unsafe { state.classify(host) } {
+            Plan::Unchanged => unsafe { self.processor.process(data) },
+            Plan::Complete => unsafe { state.complete_and_process(data, &self.processor) },
         }
-        self.rt.ready.store(true, Ordering::Release);
-        drop(access);
-        drop(old);
     }
 }
 
@@ -503,11 +557,11 @@ impl IPluginBaseTrait for BusGuard {
                 let _ = HOST_NAME.set(String::from_utf16_lossy(&name[..len]));
             }
         }
-        unsafe { self.component.initialize(context) }
+        unsafe { self.audio.component.initialize(context) }
     }
 
     unsafe fn terminate(&self) -> tresult {
-        unsafe { self.component.terminate() }
+        unsafe { self.audio.component.terminate() }
     }
 }
 
@@ -515,15 +569,15 @@ impl IPluginBaseTrait for BusGuard {
 
 impl IComponentTrait for BusGuard {
     unsafe fn getControllerClassId(&self, class_id: *mut TUID) -> tresult {
-        unsafe { self.component.getControllerClassId(class_id) }
+        unsafe { self.audio.component.getControllerClassId(class_id) }
     }
 
     unsafe fn setIoMode(&self, mode: IoMode) -> tresult {
-        unsafe { self.component.setIoMode(mode) }
+        unsafe { self.audio.component.setIoMode(mode) }
     }
 
     unsafe fn getBusCount(&self, media_type: MediaType, dir: BusDirection) -> int32 {
-        unsafe { self.component.getBusCount(media_type, dir) }
+        unsafe { self.audio.component.getBusCount(media_type, dir) }
     }
 
     unsafe fn getBusInfo(
@@ -533,7 +587,7 @@ impl IComponentTrait for BusGuard {
         index: int32,
         bus: *mut BusInfo,
     ) -> tresult {
-        unsafe { self.component.getBusInfo(media_type, dir, index, bus) }
+        unsafe { self.audio.component.getBusInfo(media_type, dir, index, bus) }
     }
 
     unsafe fn getRoutingInfo(
@@ -541,7 +595,7 @@ impl IComponentTrait for BusGuard {
         in_info: *mut RoutingInfo,
         out_info: *mut RoutingInfo,
     ) -> tresult {
-        unsafe { self.component.getRoutingInfo(in_info, out_info) }
+        unsafe { self.audio.component.getRoutingInfo(in_info, out_info) }
     }
 
     unsafe fn activateBus(
@@ -551,23 +605,19 @@ impl IComponentTrait for BusGuard {
         index: int32,
         state: TBool,
     ) -> tresult {
-        unsafe { self.component.activateBus(media_type, dir, index, state) }
+        unsafe { self.audio.component.activateBus(media_type, dir, index, state) }
     }
 
     unsafe fn setActive(&self, state: TBool) -> tresult {
-        if state != 0 {
-            // The host may have changed the bus arrangement since `setupProcessing`.
-            self.prepare(None);
-        }
-        unsafe { self.component.setActive(state) }
+        unsafe { self.audio.set_active(state) }
     }
 
     unsafe fn setState(&self, state: *mut IBStream) -> tresult {
-        unsafe { IComponentTrait::setState(&self.component, state) }
+        unsafe { IComponentTrait::setState(&self.audio.component, state) }
     }
 
     unsafe fn getState(&self, state: *mut IBStream) -> tresult {
-        unsafe { IComponentTrait::getState(&self.component, state) }
+        unsafe { IComponentTrait::getState(&self.audio.component, state) }
     }
 }
 
@@ -660,7 +710,7 @@ impl IAudioProcessorTrait for BusGuard {
     ) -> tresult {
         // The resulting layout is picked up by `prepare` in `setupProcessing`/`setActive(true)`.
         unsafe {
-            self.processor
+            self.audio.processor
                 .setBusArrangements(inputs, num_ins, outputs, num_outs)
         }
     }
@@ -671,63 +721,31 @@ impl IAudioProcessorTrait for BusGuard {
         index: int32,
         arr: *mut SpeakerArrangement,
     ) -> tresult {
-        unsafe { self.processor.getBusArrangement(dir, index, arr) }
+        unsafe { self.audio.processor.getBusArrangement(dir, index, arr) }
     }
 
     unsafe fn canProcessSampleSize(&self, symbolic_sample_size: int32) -> tresult {
-        unsafe { self.processor.canProcessSampleSize(symbolic_sample_size) }
+        unsafe { self.audio.processor.canProcessSampleSize(symbolic_sample_size) }
     }
 
     unsafe fn getLatencySamples(&self) -> uint32 {
-        unsafe { self.processor.getLatencySamples() }
+        unsafe { self.audio.processor.getLatencySamples() }
     }
 
     unsafe fn setupProcessing(&self, setup: *mut ProcessSetup) -> tresult {
-        let result = unsafe { self.processor.setupProcessing(setup) };
-        if result == kResultOk && !setup.is_null() {
-            // SAFETY: non-null; the host passes a valid `ProcessSetup`.
-            let max_block = unsafe { (*setup).maxSamplesPerBlock }.max(0) as usize;
-            self.prepare(Some(max_block.min(MAX_SCRATCH_BLOCK)));
-        }
-        result
+        unsafe { self.audio.setup_processing(setup) }
     }
 
     unsafe fn setProcessing(&self, state: TBool) -> tresult {
-        unsafe { self.processor.setProcessing(state) }
+        unsafe { self.audio.processor.setProcessing(state) }
     }
 
     unsafe fn process(&self, data: *mut ProcessData) -> tresult {
-        // Everything that needs no fixing goes to the wrapper exactly as the host sent it.
-        if data.is_null() || !self.rt.ready.load(Ordering::Acquire) {
-            return unsafe { self.processor.process(data) };
-        }
-        // SAFETY: non-null; the host's `ProcessData` is valid for the duration of this call. We
-        // only read it (and write silence flags of its output buses, see `complete_and_process`).
-        let host = unsafe { &*data };
-        if host.numSamples <= 0 || host.symbolicSampleSize != K_SAMPLE_32 {
-            return unsafe { self.processor.process(data) };
-        }
-
-        // Non-blocking: if the state is being rebuilt (a host calling setup functions while
-        // processing), behave as if there were no guard for this one call.
-        let Some(_access) = self.rt.try_lock_for_process() else {
-            return unsafe { self.processor.process(data) };
-        };
-        if !self.rt.ready.load(Ordering::Acquire) {
-            return unsafe { self.processor.process(data) };
-        }
-        // SAFETY: `_access` proves exclusive access to the state (see `RtCell`).
-        let state = unsafe { &mut *self.rt.state.get() };
-
-        // SAFETY: `host` is the host's valid `ProcessData` (see above).
-        match unsafe { state.classify(host) } {
-            Plan::Unchanged => unsafe { self.processor.process(data) },
-            Plan::Complete => unsafe { state.complete_and_process(data, &self.processor) },
-        }
+        unsafe { self.audio.process(data) }
     }
 
     unsafe fn getTailSamples(&self) -> uint32 {
-        unsafe { self.processor.getTailSamples() }
+        unsafe { self.audio.processor.getTailSamples() }
     }
 }
 
@@ -928,28 +946,57 @@ impl IInfoListenerTrait for BusGuard {
 ///
 /// # Safety argument
 ///
-/// The state lives in an `UnsafeCell` and is only ever accessed through a `&mut` obtained while
-/// holding `busy` (an atomic flag used as a try-lock; acquire on entry, release on exit, so the
-/// setup thread's writes happen-before the audio thread's reads and vice versa):
+/// `state` (the buffers `process` uses) is only ever accessed through a `&mut` obtained while
+/// holding `busy`, and only by `process` (and by `Drop`, which has `&mut self`): `process` takes
+/// `busy` with a single `compare_exchange` and, if that fails (a host calling `process`
+/// concurrently with itself), hands the host's data through unchanged instead of waiting.
 ///
-/// - `process` takes it with a single `compare_exchange` and, if that fails, hands the host's data
-///   through unchanged instead of waiting: the audio thread never blocks, spins or allocates here.
-/// - `setupProcessing` / `setActive(true)` (main thread, never concurrent with `process` in a
-///   compliant host: VST3 requires the processor to be inactive for both) take it by retrying with
-///   short sleeps for up to one second. If they cannot (a host processing on another thread while
-///   reconfiguring), they leave `ready` false and `process` keeps passing calls through unchanged,
-///   i.e. the plugin then behaves exactly as without the guard.
+/// The setup side (`setupProcessing`, `setActive`: main thread) never touches `state` and never
+/// waits for `process`. It allocates new buffers on its own thread and hands them over through
+/// `next`, a second slot guarded by `next_busy` (acquire on entry, release on exit, so the setup
+/// thread's writes happen-before the audio thread's reads and vice versa), setting `has_next`:
 ///
-/// VST3 also guarantees `process` is never called concurrently with itself; the flag makes even a
-/// violation of that harmless (the second call passes through).
+/// - `process` (holding `busy`) sees `has_next`, takes `next_busy` with one `compare_exchange`
+///   and swaps `state` and `next`: it uses the new buffers from this call on, and the old ones
+///   wait in `next` for the setup side, which frees them on its next call (or `Drop` does). The
+///   audio thread only moves the two values (no allocation, no free, no wait).
+/// - The setup side holds `next_busy` only to put buffers into `next` or take the old ones out
+///   (a move, no allocation or free inside), and `process` holds it only for the swap, so
+///   either waits at most for the other's move. The setup side spins for that moment; the audio
+///   thread never does: if `next_busy` is taken (the setup side handing over right now, which a
+///   compliant host never lets happen during `process`), that one call passes through unchanged.
+///
+/// So the guard is never left off: in a compliant host every call after `setupProcessing` is
+/// guarded; a host that reconfigures while a (long) `process` call runs gets the new buffers
+/// at its next call. Calls passed through because of such contention are counted and logged by
+/// the setup side.
 struct RtCell {
     busy: AtomicBool,
-    /// Whether `state` matches the inner wrapper's current layout and `maxSamplesPerBlock`.
-    ready: AtomicBool,
-    state: UnsafeCell<RtState>,
+    /// The buffers `process` uses; `None` before the first hand-over (no `setupProcessing`
+    /// yet: calls pass through).
+    state: UnsafeCell<Option<RtState>>,
+    next_busy: AtomicBool,
+    /// `next` holds buffers `process` has not installed yet.
+    has_next: AtomicBool,
+    /// New buffers on their way to `process` (while `has_next`), or the buffers they replaced,
+    /// waiting for the setup side to free them.
+    next: UnsafeCell<Option<RtState>>,
+    /// Setup side only: the layout and block size of the buffers last handed over.
+    handed: std::sync::Mutex<Option<Layout>>,
+    /// Calls passed through unguarded because of contention (see above); the setup side logs
+    /// and resets it.
+    unguarded: AtomicU32,
 }
 
-/// Proof of exclusive access to `RtCell::state`; releases the flag when dropped.
+/// The buses and block size a set of process buffers is built for.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct Layout {
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+    max_block: usize,
+}
+
+/// Proof of exclusive access to what a flag guards; releases the flag when dropped.
 struct RtAccess<'a>(&'a AtomicBool);
 
 impl Drop for RtAccess<'_> {
@@ -958,34 +1005,114 @@ impl Drop for RtAccess<'_> {
     }
 }
 
+/// One attempt to take `flag`, never waits.
+fn try_take(flag: &AtomicBool) -> Option<RtAccess<'_>> {
+    flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .ok()
+        .map(|_| RtAccess(flag))
+}
+
 impl RtCell {
     fn new() -> Self {
         RtCell {
             busy: AtomicBool::new(false),
-            ready: AtomicBool::new(false),
-            state: UnsafeCell::new(RtState::new(&[], &[], 0)),
+            state: UnsafeCell::new(None),
+            next_busy: AtomicBool::new(false),
+            has_next: AtomicBool::new(false),
+            next: UnsafeCell::new(None),
+            handed: std::sync::Mutex::new(None),
+            unguarded: AtomicU32::new(0),
         }
     }
 
     /// Audio thread: one attempt, never waits.
     fn try_lock_for_process(&self) -> Option<RtAccess<'_>> {
-        self.busy
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| RtAccess(&self.busy))
+        try_take(&self.busy)
     }
 
-    /// Setup thread only: waits (sleeping) for up to one second.
-    fn lock_for_setup(&self) -> Option<RtAccess<'_>> {
-        let start = Instant::now();
+    /// Setup side: take `next_busy`, spinning for the moment `process` may hold it (a swap).
+    fn lock_next(&self) -> RtAccess<'_> {
         loop {
-            if let Some(access) = self.try_lock_for_process() {
-                return Some(access);
+            if let Some(access) = try_take(&self.next_busy) {
+                return access;
             }
-            if start.elapsed() > Duration::from_secs(1) {
-                return None;
+            std::thread::yield_now();
+        }
+    }
+
+    /// Audio thread, holding `busy`: start using the buffers handed over, if any. False if the
+    /// setup side is handing some over at this very moment (the call should pass through).
+    ///
+    /// SAFETY: the caller holds `busy`.
+    unsafe fn install(&self) -> bool {
+        if !self.has_next.load(Ordering::Acquire) {
+            return true;
+        }
+        let Some(_next) = try_take(&self.next_busy) else {
+            return false;
+        };
+        if self.has_next.load(Ordering::Relaxed) {
+            // SAFETY: `busy` guards `state`, `next_busy` guards `next`; a swap moves the two
+            // values (no allocation or free).
+            unsafe { std::mem::swap(&mut *self.state.get(), &mut *self.next.get()) };
+            self.has_next.store(false, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Setup side: hand buffers for `inputs`/`outputs` and `max_block` (`None`: the last one)
+    /// to `process`, unless those handed over last already fit. Never waits for `process`.
+    fn prepare(&self, inputs: Vec<usize>, outputs: Vec<usize>, max_block: Option<usize>) {
+        let mut handed = self.handed.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(max_block) = max_block.or_else(|| handed.as_ref().map(|l| l.max_block)) else {
+            return; // no `setupProcessing` yet: stay in pass-through mode
+        };
+        if max_block == 0 {
+            return;
+        }
+        let layout = Layout { inputs, outputs, max_block };
+        if handed.as_ref() == Some(&layout) {
+            drop(handed);
+            self.collect();
+            return;
+        }
+        // Allocated here, on the setup thread, before the hand-over.
+        let fresh = RtState::new(&layout.inputs, &layout.outputs, max_block);
+        let old = {
+            let _next = self.lock_next();
+            // SAFETY: `next_busy` is held.
+            let old = unsafe { (*self.next.get()).replace(fresh) };
+            self.has_next.store(true, Ordering::Release);
+            old
+        };
+        // Buffers `process` never installed, or ones it replaced: freed here.
+        drop(old);
+        *handed = Some(layout);
+        drop(handed);
+        self.report();
+    }
+
+    /// Setup side: free buffers `process` has replaced, and log calls it passed through.
+    fn collect(&self) {
+        let old = {
+            let _next = self.lock_next();
+            if self.has_next.load(Ordering::Relaxed) {
+                None
+            } else {
+                // SAFETY: `next_busy` is held.
+                unsafe { (*self.next.get()).take() }
             }
-            std::thread::sleep(Duration::from_millis(1));
+        };
+        drop(old);
+        self.report();
+    }
+
+    fn report(&self) {
+        let n = self.unguarded.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            nice_plug::nice_log!(
+                "VST3 bus guard: {n} process calls passed through unguarded (the host called process concurrently with itself or with setupProcessing)"
+            );
         }
     }
 }
@@ -1070,6 +1197,17 @@ impl BusSlot {
         self.scratch[channel * max_block..].as_mut_ptr()
     }
 
+    /// The host channel that feeds declared input channel `channel` of a `Bridged` bus: the
+    /// same channel, or the only channel of a mono host bus (a mono source plays on every
+    /// declared channel); null (silence) if the host has no such channel.
+    ///
+    /// SAFETY: `self.host` was set by `classify` in this call.
+    unsafe fn bridged_input(&self, channel: usize) -> *mut f32 {
+        // SAFETY: as for `host_channel`.
+        let mono = unsafe { (*self.host).numChannels == 1 };
+        unsafe { self.host_channel(if mono { 0 } else { channel }) }
+    }
+
     /// The host's channel pointer `channel` (null if absent), for `Direct`/`Bridged`.
     ///
     /// SAFETY: `self.host` was set by `classify` in this call.
@@ -1114,18 +1252,6 @@ impl RtState {
             output_buses: outputs.iter().map(|_| empty_bus()).collect(),
             context: unsafe { std::mem::zeroed() },
         }
-    }
-
-    fn has_layout(&self, inputs: &[usize], outputs: &[usize]) -> bool {
-        self.inputs
-            .iter()
-            .map(|s| s.channels)
-            .eq(inputs.iter().copied())
-            && self
-                .outputs
-                .iter()
-                .map(|s| s.channels)
-                .eq(outputs.iter().copied())
     }
 
     /// SAFETY: `host` is the host's valid `ProcessData` for this call.
@@ -1185,7 +1311,7 @@ impl RtState {
                         // host channel holds `total >= offset + len` samples; they never overlap.
                         unsafe {
                             let src = if slot.source == Source::Bridged {
-                                slot.host_channel(c)
+                                slot.bridged_input(c)
                             } else {
                                 ptr::null_mut()
                             };
@@ -1282,6 +1408,20 @@ impl RtState {
                         // non-null channel array; null channel pointers are skipped; each host
                         // channel holds `total >= offset + len` samples.
                         let host_channels = unsafe { (*slot.host).numChannels.max(0) as usize };
+                        if host_channels == 1 && slot.channels > 1 {
+                            // A mono host bus gets the mix of the declared channels.
+                            let dst = unsafe { slot.host_channel(0) };
+                            if !dst.is_null() {
+                                let scale = 1.0 / slot.channels as f32;
+                                for i in 0..len {
+                                    let sum: f32 = (0..slot.channels).map(|c| slot.scratch[c * max_block + i]).sum();
+                                    // SAFETY: the host channel holds `total >= offset + len`
+                                    // samples and never overlaps our scratch buffers.
+                                    unsafe { *dst.add(offset + i) = sum * scale };
+                                }
+                            }
+                            continue;
+                        }
                         for c in 0..host_channels {
                             let dst = unsafe { slot.host_channel(c) };
                             if dst.is_null() {
@@ -1316,5 +1456,396 @@ fn advance_context(context: &mut ProcessContext, offset: usize) {
     let musical_time_valid = kProjectTimeMusicValid as u32 | kTempoValid as u32;
     if context.state & musical_time_valid == musical_time_valid && context.sampleRate > 0.0 {
         context.projectTimeMusic += offset as f64 / context.sampleRate * context.tempo / 60.0;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tests: a fake inner object (the part of nice-plug's wrapper the process path uses: IComponent
+// for the declared buses, IAudioProcessor) driven through a host's call sequence.
+// ------------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nice_plug::wrapper::vst3::vst3::Steinberg::Vst::IEventList;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicU64;
+    use std::time::{Duration, Instant};
+
+    /// What the inner object saw in one `process` call.
+    #[derive(Debug, Clone, Default)]
+    struct Seen {
+        samples: usize,
+        /// Channel count of every input / output bus given, and whether all its channel pointers
+        /// were non-null.
+        inputs: Vec<(usize, bool)>,
+        outputs: Vec<(usize, bool)>,
+        /// The main input's samples, per channel.
+        main_input: Vec<Vec<f32>>,
+        project_time: Option<i64>,
+        events: bool,
+    }
+
+    /// The inner object: declares `inputs`/`outputs` (channels per bus) and, in `process`, writes
+    /// `(bus + 1) * main input[c] + 100 * c` to channel `c` of every output bus.
+    struct FakeInner {
+        inputs: Vec<usize>,
+        outputs: Vec<usize>,
+        seen: Mutex<Vec<Seen>>,
+        /// The next `process` call sleeps this long (ms) after noting that it has begun.
+        stall_ms: AtomicU64,
+        stalling: AtomicBool,
+    }
+
+    impl Class for FakeInner {
+        type Interfaces = (IComponent, IAudioProcessor);
+    }
+
+    impl IPluginBaseTrait for FakeInner {
+        unsafe fn initialize(&self, _context: *mut FUnknown) -> tresult {
+            kResultOk
+        }
+        unsafe fn terminate(&self) -> tresult {
+            kResultOk
+        }
+    }
+
+    impl IComponentTrait for FakeInner {
+        unsafe fn getControllerClassId(&self, _class_id: *mut TUID) -> tresult {
+            kResultFalse
+        }
+        unsafe fn setIoMode(&self, _mode: IoMode) -> tresult {
+            kResultOk
+        }
+        unsafe fn getBusCount(&self, media_type: MediaType, dir: BusDirection) -> int32 {
+            match (media_type, dir) {
+                (K_AUDIO, K_INPUT) => self.inputs.len() as int32,
+                (K_AUDIO, K_OUTPUT) => self.outputs.len() as int32,
+                _ => 0,
+            }
+        }
+        unsafe fn getBusInfo(&self, media_type: MediaType, dir: BusDirection, index: int32, bus: *mut BusInfo) -> tresult {
+            let list = if dir == K_INPUT { &self.inputs } else { &self.outputs };
+            match list.get(index as usize) {
+                Some(&channels) if media_type == K_AUDIO => {
+                    unsafe {
+                        *bus = std::mem::zeroed();
+                        (*bus).mediaType = K_AUDIO;
+                        (*bus).direction = dir;
+                        (*bus).channelCount = channels as int32;
+                    }
+                    kResultOk
+                }
+                _ => kInvalidArgument,
+            }
+        }
+        unsafe fn getRoutingInfo(&self, _in_info: *mut RoutingInfo, _out_info: *mut RoutingInfo) -> tresult {
+            kResultFalse
+        }
+        unsafe fn activateBus(&self, _media_type: MediaType, _dir: BusDirection, _index: int32, _state: TBool) -> tresult {
+            kResultOk
+        }
+        unsafe fn setActive(&self, _state: TBool) -> tresult {
+            kResultOk
+        }
+        unsafe fn setState(&self, _state: *mut IBStream) -> tresult {
+            kResultOk
+        }
+        unsafe fn getState(&self, _state: *mut IBStream) -> tresult {
+            kResultOk
+        }
+    }
+
+    /// The channels of a bus as slices (`None` where the array or a pointer is null).
+    unsafe fn channels(bus: &AudioBusBuffers, n: usize) -> Vec<Option<*mut f32>> {
+        let ptrs = unsafe { bus.__field0.channelBuffers32 };
+        (0..bus.numChannels.max(0) as usize)
+            .map(|c| {
+                if ptrs.is_null() {
+                    return None;
+                }
+                let p = unsafe { *ptrs.add(c) };
+                (!p.is_null() && n > 0).then_some(p)
+            })
+            .collect()
+    }
+
+    impl IAudioProcessorTrait for FakeInner {
+        unsafe fn setBusArrangements(&self, _i: *mut SpeakerArrangement, _ni: int32, _o: *mut SpeakerArrangement, _no: int32) -> tresult {
+            kResultFalse
+        }
+        unsafe fn getBusArrangement(&self, _dir: BusDirection, _index: int32, _arr: *mut SpeakerArrangement) -> tresult {
+            kResultFalse
+        }
+        unsafe fn canProcessSampleSize(&self, size: int32) -> tresult {
+            if size == K_SAMPLE_32 { kResultOk } else { kResultFalse }
+        }
+        unsafe fn getLatencySamples(&self) -> uint32 {
+            0
+        }
+        unsafe fn setupProcessing(&self, _setup: *mut ProcessSetup) -> tresult {
+            kResultOk
+        }
+        unsafe fn setProcessing(&self, _state: TBool) -> tresult {
+            kResultOk
+        }
+        unsafe fn process(&self, data: *mut ProcessData) -> tresult {
+            let data = unsafe { &*data };
+            let n = data.numSamples.max(0) as usize;
+            let buses = |ptr: *mut AudioBusBuffers, count: int32| -> Vec<AudioBusBuffers> {
+                if ptr.is_null() { vec![] } else { (0..count.max(0) as usize).map(|i| unsafe { *ptr.add(i) }).collect() }
+            };
+            let (ins, outs) = (buses(data.inputs, data.numInputs), buses(data.outputs, data.numOutputs));
+            let describe = |b: &AudioBusBuffers| {
+                let ch = unsafe { channels(b, n) };
+                (ch.len(), ch.iter().all(Option::is_some))
+            };
+            let main: Vec<Option<*mut f32>> = ins.first().map(|b| unsafe { channels(b, n) }).unwrap_or_default();
+            let seen = Seen {
+                samples: n,
+                inputs: ins.iter().map(describe).collect(),
+                outputs: outs.iter().map(describe).collect(),
+                main_input: main.iter().map(|p| p.map_or(vec![], |p| unsafe { std::slice::from_raw_parts(p, n) }.to_vec())).collect(),
+                project_time: (!data.processContext.is_null()).then(|| unsafe { (*data.processContext).projectTimeSamples }),
+                events: !data.inputEvents.is_null(),
+            };
+            let stall = self.stall_ms.swap(0, Ordering::SeqCst);
+            if stall > 0 {
+                self.stalling.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(stall));
+                self.stalling.store(false, Ordering::SeqCst);
+            }
+            for (o, bus) in outs.iter().enumerate() {
+                for (c, p) in unsafe { channels(bus, n) }.into_iter().enumerate() {
+                    let Some(p) = p else { continue };
+                    for i in 0..n {
+                        let x = seen.main_input.get(c).and_then(|ch| ch.get(i)).copied().unwrap_or(0.0);
+                        unsafe { *p.add(i) = (o + 1) as f32 * x + 100.0 * c as f32 };
+                    }
+                }
+            }
+            self.seen.lock().unwrap().push(seen);
+            kResultOk
+        }
+        unsafe fn getTailSamples(&self) -> uint32 {
+            0
+        }
+    }
+
+    /// A guard around a fake inner object with these declared buses, set up for `max_block`
+    /// frames and active (what a host does before processing).
+    fn guarded(inputs: &[usize], outputs: &[usize], max_block: i32) -> (ProcessGuard, ComWrapper<FakeInner>) {
+        let fake = ComWrapper::new(FakeInner {
+            inputs: inputs.to_vec(),
+            outputs: outputs.to_vec(),
+            seen: Mutex::new(vec![]),
+            stall_ms: AtomicU64::new(0),
+            stalling: AtomicBool::new(false),
+        });
+        let guard = ProcessGuard::new(fake.to_com_ptr().unwrap(), fake.to_com_ptr().unwrap());
+        setup(&guard, max_block);
+        unsafe { assert_eq!(guard.set_active(1), kResultOk) };
+        (guard, fake)
+    }
+
+    fn setup(guard: &ProcessGuard, max_block: i32) {
+        let mut setup = ProcessSetup { processMode: 0, symbolicSampleSize: K_SAMPLE_32, maxSamplesPerBlock: max_block, sampleRate: 44100.0 };
+        unsafe { assert_eq!(guard.setup_processing(&mut setup), kResultOk) };
+    }
+
+    fn seen(fake: &ComWrapper<FakeInner>) -> Vec<Seen> {
+        std::mem::take(&mut *fake.seen.lock().unwrap())
+    }
+
+    /// The host's side of one call: its buses (channels per bus; a bus of 0 channels has a null
+    /// channel array, as pedalboard passes unused ones) and their samples.
+    struct HostCall {
+        inputs: Vec<Vec<Vec<f32>>>,
+        outputs: Vec<Vec<Vec<f32>>>,
+    }
+
+    impl HostCall {
+        /// Input buses with these channel counts, every channel holding `x`; output buses with
+        /// these channel counts, filled with NaN (so anything not written shows).
+        fn new(inputs: &[usize], outputs: &[usize], x: &[f32]) -> Self {
+            HostCall {
+                inputs: inputs.iter().map(|&c| vec![x.to_vec(); c]).collect(),
+                outputs: outputs.iter().map(|&c| vec![vec![f32::NAN; x.len()]; c]).collect(),
+            }
+        }
+
+        /// One `process` call through the guard.
+        fn run(&mut self, guard: &ProcessGuard, context: Option<&mut ProcessContext>, events: bool) -> tresult {
+            let n = self.inputs.first().or(self.outputs.first()).and_then(|b| b.first()).map_or(0, Vec::len);
+            let mut in_ptrs: Vec<Vec<*mut f32>> = self.inputs.iter_mut().map(|b| b.iter_mut().map(|c| c.as_mut_ptr()).collect()).collect();
+            let mut out_ptrs: Vec<Vec<*mut f32>> = self.outputs.iter_mut().map(|b| b.iter_mut().map(|c| c.as_mut_ptr()).collect()).collect();
+            let bus = |ptrs: &mut Vec<*mut f32>| {
+                let mut b: AudioBusBuffers = unsafe { std::mem::zeroed() };
+                b.numChannels = ptrs.len() as int32;
+                b.__field0.channelBuffers32 = if ptrs.is_empty() { ptr::null_mut() } else { ptrs.as_mut_ptr() };
+                b
+            };
+            let mut in_buses: Vec<AudioBusBuffers> = in_ptrs.iter_mut().map(bus).collect();
+            let mut out_buses: Vec<AudioBusBuffers> = out_ptrs.iter_mut().map(bus).collect();
+            let mut data: ProcessData = unsafe { std::mem::zeroed() };
+            data.symbolicSampleSize = K_SAMPLE_32;
+            data.numSamples = n as int32;
+            data.numInputs = in_buses.len() as int32;
+            data.numOutputs = out_buses.len() as int32;
+            data.inputs = if in_buses.is_empty() { ptr::null_mut() } else { in_buses.as_mut_ptr() };
+            data.outputs = if out_buses.is_empty() { ptr::null_mut() } else { out_buses.as_mut_ptr() };
+            data.processContext = context.map_or(ptr::null_mut(), |c| c as *mut ProcessContext);
+            // Never dereferenced: the fake only notes whether it is there.
+            data.inputEvents = if events { ptr::NonNull::<IEventList>::dangling().as_ptr() } else { ptr::null_mut() };
+            unsafe { guard.process(&mut data) }
+        }
+    }
+
+    fn ramp(n: usize) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * 0.37).sin()).collect()
+    }
+
+    /// What the fake writes to channel `c` of output bus `o` for input `x`.
+    fn expected(o: usize, c: usize, x: &[f32]) -> Vec<f32> {
+        x.iter().map(|v| (o + 1) as f32 * v + 100.0 * c as f32).collect()
+    }
+
+    #[test]
+    fn a_mono_host_bus_feeds_both_input_channels_and_gets_the_mix_of_both_outputs() {
+        let (guard, fake) = guarded(&[2], &[2, 2], 64);
+        let x = ramp(40);
+        // Mono in, mono main out, no aux bus.
+        let mut call = HostCall::new(&[1], &[1], &x);
+        assert_eq!(call.run(&guard, None, false), kResultOk);
+        let s = seen(&fake);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].inputs, [(2, true)]);
+        assert_eq!(s[0].outputs, [(2, true), (2, true)]);
+        assert_eq!(s[0].main_input, [x.clone(), x.clone()], "the mono input must play on both channels");
+        // The mono output: (L + R) / 2 of the main output.
+        let (l, r) = (expected(0, 0, &x), expected(0, 1, &x));
+        let mix: Vec<f32> = l.iter().zip(&r).map(|(a, b)| (a + b) / 2.0).collect();
+        assert_eq!(call.outputs[0][0], mix);
+
+        // Stereo in, mono out: the mix of the two processed channels.
+        let mut call = HostCall::new(&[2], &[1, 0], &x);
+        call.run(&guard, None, false);
+        assert_eq!(seen(&fake)[0].main_input, [x.clone(), x.clone()]);
+        assert_eq!(call.outputs[0][0], mix);
+
+        // Mono in, stereo out.
+        let mut call = HostCall::new(&[1], &[2], &x);
+        call.run(&guard, None, false);
+        assert_eq!(call.outputs[0], [l, r]);
+    }
+
+    #[test]
+    fn a_block_longer_than_the_max_block_is_processed_in_pieces() {
+        let (guard, fake) = guarded(&[2], &[2, 2], 64);
+        let x = ramp(150);
+        let mut context: ProcessContext = unsafe { std::mem::zeroed() };
+        context.projectTimeSamples = 1000;
+        context.sampleRate = 44100.0;
+        // Main buses only: the call needs completing.
+        let mut call = HostCall::new(&[2], &[2], &x);
+        assert_eq!(call.run(&guard, Some(&mut context), true), kResultOk);
+        let s = seen(&fake);
+        assert_eq!(s.iter().map(|s| s.samples).collect::<Vec<_>>(), [64, 64, 22]);
+        assert_eq!(s.iter().map(|s| s.project_time).collect::<Vec<_>>(), [Some(1000), Some(1064), Some(1128)]);
+        assert_eq!(s.iter().map(|s| s.events).collect::<Vec<_>>(), [true, false, false], "events go to the first piece");
+        assert!(s.iter().all(|s| s.outputs == [(2, true), (2, true)]));
+        assert_eq!(s.iter().flat_map(|s| s.main_input[1].clone()).collect::<Vec<_>>(), x);
+        assert_eq!(call.outputs[0], [expected(0, 0, &x), expected(0, 1, &x)]);
+        assert_eq!(context.projectTimeSamples, 1000, "the host's context is left alone");
+    }
+
+    #[test]
+    fn fewer_buses_than_declared_or_empty_ones_still_give_the_plugin_every_bus() {
+        let (guard, fake) = guarded(&[2], &[2, 2, 2], 64);
+        let x = ramp(50);
+        let every_bus = [(2, true), (2, true), (2, true)];
+        // The main output only (numOutputs = 1).
+        let mut call = HostCall::new(&[2], &[2], &x);
+        call.run(&guard, None, false);
+        assert_eq!(seen(&fake)[0].outputs, every_bus);
+        assert_eq!(call.outputs[0], [expected(0, 0, &x), expected(0, 1, &x)]);
+        // pedalboard: the aux buses with 0 channels and no channel array.
+        let mut call = HostCall::new(&[2], &[2, 0, 0], &x);
+        call.run(&guard, None, false);
+        assert_eq!(seen(&fake)[0].outputs, every_bus);
+        assert_eq!(call.outputs[0], [expected(0, 0, &x), expected(0, 1, &x)]);
+        // No input bus at all: silence in, every bus still there.
+        let mut call = HostCall::new(&[], &[2], &x);
+        call.run(&guard, None, false);
+        let s = seen(&fake);
+        assert_eq!((s[0].inputs.clone(), s[0].outputs.clone()), (vec![(2, true)], every_bus.to_vec()));
+        assert_eq!(s[0].main_input, [vec![0.0; 50], vec![0.0; 50]]);
+        // Every bus given: the host's data goes through as it is (its own buffers, one call).
+        let mut call = HostCall::new(&[2], &[2, 2, 2], &ramp(100));
+        call.run(&guard, None, false);
+        assert_eq!(seen(&fake).len(), 1, "a complete call is never split");
+        assert_eq!(call.outputs[2][1], expected(2, 1, &ramp(100)));
+    }
+
+    /// A host that calls `setupProcessing` (a new max block) while a long `process` call runs
+    /// on another thread (this breaks VST3's rules, but a render may hold `process` for seconds):
+    /// the setup returns at once, and the next call is guarded, with the new buffers.
+    #[test]
+    fn setup_during_a_long_process_call_never_waits_and_the_next_call_is_guarded() {
+        let (guard, fake) = guarded(&[2], &[2, 2], 64);
+        struct Shared<'a>(&'a ProcessGuard);
+        // SAFETY: the guard is made for a host's threads (its state is behind the flags).
+        unsafe impl Sync for Shared<'_> {}
+        let shared = Shared(&guard);
+        fake.stall_ms.store(1500, Ordering::SeqCst);
+        std::thread::scope(|scope| {
+            let shared = &shared;
+            let audio = scope.spawn(move || {
+                let mut call = HostCall::new(&[2], &[2], &ramp(32));
+                call.run(shared.0, None, false)
+            });
+            let t = Instant::now();
+            while !fake.stalling.load(Ordering::SeqCst) {
+                assert!(t.elapsed() < Duration::from_secs(10), "process never began");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let t = Instant::now();
+            setup(&guard, 48);
+            unsafe { guard.set_active(1) };
+            let took = t.elapsed();
+            assert!(fake.stalling.load(Ordering::SeqCst), "the long call should still run");
+            assert!(took < Duration::from_millis(100), "setup waited {took:?} for process");
+            assert_eq!(audio.join().unwrap(), kResultOk);
+        });
+        assert_eq!(seen(&fake).len(), 1);
+        // The next call: guarded (every bus), in pieces of the new max block.
+        let x = ramp(60);
+        let mut call = HostCall::new(&[2], &[2], &x);
+        call.run(&guard, None, false);
+        let s = seen(&fake);
+        assert_eq!(s.iter().map(|s| (s.samples, s.outputs.len())).collect::<Vec<_>>(), [(48, 2), (12, 2)]);
+        assert_eq!(call.outputs[0], [expected(0, 0, &x), expected(0, 1, &x)]);
+        assert_eq!(guard.rt.unguarded.load(Ordering::Relaxed), 0);
+        // The buffers it replaced are freed on the setup side.
+        unsafe { guard.set_active(0) };
+        assert!(unsafe { (*guard.rt.next.get()).is_none() });
+    }
+
+    /// Before any `setupProcessing` the guard passes calls through; it never splits or fakes
+    /// buses without buffers of its own.
+    #[test]
+    fn without_setup_calls_pass_through_unchanged() {
+        let fake = ComWrapper::new(FakeInner {
+            inputs: vec![2],
+            outputs: vec![2, 2],
+            seen: Mutex::new(vec![]),
+            stall_ms: AtomicU64::new(0),
+            stalling: AtomicBool::new(false),
+        });
+        let guard = ProcessGuard::new(fake.to_com_ptr().unwrap(), fake.to_com_ptr().unwrap());
+        unsafe { guard.set_active(1) };
+        let mut call = HostCall::new(&[2], &[2], &ramp(10));
+        call.run(&guard, None, false);
+        assert_eq!(seen(&fake)[0].outputs, [(2, true)]);
     }
 }

@@ -1,9 +1,12 @@
 //! The inference thread: one per activation, started in `activate`. `deactivate` only asks it to
 //! stop and returns at once; the plugin keeps the handle and joins the thread once it has
-//! finished the chunk it was computing (at the latest when the plugin is dropped). Never
-//! detached.
+//! finished the chunk it was computing. When the plugin is removed, a thread still in the middle
+//! of a chunk (seconds on a CPU) is not waited for: after at most [`super::detach::GRACE`] it
+//! is left to finish the chunk on its own, detached, with the plugin's library pinned
+//! ([`super::detach`]); it owns all it touches and gives the engine back (or drops it) itself.
 //!
-//! It takes the engine (a [`Separator`] from the [`super::loader`], or a test engine) and owns
+//! It takes the engine (a [`Separator`](crate::engine::Separator) from the [`super::loader`],
+//! through the [`EngineCache`], or a test engine) and owns
 //! the [`Streamer`]. It answers every input block with exactly one output block, in order. Until
 //! the model is loaded it leaves the blocks in their channel (the audio thread plays its dry
 //! fallback meanwhile, or waits while the host renders); then it works through them, without
@@ -46,11 +49,12 @@
 //! sleep that long before every chunk: an artificially slow engine, for the real-time fallback
 //! tests. With `MDX_STEMS_TEST_SLOW_CHUNKS=<n>` only the first `n` chunks are slow.
 
-use super::loader::{EngineCache, LoadKey, Taken};
+pub use super::cache::ChunkEngine;
+use super::cache::{EngineCache, LoadKey, Taken};
+use super::detach;
 use super::plan::StreamPlan;
 use super::shared::{Problem, Shared, epoch_tag};
 use super::stream::Streamer;
-use crate::engine::Separator;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded, select};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,49 +94,6 @@ pub struct OutBlock {
     /// loaded): the audio thread plays its dry fallback instead.
     pub valid: bool,
     pub data: Vec<f32>,
-}
-
-/// Something that separates stereo chunks: `[2][C]` in, `[stems][2][C]` out.
-pub trait ChunkEngine: Send {
-    fn process(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), String>;
-    fn chunk_len(&self) -> usize;
-    fn num_stems(&self) -> usize;
-    /// One line for the status display ("CPU, f32").
-    fn describe(&self) -> String;
-    /// Peak GPU memory of the engine in bytes, where there is a GPU that can tell.
-    fn gpu_memory(&self) -> Option<u64> {
-        None
-    }
-    /// What the engine had to tell the user since the last call (GPU fallbacks, reduced batch).
-    fn take_warnings(&mut self) -> Vec<String> {
-        vec![]
-    }
-    /// Start a new stream (a streaming model forgets its state; chunked models keep none).
-    fn reset(&mut self) {}
-}
-
-impl ChunkEngine for Separator {
-    fn process(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), String> {
-        self.process_chunks(input, 1, out).map_err(|e| e.to_string())
-    }
-    fn chunk_len(&self) -> usize {
-        Separator::chunk_len(self)
-    }
-    fn num_stems(&self) -> usize {
-        Separator::num_stems(self)
-    }
-    fn describe(&self) -> String {
-        format!("{}, {}", self.device_name(), self.precision().name())
-    }
-    fn gpu_memory(&self) -> Option<u64> {
-        crate::memory::gpu_peak_memory(self.device())
-    }
-    fn take_warnings(&mut self) -> Vec<String> {
-        self.drain_events().map(|e| e.to_string()).collect()
-    }
-    fn reset(&mut self) {
-        Separator::reset(self)
-    }
 }
 
 /// Where the worker gets its engine.
@@ -201,12 +162,15 @@ impl WorkerOptions {
     }
 }
 
-/// The running inference thread. Dropping it stops and joins the thread.
+/// The running inference thread. Dropping it stops the thread, joins it if it ends within
+/// [`detach::GRACE`] and otherwise lets it finish its chunk detached.
 pub struct WorkerHandle {
     thread: Option<JoinHandle<Option<Box<dyn ChunkEngine>>>>,
     stop: Arc<AtomicBool>,
     /// Dropped (disconnected) to wake a worker blocked on its channels.
     stop_tx: Option<Sender<()>>,
+    /// The cache a worker may be waiting on for its engine (woken on stop).
+    cache: Option<Arc<EngineCache>>,
 }
 
 impl WorkerHandle {
@@ -220,13 +184,17 @@ impl WorkerHandle {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = bounded::<()>(1);
+        let cache = match &source {
+            EngineSource::Cache { cache, .. } => Some(cache.clone()),
+            EngineSource::Ready(_) => None,
+        };
         let ctx = Worker { plan, shared: shared.clone(), ends, options, stop: stop.clone(), stop_rx, burst: Default::default() };
         // The thread's channel ends drop when it ends: the audio side sees it as disconnected.
         let thread = std::thread::Builder::new().name("mdx-stems inference".into()).spawn(move || {
             crate::backend::cpu::kernels::pool::flush_denormals();
             ctx.run(source)
         })?;
-        Ok(WorkerHandle { thread: Some(thread), stop, stop_tx: Some(stop_tx) })
+        Ok(WorkerHandle { thread: Some(thread), stop, stop_tx: Some(stop_tx), cache })
     }
 
     /// Ask the thread to stop, without waiting: it finishes the chunk it is computing (if any),
@@ -234,6 +202,10 @@ impl WorkerHandle {
     pub fn request_stop(&mut self) {
         self.stop.store(true, Ordering::Release);
         self.stop_tx = None;
+        if let Some(cache) = self.cache.take() {
+            // A worker waiting for its engine wakes now, not at its next timeout.
+            cache.wake();
+        }
     }
 
     /// Whether the thread has ended (joining it is then instant).
@@ -241,22 +213,30 @@ impl WorkerHandle {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
-    /// Stop and join the thread; returns a [`EngineSource::Ready`] engine (an engine from the
-    /// cache goes back to the cache instead).
+    /// Stop and join the thread, however long its chunk takes; returns a
+    /// [`EngineSource::Ready`] engine (an engine from the cache goes back to the cache instead).
     pub fn stop(mut self) -> Option<Box<dyn ChunkEngine>> {
-        self.join()
+        self.request_stop();
+        self.thread.take()?.join().unwrap_or_default()
     }
 
-    fn join(&mut self) -> Option<Box<dyn ChunkEngine>> {
+    /// Stop the thread; join it if it ends by `deadline`, else let it finish detached (a
+    /// [`EngineSource::Ready`] engine is then dropped on the thread). Never waits past
+    /// `deadline` (unless the library cannot be pinned, see [`detach::join_or_detach`]).
+    pub fn finish_by(mut self, deadline: Instant) {
         self.request_stop();
-        let t = self.thread.take()?;
-        t.join().unwrap_or_default()
+        if let Some(t) = self.thread.take() {
+            detach::join_or_detach(t, deadline, "the inference thread");
+        }
     }
 }
 
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
-        let _ = self.join();
+        self.request_stop();
+        if let Some(t) = self.thread.take() {
+            detach::join_or_detach(t, Instant::now() + detach::GRACE, "the inference thread");
+        }
     }
 }
 

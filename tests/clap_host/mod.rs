@@ -149,7 +149,11 @@ impl HostHandlers for TestHost {
 
 /// One plugin instance plus the host-side buffers, driven from the calling thread.
 pub struct Plug {
-    pub instance: PluginInstance<TestHost>,
+    /// Dropped before `_entry` (by `Drop` or [`Plug::destroy`]).
+    pub instance: std::mem::ManuallyDrop<PluginInstance<TestHost>>,
+    /// The instance was destroyed by [`Plug::destroy`].
+    destroyed: bool,
+    /// The bundle: unloaded when the last `PluginEntry` of it is dropped.
     _entry: PluginEntry,
     started: Option<StartedPluginAudioProcessor<TestHost>>,
     stopped: Option<StoppedPluginAudioProcessor<TestHost>>,
@@ -222,7 +226,8 @@ impl Plug {
         let instance = PluginInstance::<TestHost>::new(|_| HostShared::default(), |_| HostMain::default(), &entry, &id, &host_info)
             .unwrap_or_else(|e| panic!("instantiating: {e:?}"));
         Plug {
-            instance,
+            instance: std::mem::ManuallyDrop::new(instance),
+            destroyed: false,
             _entry: entry,
             started: None,
             stopped: None,
@@ -488,9 +493,27 @@ impl Plug {
     }
 }
 
+impl Plug {
+    /// Remove the plugin as a host does: stop processing, deactivate, destroy the instance.
+    /// Returns how long that blocked the calling (the host's main) thread. Then this `Plug`'s
+    /// reference to the bundle goes: when it was the last, clack-host unloads the library.
+    pub fn destroy(mut self) -> std::time::Duration {
+        let t = std::time::Instant::now();
+        self.deactivate();
+        self.destroyed = true;
+        // SAFETY: dropped once (`Drop` skips it once `destroyed` is set).
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.instance) };
+        t.elapsed()
+    }
+}
+
 impl Drop for Plug {
     fn drop(&mut self) {
-        self.deactivate();
+        if !self.destroyed {
+            self.deactivate();
+            // SAFETY: dropped once, before the entry (the field after it).
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.instance) };
+        }
     }
 }
 
