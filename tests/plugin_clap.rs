@@ -413,17 +413,7 @@ const CHILD_ENV: &str = "MDX_STEMS_CLAP_CHILD";
 
 /// Run `child_process` of this test binary with `env`, and return its stderr+stdout.
 fn run_child(kind: &str, env: &[(&str, &str)]) -> String {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new(exe);
-    cmd.args(["child_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"]).env(CHILD_ENV, kind);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("spawning the child test");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "child `{kind}` failed ({}):\n{text}", out.status);
-    assert!(text.contains(&format!("CHILD {kind} OK")), "child `{kind}` did not finish:\n{text}");
-    text
+    run_child_test(&std::env::current_exe().unwrap(), CHILD_ENV, kind, env)
 }
 
 #[test]

@@ -242,17 +242,21 @@ mod tests {
         let period = device as f64 / rate as f64;
         let (mut t, mut next_tick) = (0.0, period);
         let (mut queued, mut rendered_any, mut underruns) = (0.0f64, false, 0u32);
+        // The device plays every period due by `t`; one with too little audio is an underrun.
+        let play_due = |t: f64, next_tick: &mut f64, queued: &mut f64, underruns: &mut u32| {
+            while *next_tick <= t {
+                if *queued + 1e-9 < period {
+                    *underruns += 1;
+                    *queued = 0.0;
+                } else {
+                    *queued -= period;
+                }
+                *next_tick += period;
+            }
+        };
         let mut i = 0;
         while t < secs {
-            while next_tick <= t {
-                if queued + 1e-9 < period {
-                    underruns += 1;
-                    queued = 0.0;
-                } else {
-                    queued -= period;
-                }
-                next_tick += period;
-            }
+            play_due(t, &mut next_tick, &mut queued, &mut underruns);
             if queued < ahead + period {
                 let n = call(i);
                 i += 1;
@@ -262,15 +266,7 @@ mod tests {
                 // The host's own work: 50 us per call.
                 t += w + 5e-5;
                 // Device ticks that fell inside the call saw the queue without this audio.
-                while next_tick <= t {
-                    if queued + 1e-9 < period {
-                        underruns += 1;
-                        queued = 0.0;
-                    } else {
-                        queued -= period;
-                    }
-                    next_tick += period;
-                }
+                play_due(t, &mut next_tick, &mut queued, &mut underruns);
                 queued += n as f64 / rate as f64;
             } else {
                 t = next_tick;

@@ -127,3 +127,18 @@ pub fn peak(a: &[f32]) -> f32 {
     a.iter().fold(0f32, |m, v| m.max(v.abs()))
 }
 
+/// Run the ignored test `child_process` of the test binary `exe` (the running one, or a copy of
+/// it under another name) with `kind` in the variable `child_env` and `env` set; it must end with
+/// the line "CHILD <kind> OK". Returns its stdout and stderr.
+pub fn run_child_test(exe: &Path, child_env: &str, kind: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(exe);
+    cmd.args(["child_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"]).env(child_env, kind);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("spawning the child test");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "child `{kind}` failed ({}):\n{text}", out.status);
+    assert!(text.contains(&format!("CHILD {kind} OK")), "child `{kind}` did not finish:\n{text}");
+    text
+}
