@@ -462,12 +462,13 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
         let (audio_ends, worker_ends) = worker::link(&plan);
         match WorkerHandle::spawn(plan.clone(), source, self.shared.clone(), worker_ends, WorkerOptions::from_env(declared != Declared::Offline)) {
             Ok(w) => {
+                let waker = w.waker();
                 self.worker = Some(w);
                 self.latency = plan.latency_samples() as u32;
                 let watchdog = Duration::from_secs(self.params.watchdog_s.get().max(1) as u64);
                 let position_offset = host::position_offset(self.latency as usize);
                 let opts = AudioOptions { declared, complement, watchdog, position_offset };
-                self.audio = Some(AudioSide::new(&plan, audio_ends, self.shared.clone(), opts));
+                self.audio = Some(AudioSide::new(&plan, audio_ends, self.shared.clone(), opts, waker));
             }
             Err(e) => self.shared.set_problem(Problem::Thread(e.to_string())),
         }

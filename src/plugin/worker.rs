@@ -208,6 +208,12 @@ impl WorkerHandle {
         }
     }
 
+    /// The thread, for the audio thread to unpark when it waits for a result (the worker's
+    /// polls park with a timeout).
+    pub fn waker(&self) -> Option<std::thread::Thread> {
+        self.thread.as_ref().map(|t| t.thread().clone())
+    }
+
     /// Whether the thread has ended (joining it is then instant).
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
@@ -318,7 +324,8 @@ impl Worker {
                 }
             } else {
                 let bursty = self.burst.get().is_some_and(|t| t.elapsed() < BURST_HOLD);
-                std::thread::sleep(if bursty { BURST_POLL } else { poll });
+                // Parked, not asleep: the audio thread unparks it when it waits for a result.
+                std::thread::park_timeout(if bursty { BURST_POLL } else { poll });
             }
         }
     }

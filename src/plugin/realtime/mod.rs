@@ -92,6 +92,9 @@ pub struct AudioSide {
     pace: Pace,
     clock: Instant,
     watchdog: Duration,
+    /// The inference thread, unparked when a result is waited for (it polls, parked between
+    /// polls: the first block of a burst is answered at once, not at its next poll).
+    waker: Option<std::thread::Thread>,
     /// The render watchdog fired: dry from now on.
     tripped: bool,
     /// Whether the input was silent for a whole latency before the block being filled began.
@@ -102,7 +105,7 @@ pub struct AudioSide {
 
 impl AudioSide {
     /// Main thread, in `activate`: allocate everything for `plan`.
-    pub fn new(plan: &StreamPlan, ends: AudioEnds, shared: Arc<Shared>, opts: AudioOptions) -> Self {
+    pub fn new(plan: &StreamPlan, ends: AudioEnds, shared: Arc<Shared>, opts: AudioOptions, waker: Option<std::thread::Thread>) -> Self {
         let stems = plan.stems.min(MAX_STEMS);
         let complement = opts.complement && stems < MAX_STEMS;
         let side = AudioSide {
@@ -117,6 +120,7 @@ impl AudioSide {
             pace: Pace::new(plan.host_rate, plan.max_block, opts.declared),
             clock: Instant::now(),
             watchdog: opts.watchdog,
+            waker,
             tripped: false,
             block_quiet: true,
             missed: None,
@@ -239,6 +243,10 @@ impl AudioSide {
         let budget = self.pace.wait_budget();
         if budget.is_zero() {
             return None;
+        }
+        if let Some(w) = &self.waker {
+            // No allocation or lock: an atomic, and a futex wake if the thread is parked.
+            w.unpark();
         }
         let start = Instant::now();
         let mut spins = 0u32;

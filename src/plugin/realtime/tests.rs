@@ -91,7 +91,7 @@ fn run(plan: &StreamPlan, host: Host, engine: impl ChunkEngine + 'static, x: &[V
     .unwrap();
     let declared = if host == Host::Offline { Declared::Offline } else { Declared::Realtime };
     let opts = AudioOptions { declared, complement, watchdog: Duration::from_secs(20), position_offset: 0 };
-    let mut side = AudioSide::new(plan, a, shared.clone(), opts);
+    let mut side = AudioSide::new(plan, a, shared.clone(), opts, worker.waker());
     let total = x[0].len() + plan.latency_samples();
     let mut out: Vec<[Vec<f32>; 2]> = (0..1 + MAX_STEMS).map(|_| [vec![0.0; total], vec![0.0; total]]).collect();
     let mut state = seed;
