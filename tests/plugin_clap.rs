@@ -936,10 +936,11 @@ fn child_alloc() {
     }
 }
 
-/// An export as Ardour runs one: the host says "real time", runs two seconds of stopped
+/// An export as Ardour runs one: the host says "real time", runs three seconds of stopped
 /// transport (silence) as fast as it can, then plays from before the song (a negative project
-/// position, the latency's worth of pre-roll) as fast as it can. The render is recognised during
-/// the silence, the stream anchors at the negative position, and the result is the CLI's.
+/// position, the latency's worth of pre-roll) as fast as it can. The render is proven during
+/// the silence (2 s ahead of the clock), the stream anchors at the negative position, and the
+/// result is the CLI's.
 #[test]
 fn an_export_with_a_silent_stopped_pre_roll_and_a_negative_start_equals_the_cli() {
     let _serial = serial();
@@ -955,7 +956,7 @@ fn an_export_with_a_silent_stopped_pre_roll_and_a_negative_start_equals_the_cli(
         let n = x[0].len();
         let mut out = outputs();
         let z = vec![0f32; 1024];
-        for _ in 0..2 * rate as usize / 1024 {
+        for _ in 0..3 * rate as usize / 1024 {
             plug.process([&z, &z], &mut out);
         }
         let mut out = outputs();
