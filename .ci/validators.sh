@@ -130,7 +130,7 @@ pluginval_counts() {
 # with no model at all, its default built-in separator.
 fixture=small_batchnorm_elu_target
 install_model() {
-  local src="$root/../shared/fixtures/mdx23c/$fixture"
+  local src="$root/tests/fixtures/mdx23c/$fixture"
   cp "$src/model.ckpt" "$scratch/models/$fixture.ckpt"
   cp "$src/config.yaml" "$scratch/models/$fixture.yaml"
 }

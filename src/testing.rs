@@ -18,16 +18,17 @@ pub fn temp_dir(group: &str, name: &str) -> PathBuf {
     d
 }
 
-/// The shared folder: `$MDX_STEMS_SHARED` if set (test executables run on another machine),
-/// else `../shared` beside the project root.
-pub fn shared_dir() -> PathBuf {
-    match std::env::var_os("MDX_STEMS_SHARED") {
+/// The test fixtures (`tests/fixtures/`, described in its README.md): `$MDX_STEMS_FIXTURES` if
+/// set (test executables run from a copy of the fixtures on another machine), else the
+/// checkout's `tests/fixtures`.
+pub fn fixtures_root() -> PathBuf {
+    match std::env::var_os("MDX_STEMS_FIXTURES") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
     }
 }
 
-/// `<shared>/fixtures/mdx23c/<name>`.
+/// The golden data of fixture model `name`: `<fixtures>/mdx23c/<name>`.
 pub fn fixture_dir(name: &str) -> PathBuf {
-    shared_dir().join("fixtures/mdx23c").join(name)
+    fixtures_root().join("mdx23c").join(name)
 }

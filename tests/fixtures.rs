@@ -1,4 +1,4 @@
-//! Exactness against the PyTorch reference's golden data in `../shared/fixtures/mdx23c/`.
+//! Exactness against the PyTorch reference's golden data in `tests/fixtures/mdx23c/`.
 
 mod common;
 use common::*;

@@ -7,7 +7,7 @@
 //! (`MDX_STEMS_TEST_SLOW_MS`, read by the plugin's inference thread) also run in child
 //! processes, because the environment is process-wide.
 //!
-//! Models: the fixture models of `../shared/fixtures/mdx23c/`, copied with their config as
+//! Models: the fixture models of `tests/fixtures/mdx23c/`, copied with their config as
 //! `<name>.ckpt` + `<name>.yaml` (the plugin finds a config beside the model).
 
 mod clap_host;

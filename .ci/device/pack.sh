@@ -1,12 +1,14 @@
 #!/bin/bash
 # Copy the newest CUDA test executables and binaries, stripped and xz-compressed, plus the
-# scripts and fixtures, into DEST (default <checkout>/.device) for the device tool.
+# scripts, into DEST (default <checkout>/.device) for the device tool. The fixtures are not packed:
+# they are tracked files (tests/fixtures), so they travel with the working tree, and run.sh points
+# the test executables at them with MDX_STEMS_FIXTURES.
 #   .ci/device/pack.sh [DEST]
 #   BENCH_MAIN=<another build's bench> .ci/device/pack.sh DEST   # also packs it as bin/bench-main,
 #       for `run.sh compare` (the benchmark of two builds in one device call)
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
-DEST="${1:-/work/main/.device}"
+DEST="${1:-$REPO/.device}"
 T="${CARGO_TARGET_DIR:-$REPO/target-cuda}/release"
 mkdir -p "$DEST/bin"
 rm -f "$DEST"/bin/*
@@ -22,6 +24,4 @@ if [ -n "${BENCH_MAIN:-}" ]; then
 fi
 xz -9 -T2 -f "$DEST"/bin/*
 cp "$REPO"/.ci/device/run.sh "$REPO"/.ci/device/env.sh "$REPO"/.ci/device/ncu_summary.py "$DEST/"
-mkdir -p "$DEST/shared/fixtures"
-[ -d "$DEST/shared/fixtures/mdx23c" ] || cp -r "$REPO/../shared/fixtures/mdx23c" "$DEST/shared/fixtures/"
 du -sh "$DEST" "$DEST"/bin/* >&2

@@ -8,10 +8,11 @@ D="$(cd "$(dirname "$0")" && pwd)"
 # Run from the checkout that holds the folder (the PyTorch baseline is benches/torch/ there).
 ROOT="$D"; while [ "$ROOT" != / ] && [ ! -f "$ROOT/benches/torch/bench_torch.py" ]; do ROOT="$(dirname "$ROOT")"; done
 cd "$ROOT"
+# The executables were built in another checkout: the fixtures are this copy's (tests/fixtures).
+export MDX_STEMS_FIXTURES=$ROOT/tests/fixtures
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 LOG=$OUT/run.log
 export CUDA_CACHE_MAXSIZE=4294967296
-export MDX_STEMS_SHARED=$D/shared
 export PYTHONUNBUFFERED=1
 STEPS=${*:-"info tests fixtures nhwc bench-f16-1-torch speed bench-f16-4-torch bench-f32-1-torch bench-tf32-1 bench-bf16-1 torchstrict"}
 T0=$(date +%s)

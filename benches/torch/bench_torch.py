@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch baseline for the MDX Stems benchmark (TFC-TDF v3 / MDX23C).
 
-  --check   load every fixture in /work/shared/fixtures/mdx23c/*/ (config.yaml + model.ckpt),
+  --check   load every fixture in tests/fixtures/mdx23c/*/ (config.yaml + model.ckpt),
             run the forward pass on `mix` and require max|out - ref| <= 1e-4.
   --full    time the full-size InstVoc HQ network (or --config YAML) with seeded random
             weights on one chunk per batch item; prints ONE JSON line on stdout.
@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tfc_tdf_v3 import FULL_CONFIG, FULL_PARAMS, TFC_TDF_v3, load_config  # noqa: E402
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "fixtures", "mdx23c")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fixtures", "mdx23c")
 TOL = 1e-4
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 

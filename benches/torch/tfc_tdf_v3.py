@@ -1,4 +1,4 @@
-"""TFC-TDF v3 (MDX23C) in PyTorch, written from /work/shared/docs/tfc-tdf-v3.md.
+"""TFC-TDF v3 (MDX23C) in PyTorch, written from the spec, docs/tfc-tdf-v3.md.
 
 Baseline for the MDX Stems benchmark. Module and parameter names follow the spec's
 "Parameter names" section, so a user's `model.ckpt` loads with `strict=True`:

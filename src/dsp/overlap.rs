@@ -1,5 +1,5 @@
 //! Whole-signal overlap-add schedules, exactly as the two reference programs cut a song into
-//! chunks and put the model's outputs back together (see `shared/docs/tfc-tdf-v3.md`):
+//! chunks and put the model's outputs back together (see `docs/tfc-tdf-v3.md`):
 //!
 //! - [`Scheme::Uvr`] (UVR, python-audio-separator): zero padding, rectangular window, divide by K.
 //! - [`Scheme::Msst`] (Music-Source-Separation-Training): reflect padding, linear fades of C/10,

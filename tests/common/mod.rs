@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 #[allow(unused_imports)]
-pub use mdx_stems::testing::{fixture_dir, max_abs_diff, shared_dir, temp_dir};
+pub use mdx_stems::testing::{fixture_dir, max_abs_diff, temp_dir};
 
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;

@@ -19,7 +19,7 @@ pub struct TempModel {
 
 impl TempModel {
     pub fn new(fixture: &str, tag: &str) -> TempModel {
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mdx23c").join(fixture);
+        let src = mdx_stems::testing::fixture_dir(fixture);
         let dir = std::env::temp_dir().join(format!("mdx-stems-plugin-test-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ckpt = dir.join(format!("{fixture}.ckpt"));

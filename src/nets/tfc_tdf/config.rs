@@ -526,7 +526,7 @@ mod tests {
 
     #[test]
     fn reads_every_uvr_config() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/uvr-mdxc");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/uvr-mdxc");
         let mut n = 0;
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();

@@ -1,6 +1,6 @@
 //! TFC-TDF v3, the MDX23C network (Kim et al., "Sound Demixing Challenge 2023 – Music Demixing
 //! Track Technical Report: TFC-TDF-UNet v3"; reference: ZFTurbo's Music-Source-Separation-Training
-//! `models/mdx23c_tfc_tdf_v3.py`). Specification: `shared/docs/tfc-tdf-v3.md`.
+//! `models/mdx23c_tfc_tdf_v3.py`). Specification: `docs/tfc-tdf-v3.md`.
 //!
 //! Written once, over [`Backend`]: one Rust struct per PyTorch module, fields named after the
 //! checkpoint's key paths (`Sequential` indices included: norm 0, act 1, conv 2), built from a

@@ -148,8 +148,7 @@ mod tests {
     /// input and product), far under conv2d's whole-image im2col.
     #[test]
     fn generic_memory_of_the_full_size_model() {
-        let path = crate::testing::shared_dir().join("uvr-mdxc/model_2_stem_full_band_8k.yaml");
-        let cfg = ModelConfig::from_yaml_file(&path).unwrap();
+        let cfg = ModelConfig::from_yaml_str(include_str!("../../../assets/uvr-mdxc/model_2_stem_full_band_8k.yaml")).unwrap();
         let chunk = cfg.audio.chunk_size;
         let g = cfg.generic_memory(chunk, 1, 2);
         let unit = 128 * 256 * 1024 * 2u64;

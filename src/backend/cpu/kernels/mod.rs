@@ -224,7 +224,7 @@ pub fn conv3x3_kernel(h: usize, w: usize) -> Conv3x3Kernel {
 /// Smallest image (pixels) that [`conv3x3_f32`] runs with Winograd. Winograd pays a weight
 /// transform of 36 x cin x cout values per call, which small images do not amortise. With the
 /// AVX2 kernel the GEMM kernel is faster on 32 x 128 images at 2, 8 and 16 threads
-/// (`../shared/docs/cpu-scaling-notes.md`: 512->512 took 100 / 33 / 30 ms by GEMM against
+/// (the device host's Xeon, 2026-11-30: 512->512 took 100 / 33 / 30 ms by GEMM against
 /// 120 / 50 / 40 ms by Winograd): 8192. The portable kernel on AVX-512 beats the GEMM kernel
 /// there (82.6 / 23.4 / 16.3 ms against 101 / 34.4 / 23.3 ms on the device host's Xeon,
 /// `kernel-bench --only conv`) but not on 16 x 64 (16.3 against 13.7 ms at 16 threads): 4096.
