@@ -164,7 +164,8 @@ fn host_triple() -> Result<String> {
     text.lines().find_map(|l| l.strip_prefix("host: ")).map(str::to_string).context("no host line in rustc -vV")
 }
 
-/// The universal CLI: both macOS builds of the binary (built when missing), joined by `lipo`.
+/// The universal CLI: both macOS builds of the binary (built when missing), joined by `lipo`
+/// and ad-hoc signed.
 fn universal_cli(target_dir: &Path, profile: &str, features: &[String], out: &Path) -> Result<()> {
     let mut parts = vec![];
     for t in ["x86_64-apple-darwin", "aarch64-apple-darwin"] {
@@ -185,6 +186,7 @@ fn universal_cli(target_dir: &Path, profile: &str, features: &[String], out: &Pa
     if !ok {
         bail!("lipo could not join the CLI binaries (it needs macOS)");
     }
+    crate::au::codesign(out);
     Ok(())
 }
 
@@ -423,6 +425,7 @@ mod tests {
         assert_eq!(read("THIRD-PARTY-LICENSES.txt"), "third-party text");
         assert_eq!(read("LICENSE"), "MIT licence text");
         assert_eq!(read("MDX Stems.clap"), "\x7fELF clap");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The Windows archive of a cross build: a zip of the bundles beside the host's, read back.
@@ -469,6 +472,8 @@ mod tests {
         assert_eq!(read("MDX Stems.clap"), "MZ dll");
         assert_eq!(read("mdx-stems.exe"), "MZ exe");
         assert_eq!(read("THIRD-PARTY-LICENSES.txt"), "third-party text");
+        drop(zip);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Missing bundles, and bundles or a CLI of another platform, make no archive.
@@ -496,5 +501,6 @@ mod tests {
         let mac = Spec::new(&target, &["aarch64-apple-darwin".into()], true, "release", "0.1.0").unwrap();
         let err = package(&mac, &root, &target.join("dist"), "").unwrap_err().to_string();
         assert!(err.contains("no 'MDX Stems.component'"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
