@@ -6,12 +6,17 @@
 //!   Windows bundles and `mdx-stems.exe` in `target/bundled/x86_64-pc-windows-gnu/`
 //!   (`windows.rs`), beside rather than over the host's bundles.
 //!
+//! `cargo xtask dist` packs the bundles, the CLI and the licences into one release archive per
+//! platform (`dist.rs`, `licences.rs`).
+//!
 //! Everything else goes to nice-plug-xtask as it is.
 
 mod au;
+mod dist;
 #[path = "../../src/plugin/ids.rs"]
 #[allow(dead_code)]
 mod ids;
+mod licences;
 mod windows;
 
 use anyhow::{Context, Result};
@@ -23,6 +28,7 @@ fn main() -> Result<()> {
     let target = target_arg(&args);
     let macos = target.as_deref().map_or(cfg!(target_os = "macos"), |t| t.ends_with("-apple-darwin"));
     match command {
+        Some("dist") => dist::run(&args[1..]),
         Some("bundle") if target.as_deref().is_some_and(|t| t.contains("-windows-")) => {
             let target = target.expect("checked");
             nice_plug_xtask::chdir_workspace_root()?;
