@@ -3,8 +3,8 @@
 # path of one machine. Fails, listing the lines, when a tracked or untracked (not ignored) file
 # - mentions `../shared`, `shared_dir` or `MDX_STEMS_SHARED` (test data lives in tests/fixtures,
 #   read through `mdx_stems::testing::fixture_dir`), except the prebuilt public validators
-#   (`../shared/tools/validators`: tools, not test data), which .ci/ and the documentation
-#   (docs/, README.md) may name;
+#   (`../shared/tools/validators`: tools, not test data), which .ci/, the workflows and the
+#   documentation (docs/, README.md) may name;
 # - holds an absolute path into a machine's checkout or home folder (the second pattern below).
 #   .ci/standalone.sh
 set -euo pipefail
@@ -18,7 +18,7 @@ bad=$(
   grep_repo '\.\./shared|shared_dir|MDX_STEMS_SHARED' | while IFS= read -r line; do
     file=${line%%:*}
     case $file in
-      .ci/*|docs/*|README.md)
+      .ci/*|.github/*|docs/*|README.md)
         # Allowed: the validators' folder. Anything else on the line still fails.
         rest=$(printf '%s' "${line#*:*:}" | sed -E "s#$validators##g")
         printf '%s' "$rest" | grep -qE '\.\./shared|shared_dir|MDX_STEMS_SHARED' && echo "$line" ;;
