@@ -8,7 +8,7 @@
 //!   [`libfuzzer`]; their minimized corpora are replayed by `tests/fuzz.rs` in `cargo test`.
 //!
 //! A target must return (an error is fine) without a panic, an abort, or taking longer than
-//! [`SLOW`]. README: "Fuzzing". Not part of the engine's API.
+//! [`SLOW`]. docs/fuzzing.md. Not part of the engine's API.
 
 use std::borrow::Cow;
 use std::path::Path;

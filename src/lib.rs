@@ -1,11 +1,11 @@
 //! MDX Stems: stem separation with MDX23C (TFC-TDF v3) models, as a CLI and an audio plugin.
 //!
-//! Layout, each module using only those above it (README: "Architecture"):
+//! Layout, each module using only those above it (docs/architecture.md):
 //! - [`events`], [`device`], [`options`]: what the engine reports, the device and precision
 //!   choice, every option of a run (environment variables are read only by
 //!   [`options::EngineOptions::from_env`], at the program edges).
 //! - [`limits`]: the plausibility limits on every value read from a file that sizes work or
-//!   memory (one place, documented in the README).
+//!   memory (one place, documented in docs/cli.md, Limits).
 //! - [`dsp`], [`audio`]: STFT/iSTFT and overlap-add schedules; audio files and resampling.
 //! - [`backend`]: the operations networks are written over, for the CPU (our kernels), CUDA
 //!   and candle's own ops; [`memory`]: RSS and GPU memory probes.

@@ -1,6 +1,6 @@
 //! What the tool accepts: plausibility limits on every value read from a file (or given on the
 //! command line) that sizes work or memory. Each check runs before the work it would size and
-//! fails with a one-line message naming the value and the accepted range. The README's
+//! fails with a one-line message naming the value and the accepted range. docs/cli.md's
 //! "Limits" section lists the same numbers.
 
 /// Audio sample rates: 1 kHz to 768 kHz.

@@ -1,7 +1,7 @@
 //! [`EngineOptions`]: every choice about how the engine runs, in one value that its caller
 //! builds once (the CLI, the bench, the plugin's loader, a test) and passes down. Nothing below
 //! the caller reads the environment: [`EngineOptions::from_env`] is the one place that does, and
-//! only the program edges call it (README: "Environment variables").
+//! only the program edges call it (docs/architecture.md, Environment variables).
 
 use crate::device::{DeviceRequest, Precision};
 use std::collections::BTreeMap;
@@ -104,7 +104,7 @@ impl Default for EngineOptions {
 }
 
 impl EngineOptions {
-    /// The defaults with the switches set in the environment (README, "Environment
+    /// The defaults with the switches set in the environment (docs/architecture.md, "Environment
     /// variables": each counts when set to anything but empty or `0`). Only program edges
     /// (`main`, the bench, the plugin) call this.
     pub fn from_env() -> Self {

@@ -26,7 +26,7 @@ a stage that ends normally but reports a wrong result is not):
   4. ardour7-lua: load the session, Session:simple_export() of the session range to a float WAV
      (no normalisation, no dither) of the master bus.
 
-Ardour 7.3 quirks handled here (see README.md next to this file for the measurements):
+Ardour 7.3 quirks handled here (measured; each is described where it is handled below):
   - new tracks made from Lua are auto-connected to the master bus by a background thread that a
     session saved at once may miss (silent export): T is connected explicitly and checked on load;
   - Lua-made tracks are not strict-I/O (the GUI's default is): without it a 2-in/14-out plugin

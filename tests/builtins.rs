@@ -160,7 +160,7 @@ fn builtins_load_by_name_and_report_their_latency() {
 }
 
 /// Cost of the separation thread, as the plugin's worker runs it (one 512-sample block per
-/// call, one thread): CPU time per second of 48 kHz stereo audio. The README's figures come
+/// call, one thread): CPU time per second of 48 kHz stereo audio. The figures of docs/benchmarks.md come
 /// from this test (`cargo test --release --test builtins cost -- --nocapture`); the assertion
 /// is loose because CI machines are shared.
 #[test]

@@ -70,7 +70,7 @@ fn ardour_exports_contain_the_stems_at_44k_and_48k_for_the_mix_and_a_stem_only_p
     for rate in [44100u32, 48000] {
         // Ardour says "real time" while it exports faster than that: the plugin proves the
         // render once Ardour is 2 s ahead of the clock, and waits for every result from then on
-        // (before, only within the live bound: README, "Real-time and offline rendering"). The
+        // (before, only within the live bound: docs/realtime.md, "Real-time and offline rendering"). The
         // song starts after 2.5 s of silence, as after an export's count-in, and the export is
         // compared from there.
         let lead = (2.5 * rate as f32) as usize;

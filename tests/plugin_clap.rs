@@ -197,7 +197,7 @@ fn bounce_equals_cli_end(fixture: &str, stems: &[&str], rate: u32, overlap: usiz
     };
     // A render the host does not declare is exact from the moment it is proven (2 s of audio
     // ahead of the wall clock); before that the plugin waits for results only within the live
-    // bound (README, "Real-time and offline rendering"). Like an export's pre-roll, 2.5 s of
+    // bound (docs/realtime.md, "Real-time and offline rendering"). Like an export's pre-roll, 2.5 s of
     // silence come first, and the song after them is compared.
     let lead = if declared { 0 } else { (2.5 * rate as f32) as usize };
     let x = x.map(|c| [vec![0.0; lead], c].concat());

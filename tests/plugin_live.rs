@@ -5,7 +5,7 @@
 //! model slower than real time (the slow-engine hook, 40 ms per chunk against an 11 ms hop) and
 //! with a fast one (the tiny fixture on the CPU):
 //! - the simulated device never runs dry: the host always delivers its buffer in time;
-//! - the longest `process` call stays within the live bound (README "Real-time and offline
+//! - the longest `process` call stays within the live bound (docs/realtime.md "Real-time and offline
 //!   rendering": a quarter of the host's largest buffer, at most 2 ms) plus room for the
 //!   scheduler;
 //! - with the fast model the stems after the first chunk are the offline render's (declared):

@@ -383,7 +383,7 @@ mod tests {
 mod readme_numbers {
     use super::*;
 
-    /// The latency table of the README (docs/plugin-readme-section.md), host buffer 512.
+    /// The latency table of docs/realtime.md (Latency), host buffer 512.
     #[test]
     fn readme_latency_examples() {
         let lat = |host: u32, c: usize, k: usize| StreamPlan::new(host, 44100, c, k, 2, 512, 0).unwrap().latency_samples();

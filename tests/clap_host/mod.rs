@@ -37,7 +37,7 @@ pub fn release_clap() -> PathBuf {
     let file = if p.is_dir() { p.join("Contents").join("MacOS").join("MDX Stems") } else { p };
     assert!(
         file.exists(),
-        "{} is missing: build the plugin bundles first with `cargo xtask bundle mdx-stems --release` (README, Plugin)",
+        "{} is missing: build the plugin bundles first with `cargo xtask bundle mdx-stems --release` (README, Install)",
         file.display()
     );
     warn_if_stale(&file);

@@ -1,6 +1,6 @@
 //! Copies that only move values (axis permutations, concatenation along an axis), split over
 //! the current rayon pool. candle's CPU backend does these on one thread; at 16 threads they
-//! were a quarter of a full-size chunk's wall time (README: CPU scaling).
+//! were a quarter of a full-size chunk's wall time (docs/benchmarks.md, CPU at 2, 8 and 16 threads).
 
 use rayon::prelude::*;
 

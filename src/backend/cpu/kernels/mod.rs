@@ -200,7 +200,7 @@ pub fn winograd_available() -> bool {
 /// Whether [`Conv3x3Kernel::Winograd`] is the AVX2 kernel here: x86-64 with AVX2 + FMA but
 /// without AVX-512F. Where AVX-512 is present the portable kernel, whose GEMMs run on the `gemm`
 /// crate's AVX-512 micro-kernels, is faster on every Winograd layer of the full-size network:
-/// 1.0 to 1.9x at 2, 8 and 16 threads on the device host's Xeon (README, CPU scaling), and 1.1
+/// 1.0 to 1.9x at 2, 8 and 16 threads on the device host's Xeon (docs/benchmarks.md), and 1.1
 /// to 1.4x at 2 threads on the 2-core build machine.
 pub fn winograd_avx2_preferred() -> bool {
     #[cfg(target_arch = "x86_64")]
