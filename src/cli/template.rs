@@ -156,3 +156,30 @@ pub fn safe_name(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_legal_on_every_os() {
+        assert_eq!(safe_name("builtin:hpss"), "builtin_hpss");
+        assert_eq!(safe_name("a<b>c\"d|e?f*g\\h/i\u{1}"), "a_b_c_d_e_f_g_h_i_");
+        assert_eq!(safe_name("song. "), "song__");
+        assert_eq!(safe_name(".."), "__");
+        assert_eq!(safe_name(""), "_");
+        assert_eq!(safe_name("CON"), "CON_");
+        assert_eq!(safe_name("nul.txt"), "nul_.txt");
+        assert_eq!(safe_name("com1"), "com1_");
+        assert_eq!(safe_name("CONSOLE"), "CONSOLE");
+        assert_eq!(safe_name(".hidden"), ".hidden");
+    }
+
+    #[test]
+    fn a_filled_template_stays_under_the_folder() {
+        let t = NameTemplate::parse("{parent}/{model}/{input}_({stem})").unwrap();
+        let v = Values { input: "../../etc", stem: "a/b", model: "builtin:hpss", parent: ".." };
+        let p = t.path(Path::new("out"), &v, "wav");
+        assert_eq!(p, Path::new("out").join("__").join("builtin_hpss").join(".._.._etc_(a_b).wav"));
+    }
+}
