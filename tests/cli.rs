@@ -666,6 +666,14 @@ fn without_model_the_best_installed_model_for_the_stems_asked_for_is_used_and_na
     let first = stderr(&o).lines().next().unwrap_or_default().to_string();
     assert!(first.starts_with("model: MDX23C-InstVoc HQ (best installed for vocals") && first.contains("pass --model to choose"), "{first}");
     assert!(dir.join("o2/song_(vocals).wav").is_file() && dir.join("o2/song_(instrumental).wav").is_file());
+    // Ranked by SDR, not by name: for vocals alone, without the UVR model, the MSST vocals model
+    // (10.17 dB) beats the 4-stem one (9.23 dB) that sorts before it.
+    std::fs::remove_file(dir.join("MDX23C-8KFFT-InstVoc_HQ.ckpt")).unwrap();
+    copy("tiny_instnorm_gelu", "model_vocals_mdx23c_sdr_10.17");
+    let o = cli(&dir).arg("separate").arg(&input).args(["--stems", "vocals", "--out-dir"]).arg(dir.join("o5")).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = stderr(&o).lines().next().unwrap_or_default().to_string();
+    assert!(first.starts_with("model: model_vocals_mdx23c_sdr_10.17 (best installed for vocals, SDR 10.17 dB"), "{first}");
     // Drums asked for: the 4-stem model has them.
     let o = cli(&dir).arg("separate").arg(&input).args(["--stems", "drums", "--out-dir"]).arg(dir.join("o3")).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));

@@ -31,7 +31,7 @@ pub struct Known {
 /// model `model_vocals_mdx23c_sdr_10.17` at vocals 10.17 / instrumental 16.48 on the
 /// Multisong set, the same 8K-FFT full-band network that UVR publishes as
 /// `MDX23C-8KFFT-InstVoc_HQ`; the 4-stem `model_mdx23c_ep_168_sdr_7.0207` on the MUSDB18 test
-/// set (MSST's release v1.0.1 notes). The DrumSep model reports none (10.81 in its file name).
+/// set. The DrumSep model reports none (10.81 in its file name).
 pub const KNOWN: &[Known] = &[
     Known {
         file_stem: "MDX23C-8KFFT-InstVoc_HQ",
@@ -49,7 +49,7 @@ pub const KNOWN: &[Known] = &[
         file_stem: "model_mdx23c_ep_168_sdr_7.0207",
         purpose: Purpose::Mix,
         sdr: &[("vocals", 9.23), ("drums", 7.93), ("bass", 5.77), ("other", 5.68)],
-        source: "MSST release v1.0.1, MUSDB18 test",
+        source: "MSST pretrained_models.md, MUSDB18 test",
     },
     Known {
         file_stem: "aufr33-jarredou_DrumSep_model_mdx23c_ep_141_sdr_10.8059",
