@@ -122,35 +122,59 @@ pub const AVAILABLE: &[Available] = &[
     },
 ];
 
+/// The download size as `--available` prints it: the publisher's exact size, else an estimate
+/// from a compiled-in config (its parameter count as 32-bit floats), else that it is shown when
+/// the download starts.
+pub fn size_text(a: &Available) -> String {
+    if let Some(b) = a.size {
+        return format!("{:.0} MB", b as f64 / 1e6);
+    }
+    let config = match (a.config, a.check) {
+        (ConfigSource::UvrTable, Check::UvrHash(h)) => crate::catalog::UvrTable::builtin().config_for(h).and_then(|(_, c)| c.ok()),
+        _ => None,
+    };
+    match config {
+        Some(cfg) => format!("about {:.0} MB (estimated: {} parameters as 32-bit floats)", cfg.parameter_count() as f64 * 4.0 / 1e6, cfg.parameter_count()),
+        None => "not published (shown when the download starts)".to_string(),
+    }
+}
+
 /// The table `mdx-stems models --available` prints.
 pub fn print_available(list: &[Available]) -> String {
     let mut s = String::new();
     for a in list {
-        let size = a.size.map_or_else(|| "size checked on download".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6));
         let check = match a.check {
             Check::UvrHash(_) => "UVR hash",
             Check::Sha256(_) => "sha256",
             Check::TensorsOnly => "tensors vs config",
         };
-        s.push_str(&format!("{}\n  stems: {}\n  quality: {}\n  source: {}\n  {}; verified by {}\n", a.name, a.stems, a.sdr, a.source, size, check));
+        s.push_str(&format!(
+            "{}\n  stems: {}\n  quality: {}\n  source: {}\n  download size: {}; verified by {}\n",
+            a.name,
+            a.stems,
+            a.sdr,
+            a.source,
+            size_text(a),
+            check
+        ));
     }
-    s.push_str("download one with: mdx-stems models --download <NAME> (a unique prefix of the name is enough)\n");
+    s.push_str("download one with: mdx-stems models --download <NAME> (a unique prefix or part of the name is enough)\n");
     s
 }
 
-/// Find a model of `list` by name, file name or unique prefix (any case).
+/// Find a model of `list` by name or file name: exactly, else by a unique prefix, else by a
+/// unique part (any case; [`crate::catalog::match_names`]). Several matches: the error lists them.
 pub fn find<'a>(list: &'a [Available], name: &str) -> Result<&'a Available, DownloadError> {
-    let n = name.trim().to_lowercase();
-    let n = n.strip_suffix(".ckpt").unwrap_or(&n);
-    if let Some(a) = list.iter().find(|a| a.name.to_lowercase() == n) {
-        return Ok(a);
-    }
-    let hits: Vec<&Available> = list.iter().filter(|a| a.name.to_lowercase().starts_with(n)).collect();
+    let (hits, _) = crate::catalog::match_names(name, list, |a| vec![a.name.to_string(), a.file_name().to_string()]);
     match hits.as_slice() {
         [one] => Ok(one),
-        _ => Err(DownloadError::UnknownName {
+        [] => Err(DownloadError::UnknownName {
             name: name.to_string(),
             names: list.iter().map(|a| a.name).collect::<Vec<_>>().join(", "),
+        }),
+        many => Err(DownloadError::Ambiguous {
+            name: name.to_string(),
+            names: many.iter().map(|a| a.name).collect::<Vec<_>>().join(", "),
         }),
     }
 }
@@ -160,6 +184,8 @@ pub fn find<'a>(list: &'a [Available], name: &str) -> Result<&'a Available, Down
 pub enum DownloadError {
     #[error("no downloadable model named `{name}`; the names are: {names}")]
     UnknownName { name: String, names: String },
+    #[error("`{name}` matches several downloadable models: {names}; give more of the name")]
+    Ambiguous { name: String, names: String },
     #[error("cannot reach {host}: {reason} (no network?); run the command again to resume")]
     Network { host: String, reason: String },
     #[error("{url} was not found (HTTP 404); the publisher may have moved it")]

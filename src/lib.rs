@@ -28,6 +28,7 @@ pub mod backend;
 pub mod memory;
 pub mod nets;
 pub mod catalog;
+pub mod sniff;
 pub mod download;
 pub mod engine;
 pub mod plugin;

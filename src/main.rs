@@ -11,7 +11,7 @@ fn main() {
         Command::Models(a) => mdx_stems::cli::models::run(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", mdx_stems::cli::error_text(&e));
         std::process::exit(1);
     }
 }

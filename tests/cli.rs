@@ -405,6 +405,12 @@ fn flac_and_integer_wav_outputs_selected_stems_and_a_name_template() {
             assert!(d <= step * 0.51, "{format} {depth}: {d} from the float stems");
         }
         assert!(!out.join(format!("model/instrumental-song.{format}")).exists(), "only the stems asked for");
+        // Never silently: a warning names the file and counts the samples beyond full scale.
+        let scale = 1.0 / step;
+        let beyond = reference.channels.iter().flatten().filter(|v| (*v * scale).round() > scale - 1.0 || (*v * scale).round() < -scale).count();
+        assert!(beyond > 0, "the reference exceeds full scale");
+        let warning = format!("warning: {}: {beyond} samples clipped at full scale", path.display());
+        assert!(stderr(&o).lines().any(|l| l.starts_with(&warning)), "`{warning}` not in: {}", stderr(&o));
     }
     let o = run_separate(&dir, &[&input], &["--quiet", "--format", "flac", "--bit-depth", "32f"]);
     assert_fails_with(&o, &["FLAC stores integers"]);
@@ -489,4 +495,260 @@ fn ctrl_c_stops_and_removes_the_partial_stems() {
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
     let left: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(left.is_empty(), "an interrupted run leaves nothing behind, found {left:?}");
+}
+
+// ---- A user trial on real music (issue #21) ----
+
+/// A short stereo WAV of `music`.
+fn song(path: &Path, rate: u32) {
+    write_wav_f32(path, rate, &music(rate as usize / 2, rate)).unwrap();
+}
+
+#[test]
+fn a_batch_goes_on_past_an_unreadable_first_file_with_every_separator_and_logs_every_file_written() {
+    let dir = temp_dir("batch_unreadable");
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    // Sorted first: unreadable. Then an empty file, then two songs at different rates.
+    std::fs::write(lib.join("a.wav"), b"these are my notes, not audio").unwrap();
+    std::fs::write(lib.join("b.wav"), b"").unwrap();
+    song(&lib.join("c.wav"), 44100);
+    song(&lib.join("d.wav"), 48000);
+    for (model, stems) in [("builtin:hpss", &["Drums", "Harmonic", "Residual"][..]), ("builtin:center", &["Center", "Sides"][..])] {
+        let out = dir.join(model.replace(':', "_"));
+        // stderr is a pipe: what a log of the run holds.
+        let o = cli(&dir).arg("separate").arg(&lib).args(["--model", model, "--out-dir"]).arg(&out).output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{model}: failures make the exit code non-zero: {err}");
+        for name in ["c", "d"] {
+            for stem in stems {
+                let p = out.join(format!("{name}_({stem}).wav"));
+                assert!(p.is_file(), "{model}: {} missing: {err}", p.display());
+                assert!(err.lines().any(|l| l == format!("wrote {}", p.display())), "{model}: the log names {}: {err}", p.display());
+            }
+        }
+        let last: Vec<&str> = err.lines().rev().take(3).collect();
+        assert_eq!(last[0], "error: 2 of 4 files failed", "{err}");
+        assert!(last[2].starts_with("error: ") && last[2].contains("a.wav: a text file, not audio"), "{err}");
+        assert!(last[1].starts_with("error: ") && last[1].contains("b.wav: the file is empty (0 bytes)"), "{err}");
+        assert!(err.contains("2 files separated, 0 skipped"), "{err}");
+        // Each file at its own rate, and no rate of one file printed as the batch's.
+        assert_eq!(read_audio(&out.join(format!("d_({}).wav", stems[0]))).unwrap().sample_rate, 48000);
+        assert!(!err.contains("samples late") && !err.contains("44100 Hz"), "{err}");
+    }
+}
+
+#[test]
+fn info_describes_a_builtin_and_names_the_config_once() {
+    let dir = temp_dir("info_builtin");
+    let o = cli(&dir).args(["info", "--model", "builtin:hpss"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("builtin:hpss") && out.contains("Drums, Harmonic, Residual") && out.contains("any"), "{out}");
+    let o = cli(&dir).args(["info", "--model", "BUILTIN:CENTER"]).output().unwrap();
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Center, Sides"), "{}", stderr(&o));
+    let o = cli(&dir).args(["info", "--model", "builtin:nope"]).output().unwrap();
+    assert_fails_with(&o, &["builtin:nope", "builtin:hpss, builtin:center"]);
+    let o = cli(&dir).arg("info").args(fixture_model_args("tiny_instnorm_gelu")).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let cfg = fixture_dir("tiny_instnorm_gelu").join("config.yaml");
+    assert!(out.lines().any(|l| l == format!("config       {} (--config)", cfg.display())), "{out}");
+}
+
+#[test]
+fn model_files_and_audio_files_that_are_not_say_what_they_are_in_one_line() {
+    let dir = temp_dir("sniff");
+    let wav = dir.join("ok.wav");
+    song(&wav, 44100);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("notes.txt", b"Remember: separate the album tonight.\n".to_vec(), "notes.txt is a text file"),
+        ("empty.ckpt", vec![], "empty.ckpt is empty (0 bytes)"),
+        ("random.ckpt", (0..3000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80).collect(), "random.ckpt is binary data of an unknown kind"),
+        ("cut.safetensors", [&200_000u64.to_le_bytes()[..], b"{\"a\":"].concat(), "cut.safetensors is a truncated safetensors file"),
+    ];
+    for (name, bytes, needle) in cases {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let o = cli(&dir).arg("separate").arg(&wav).arg("--model").arg(&p).args(["--quiet"]).output().unwrap();
+        assert_fails_with(&o, &[needle, "a model is a PyTorch checkpoint"]);
+        assert!(!stderr(&o).contains("UVR hash") && !stderr(&o).contains("--config"), "{}", stderr(&o));
+    }
+    let bytes = std::fs::read(fixture_dir("tiny_instnorm_gelu").join("model.ckpt")).unwrap();
+    let cut = dir.join("cut.ckpt");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let o = cli(&dir).arg("info").arg("--model").arg(&cut).output().unwrap();
+    assert_fails_with(&o, &["cut.ckpt is a truncated zip checkpoint"]);
+    // Audio: empty and text inputs say so.
+    for (name, bytes, needle) in [("silence.wav", &b""[..], "silence.wav: the file is empty (0 bytes)"), ("lyrics.mp3", b"la la la\n", "lyrics.mp3: a text file, not audio")] {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let o = cli(&dir).arg("separate").arg(&p).args(["--model", "builtin:hpss", "--quiet"]).output().unwrap();
+        assert_fails_with(&o, &[needle]);
+    }
+}
+
+#[test]
+fn name_templates_stay_inside_out_dir_with_names_legal_everywhere() {
+    let dir = temp_dir("templates");
+    let input = dir.join("song.wav");
+    song(&input, 44100);
+    let out = dir.join("a").join("b").join("out");
+    let run = |template: &str| {
+        cli(&dir).arg("separate").arg(&input).args(["--model", "builtin:hpss", "--quiet", "--name-template", template, "--out-dir"]).arg(&out).output().unwrap()
+    };
+    assert_fails_with(&run("../../{stem}"), &["`..`", "inside --out-dir"]);
+    assert_fails_with(&run("x/./{stem}"), &["`.`", "inside --out-dir"]);
+    assert_fails_with(&run("/tmp/{stem}"), &["absolute path"]);
+    assert_fails_with(&run("{song}_{stem}"), &["`{song}` is not a placeholder", "{input}, {stem}, {model}, {parent}"]);
+    assert_fails_with(&run("{input}_{stem"), &["`{` without its `}`"]);
+    assert!(!dir.join("a").join("Drums.wav").exists() && !dir.join("Drums.wav").exists(), "nothing written outside --out-dir");
+    // A built-in's name, a reserved name, and characters illegal on Windows.
+    let o = run("{model}/CON/{stem}: \"{input}\"?.");
+    assert!(o.status.success(), "{}", stderr(&o));
+    for stem in ["Drums", "Harmonic", "Residual"] {
+        let p = out.join("builtin_hpss").join("CON_").join(format!("{stem}_ _song___.wav"));
+        assert!(p.is_file(), "{} missing; wrote {:?}", p.display(), std::fs::read_dir(out.join("builtin_hpss")).map(|d| d.count()));
+    }
+}
+
+#[test]
+fn stale_partial_files_of_dead_or_old_runs_are_removed_by_the_next_run_in_that_folder() {
+    let dir = temp_dir("stale_partials");
+    let input = dir.join("song.wav");
+    song(&input, 44100);
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // A process that has exited: its id names no live process.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let me = std::process::id();
+    let dead_partial = out.join(format!(".song_(Drums).wav.partial-{dead}"));
+    let live_partial = out.join(format!(".other_(Drums).wav.partial-{me}"));
+    let old_partial = out.join(format!(".old_(Drums).wav.partial-{me}"));
+    let unrelated = out.join(".notes.partial-draft");
+    for p in [&dead_partial, &live_partial, &old_partial, &unrelated] {
+        std::fs::write(p, b"half a stem").unwrap();
+    }
+    let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+    std::fs::File::options().write(true).open(&old_partial).unwrap().set_modified(day_ago).unwrap();
+    let o = cli(&dir).arg("separate").arg(&input).args(["--model", "builtin:hpss", "--out-dir"]).arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!dead_partial.exists(), "a dead process's partial file is removed");
+    assert!(!old_partial.exists(), "a partial file older than hours is removed, whoever's id it bears");
+    assert!(live_partial.exists(), "a live process's recent partial file is kept");
+    assert!(unrelated.exists(), "only partial stems are touched");
+    assert!(stderr(&o).contains("removed 2 files left by interrupted runs"), "{}", stderr(&o));
+}
+
+#[test]
+fn without_model_the_best_installed_model_for_the_stems_asked_for_is_used_and_named() {
+    let dir = temp_dir("default_model");
+    let copy = |fixture: &str, stem: &str| {
+        let src = fixture_dir(fixture);
+        std::fs::copy(src.join("model.ckpt"), dir.join(format!("{stem}.ckpt"))).unwrap();
+        std::fs::copy(src.join("config.yaml"), dir.join(format!("{stem}.yaml"))).unwrap();
+    };
+    let input = dir.join("song.wav");
+    song(&input, 44100);
+    // Only a drum-kit model: not for a full mix, so the built-in is used and the line says why.
+    copy("tiny_instnorm_gelu", "aufr33-jarredou_DrumSep_model_mdx23c_ep_141_sdr_10.8059");
+    let o = cli(&dir).arg("separate").arg(&input).arg("--out-dir").arg(dir.join("o1")).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = stderr(&o).lines().next().unwrap_or_default().to_string();
+    assert!(first.starts_with("no installed model separates vocals") && first.contains("builtin:hpss"), "{first}");
+    // A vocals model and a 4-stem one besides: the DrumSep model sorts first by name, but the
+    // vocals model is the best for vocals (10.17 dB against 9.23).
+    copy("tiny_instnorm_gelu", "MDX23C-8KFFT-InstVoc_HQ");
+    copy("small_groupnorm_relu_4stem", "model_mdx23c_ep_168_sdr_7.0207");
+    let o = cli(&dir).arg("separate").arg(&input).arg("--out-dir").arg(dir.join("o2")).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = stderr(&o).lines().next().unwrap_or_default().to_string();
+    assert!(first.starts_with("model: MDX23C-InstVoc HQ (best installed for vocals") && first.contains("pass --model to choose"), "{first}");
+    assert!(dir.join("o2/song_(vocals).wav").is_file() && dir.join("o2/song_(instrumental).wav").is_file());
+    // Ranked by SDR, not by name: for vocals alone, without the UVR model, the MSST vocals model
+    // (10.17 dB) beats the 4-stem one (9.23 dB) that sorts before it.
+    std::fs::remove_file(dir.join("MDX23C-8KFFT-InstVoc_HQ.ckpt")).unwrap();
+    copy("tiny_instnorm_gelu", "model_vocals_mdx23c_sdr_10.17");
+    let o = cli(&dir).arg("separate").arg(&input).args(["--stems", "vocals", "--out-dir"]).arg(dir.join("o5")).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = stderr(&o).lines().next().unwrap_or_default().to_string();
+    assert!(first.starts_with("model: model_vocals_mdx23c_sdr_10.17 (best installed for vocals, SDR 10.17 dB"), "{first}");
+    // Drums asked for: the 4-stem model has them.
+    let o = cli(&dir).arg("separate").arg(&input).args(["--stems", "drums", "--out-dir"]).arg(dir.join("o3")).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = stderr(&o).lines().next().unwrap_or_default().to_string();
+    assert!(first.starts_with("model: model_mdx23c_ep_168_sdr_7.0207 (best installed for drums"), "{first}");
+    assert!(dir.join("o3/song_(drums).wav").is_file());
+    // Harmonic asked for: no model has it, the built-in does.
+    let o = cli(&dir).arg("separate").arg(&input).args(["--stems", "harmonic", "--out-dir"]).arg(dir.join("o4")).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).lines().next().unwrap_or_default().starts_with("model: builtin:hpss"), "{}", stderr(&o));
+    assert!(dir.join("o4/song_(Harmonic).wav").is_file());
+}
+
+#[test]
+fn model_names_match_by_prefix_then_by_part_and_an_ambiguous_name_lists_its_candidates() {
+    let dir = temp_dir("names");
+    let src = fixture_dir("tiny_instnorm_gelu");
+    for stem in ["MDX23C-8KFFT-InstVoc_HQ", "Tiny Vocals"] {
+        std::fs::copy(src.join("model.ckpt"), dir.join(format!("{stem}.ckpt"))).unwrap();
+        std::fs::copy(src.join("config.yaml"), dir.join(format!("{stem}.yaml"))).unwrap();
+    }
+    let input = dir.join("song.wav");
+    song(&input, 44100);
+    // The library's example: `InstVoc` is inside "MDX23C-InstVoc HQ", at the start of nothing.
+    let o = cli(&dir).arg("separate").arg(&input).args(["--model", "instvoc", "--out-dir"]).arg(dir.join("o1")).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("MDX23C-8KFFT-InstVoc_HQ.ckpt"), "{}", stderr(&o));
+    let o = cli(&dir).arg("separate").arg(&input).args(["--model", "voc", "--quiet"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("`voc` matches 2 models") && err.contains("MDX23C-InstVoc HQ") && err.contains("Tiny Vocals"), "{err}");
+}
+
+#[test]
+fn builtins_warn_of_the_options_they_ignore_and_the_help_says_so() {
+    let dir = temp_dir("ignored");
+    let input = dir.join("song.wav");
+    song(&input, 44100);
+    let cfg = fixture_dir("tiny_instnorm_gelu").join("config.yaml");
+    let o = cli(&dir)
+        .arg("separate")
+        .arg(&input)
+        .args(["--model", "builtin:hpss", "--overlap", "4", "--segment", "64", "--precision", "f16", "--scheme", "msst", "--quiet", "--config"])
+        .arg(&cfg)
+        .arg("--out-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let warnings: Vec<String> = stderr(&o).lines().filter(|l| l.starts_with("warning: ")).map(String::from).collect();
+    assert_eq!(warnings.len(), 1, "one line: {warnings:?}");
+    for opt in ["--overlap", "--segment", "--precision", "--scheme", "--config"] {
+        assert!(warnings[0].contains(opt), "{opt} in {}", warnings[0]);
+    }
+    let o = cli(&dir).args(["separate", "--model", "builtin:hpss", "--out-dir"]).arg(&dir).arg(&input).output().unwrap();
+    assert!(!stderr(&o).contains("warning"), "nothing given, nothing to warn of: {}", stderr(&o));
+    let o = cli(&dir).args(["separate", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in ["--device <DEVICE>", "Where the model runs", "ignores those given", "never silently", "best installed model", "inside --out-dir"] {
+        assert!(help.contains(needle), "`{needle}` not in the help:\n{help}");
+    }
+}
+
+#[test]
+fn messages_are_plain_text_not_debug_formatting() {
+    let dir = temp_dir("plain");
+    let input = dir.join("song.wav");
+    song(&input, 44100);
+    let o = run_separate(&dir, &[&input], &["--scheme", "msst", "--out-dir", dir.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("stems: vocals, instrumental") && err.contains("MSST overlap"), "{err}");
+    assert!(!err.contains("[\"") && !err.contains("Msst") && !err.contains("Uvr"), "{err}");
+    let second = dir.join("second.wav");
+    song(&second, 44100);
+    let o = run_separate(&dir, &[&input, &second], &["--skip-existing", "--out-dir", dir.to_str().unwrap()]);
+    assert!(stderr(&o).contains("1 file separated, 1 skipped"), "{}", stderr(&o));
 }

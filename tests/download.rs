@@ -226,9 +226,26 @@ fn not_found_refused_redirect_and_no_network_are_one_line_errors() {
 #[test]
 fn names_and_the_available_table() {
     assert_eq!(download::find(download::AVAILABLE, "mdx23c-8kfft").unwrap().name, "MDX23C-8KFFT-InstVoc_HQ");
-    assert!(download::find(download::AVAILABLE, "model_").is_err(), "an ambiguous prefix");
+    // An ambiguous prefix names its candidates (not "no model named").
+    let err = download::find(download::AVAILABLE, "model_").unwrap_err().to_string();
+    assert!(
+        err.contains("matches several") && err.contains("model_vocals_mdx23c_sdr_10.17") && err.contains("model_mdx23c_ep_168_sdr_7.0207"),
+        "{err}"
+    );
+    // No prefix matches: a unique part of the name does, in any case; an ambiguous part lists.
+    assert_eq!(download::find(download::AVAILABLE, "InstVoc").unwrap().name, "MDX23C-8KFFT-InstVoc_HQ");
+    assert_eq!(download::find(download::AVAILABLE, "drumsep").unwrap().name, "aufr33-jarredou_DrumSep_model_mdx23c_ep_141_sdr_10.8059");
+    // A prefix wins over parts: `mdx23c` begins one name and is inside three others.
+    assert_eq!(download::find(download::AVAILABLE, "mdx23c").unwrap().name, "MDX23C-8KFFT-InstVoc_HQ");
+    let err = download::find(download::AVAILABLE, "sdr_").unwrap_err().to_string();
+    assert!(err.contains("matches several") && err.contains("DrumSep") && err.contains("ep_168"), "{err}");
+    assert!(download::find(download::AVAILABLE, "nothing-like-it").unwrap_err().to_string().contains("no downloadable model named"));
     let t = download::print_available(download::AVAILABLE);
     for needle in ["MDX23C-8KFFT-InstVoc_HQ", "vocals 10.17", "bass, drums, vocals, other", "DrumSep", "UVR hash"] {
         assert!(t.contains(needle), "{needle} in\n{t}");
     }
+    // Every model says its download size (what `--available`'s help promises).
+    assert_eq!(t.matches("download size: ").count(), download::AVAILABLE.len(), "{t}");
+    let uvr = t.lines().skip_while(|l| *l != "MDX23C-8KFFT-InstVoc_HQ").find(|l| l.contains("download size")).unwrap();
+    assert!(uvr.contains(" MB"), "the UVR model's config is built in: its size is estimated: {uvr}");
 }

@@ -192,4 +192,20 @@ fn junk_files_are_listed_as_not_ready_and_never_fail_the_listing() {
     assert!(table.contains("6 model files, 1 ready"), "{table}");
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[1].starts_with("builtin:hpss") && lines[2].starts_with("builtin:center"), "built-ins first: {table}");
+    // 100 columns at most, however long the reasons and paths; every path shown, long ones cut in
+    // the middle (start and file name kept).
+    for l in &lines {
+        assert!(l.chars().count() <= 100, "{} columns: {l}\n{table}", l.chars().count());
+    }
+    let deep = dir.join("a folder with a rather long name".repeat(3)).join("and another level of folders");
+    std::fs::create_dir_all(&deep).unwrap();
+    let long = deep.join("a model file with a very long name indeed, as downloads have.ckpt");
+    std::fs::copy(fixture_dir("tiny_instnorm_gelu").join("model.ckpt"), &long).unwrap();
+    let entry = mdx_stems::catalog::inspect(&long, ModelSource::App, &UvrTable::empty());
+    let table = mdx_stems::catalog::print_models_table(&[entry]);
+    for l in table.lines() {
+        assert!(l.chars().count() <= 100, "{} columns: {l}\n{table}", l.chars().count());
+    }
+    let path_line = table.lines().find(|l| l.contains("as downloads have.ckpt")).unwrap_or_else(|| panic!("no path line: {table}"));
+    assert!(path_line.contains('…') && path_line.trim_start().starts_with(&dir.display().to_string()[..10]), "{path_line}");
 }

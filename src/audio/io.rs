@@ -66,6 +66,19 @@ fn decode_error(path: &Path, message: impl Into<String>) -> AudioError {
     }
 }
 
+/// The error for a file no format probe accepts: what its first bytes say it is
+/// ([`crate::sniff`]) when that is clear, else [`AudioError::UnsupportedFormat`].
+fn not_read(path: &Path) -> AudioError {
+    use crate::sniff::Kind;
+    let what = match crate::sniff::describe(path) {
+        Some((Kind::Empty, _)) => "the file is empty (0 bytes)".to_string(),
+        Some((k @ (Kind::Text | Kind::Zip | Kind::Pdf | Kind::Pickle), _)) => format!("{}, not audio", k.phrase()),
+        Some((k @ (Kind::Wav | Kind::Flac | Kind::Ogg | Kind::Aiff), len)) => format!("{} ({len} bytes) whose header is damaged or truncated", k.phrase()),
+        _ => return unsupported(path),
+    };
+    AudioError::NotAudio { path: path.to_path_buf(), what }
+}
+
 fn unsupported(path: &Path) -> AudioError {
     AudioError::UnsupportedFormat {
         path: path.to_path_buf(),
@@ -128,7 +141,7 @@ impl AudioReader {
         // we read"; a genuine I/O failure while reading would have been an `Open` error.
         let format = symphonia::default::get_probe()
             .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
-            .map_err(|_| unsupported(path))?;
+            .map_err(|_| not_read(path))?;
         let track = format
             .default_track(TrackType::Audio)
             .ok_or_else(|| AudioError::NoAudioTrack { path: path.to_path_buf() })?;
@@ -560,11 +573,8 @@ mod tests {
         let path = dir.join("empty.wav");
         std::fs::write(&path, b"").expect("write");
         let err = read_audio(&path).expect_err("empty file must fail");
-        assert!(
-            matches!(err, AudioError::UnsupportedFormat { .. }),
-            "got {err:?}"
-        );
-        assert!(err.to_string().contains("empty.wav"));
+        assert!(matches!(err, AudioError::NotAudio { .. }), "got {err:?}");
+        assert_eq!(err.to_string(), format!("{}: the file is empty (0 bytes)", path.display()));
         let _ = std::fs::remove_dir_all(dir);
     }
 

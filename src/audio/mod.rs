@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 pub use io::{AudioReader, read_audio, write_wav_f32};
 pub use resample::{AlignedResampler, StreamResampler, resample};
-pub use write::{AudioWriter, BitDepth, Format};
+pub use write::{AudioWriter, BitDepth, Clipping, Format};
 
 /// Planar audio in `f32`: `channels[c][frame]`, all channels of equal length.
 ///
@@ -85,6 +85,15 @@ pub enum AudioError {
     UnsupportedFormat {
         /// The file.
         path: PathBuf,
+    },
+    /// The file's first bytes say what it is, and it is not audio this program reads (empty,
+    /// text, an archive, ...) or an audio container whose header does not parse.
+    #[error("{}: {what}", path.display())]
+    NotAudio {
+        /// The file.
+        path: PathBuf,
+        /// What it is, as a phrase ("the file is empty (0 bytes)", "a text file, not audio").
+        what: String,
     },
     /// The container was recognised but holds no decodable audio track.
     #[error("{} has no audio track", path.display())]

@@ -1,5 +1,7 @@
 //! Writing stems as they are produced: WAV (hound) or FLAC (flacenc, frame by frame), 16 or
 //! 24-bit integers or 32-bit float (WAV only), to a file that only the caller renames into place.
+//! Integers clip at full scale: the writer counts the clipped samples and keeps the peak
+//! ([`AudioWriter::clipped`]) so that no clip goes unreported.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -49,14 +51,21 @@ impl BitDepth {
     }
 
     /// `x` as a `bits`-bit integer: scaled by 2^(bits-1), rounded, clipped (no dither).
+    #[cfg(test)]
     fn quantize(self, x: f32) -> i32 {
+        self.quantize_checked(x).0
+    }
+
+    /// [`BitDepth::quantize`], and whether the value was clipped.
+    fn quantize_checked(self, x: f32) -> (i32, bool) {
         let scale = (1i64 << (self.bits() - 1)) as f32;
         let max = scale as i64 - 1;
         let v = (x * scale).round();
         if v.is_nan() {
-            0
+            (0, false)
         } else {
-            (v as i64).clamp(-(max + 1), max) as i32
+            let q = (v as i64).clamp(-(max + 1), max);
+            (q as i32, q as f32 != v)
         }
     }
 }
@@ -68,6 +77,14 @@ pub struct AudioWriter {
     depth: BitDepth,
     channels: usize,
     frames: u64,
+    clip: Clipping,
+}
+
+/// Samples clipped at full scale so far, and the largest magnitude asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Clipping {
+    pub samples: u64,
+    pub peak: f32,
 }
 
 enum Inner {
@@ -142,7 +159,7 @@ impl AudioWriter {
                 }))
             }
         };
-        Ok(AudioWriter { path: path.to_path_buf(), inner, depth, channels, frames: 0 })
+        Ok(AudioWriter { path: path.to_path_buf(), inner, depth, channels, frames: 0, clip: Clipping::default() })
     }
 
     fn err(&self, message: impl Into<String>) -> AudioError {
@@ -152,6 +169,11 @@ impl AudioWriter {
     /// Frames written so far.
     pub fn frames(&self) -> u64 {
         self.frames
+    }
+
+    /// The samples clipped so far (integer formats; none for float) and the peak magnitude.
+    pub fn clipped(&self) -> Clipping {
+        self.clip
     }
 
     /// Append planar `channels` (equal lengths).
@@ -164,13 +186,22 @@ impl AudioWriter {
             return Err(self.err("channels have different lengths"));
         }
         let depth = self.depth;
+        let clip = &mut self.clip;
+        let mut quantize = |x: f32| {
+            let (q, clipped) = depth.quantize_checked(x);
+            if clipped {
+                clip.samples += 1;
+                clip.peak = clip.peak.max(x.abs());
+            }
+            q
+        };
         let result = match &mut self.inner {
             Inner::Wav(w) => (|| {
                 for i in 0..n {
                     for c in channels {
                         match depth {
                             BitDepth::F32 => w.write_sample(c[i])?,
-                            d => w.write_sample(d.quantize(c[i]))?,
+                            _ => w.write_sample(quantize(c[i]))?,
                         }
                     }
                 }
@@ -181,7 +212,7 @@ impl AudioWriter {
                 let mut r = Ok(());
                 for i in 0..n {
                     for c in channels {
-                        f.pending.push(depth.quantize(c[i]));
+                        f.pending.push(quantize(c[i]));
                     }
                     if f.pending.len() == f.block * channels.len() {
                         r = f.encode_pending();

@@ -287,7 +287,10 @@ pub fn infer_from_shapes(shapes: &Shapes) -> Result<InferredShape, String> {
     let wrong: Vec<String> = expected
         .iter()
         .filter(|(k, s)| shapes.get(*k) != Some(*s))
-        .map(|(k, s)| format!("{k} {s:?} (found {:?})", shapes.get(k)))
+        .map(|(k, s)| match shapes.get(k) {
+            Some(found) => format!("{k} should be {s:?}, is {found:?}"),
+            None => format!("{k} {s:?} is missing"),
+        })
         .chain(shapes.keys().filter(|k| !expected.contains_key(*k)).map(|k| format!("unexpected {k}")))
         .take(3)
         .collect();

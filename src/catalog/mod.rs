@@ -13,6 +13,7 @@
 
 pub mod discover;
 pub mod infer;
+pub mod quality;
 pub mod uvr;
 
 pub use discover::{app_models_dir, audio_separator_dirs, default_dirs, discover, discover_in, inspect, uvr_model_dirs};
@@ -38,6 +39,9 @@ pub enum CatalogError {
     NoConfig { model: PathBuf, expected: PathBuf, detail: String },
     #[error("model file {0} does not exist")]
     MissingModel(PathBuf),
+    /// The file's first bytes say it is no checkpoint (text, empty, truncated, ...).
+    #[error("{} is {what}; a model is a PyTorch checkpoint (.ckpt, .pth) or a .safetensors file", path.display())]
+    NotAModel { path: PathBuf, what: String },
     #[error("no built-in model `{0}`; the built-ins are {list}", list = crate::nets::builtin::ALL.join(", "))]
     UnknownBuiltin(String),
 }
@@ -134,8 +138,18 @@ pub fn resolve(model: &Path, config: Option<&Path>) -> Result<ResolvedModel, Cat
     if !model.is_file() {
         return Err(CatalogError::MissingModel(model.to_path_buf()));
     }
+    check_is_checkpoint(model)?;
     let (config, origin) = find_config(model, config, UvrTable::builtin())?;
     Ok(ResolvedModel { path: model.to_path_buf(), config, origin })
+}
+
+/// [`CatalogError::NotAModel`] when the file's first bytes say it is no checkpoint
+/// ([`crate::sniff::checkpoint_problem`]).
+pub fn check_is_checkpoint(model: &Path) -> Result<(), CatalogError> {
+    match crate::sniff::checkpoint_problem(model) {
+        Some(what) => Err(CatalogError::NotAModel { path: model.to_path_buf(), what }),
+        None => Ok(()),
+    }
 }
 
 /// A model's config (see [`find_config`]) with UVR's built-in table.
@@ -186,7 +200,7 @@ pub enum ConfigOrigin {
 impl fmt::Display for ConfigOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigOrigin::Explicit(p) => write!(f, "config {}", p.display()),
+            ConfigOrigin::Explicit(p) => write!(f, "{} (--config)", p.display()),
             ConfigOrigin::BesideModel(p) => {
                 write!(f, "{}", p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned()))
             }
@@ -282,7 +296,8 @@ pub fn no_config_detail(model: &Path) -> String {
 }
 
 /// A `--model` argument: a path to an existing file, else a model's display name (or file
-/// name), else a unique prefix of one, among [`discover`]'s list, ignoring case.
+/// name), else a unique prefix of one, else a unique part of one, among [`discover`]'s list,
+/// ignoring case.
 pub fn resolve_model_arg(arg: &str) -> Result<PathBuf, String> {
     if Builtin::is_builtin_name(arg) {
         return Builtin::by_name(arg).map(|b| PathBuf::from(b.name())).ok_or_else(|| CatalogError::UnknownBuiltin(arg.to_string()).to_string());
@@ -294,37 +309,65 @@ pub fn resolve_model_arg(arg: &str) -> Result<PathBuf, String> {
     resolve_model_arg_in(arg, &discover())
 }
 
+/// How a name matched: exactly, as a prefix, or as a part (each rule tried only when the one
+/// before matched nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameMatch {
+    Exact,
+    Prefix,
+    Part,
+}
+
+/// The items whose names (any of `names(item)`) match `query` under the first rule of
+/// [`NameMatch`] that matches any, ignoring case; empty when none does. The one name matcher
+/// of `--model` and `models --download`.
+pub fn match_names<'a, T>(query: &str, items: &'a [T], names: impl Fn(&T) -> Vec<String>) -> (Vec<&'a T>, Option<NameMatch>) {
+    let q = query.trim().to_lowercase();
+    if q.is_empty() {
+        return (vec![], None);
+    }
+    for rule in [NameMatch::Exact, NameMatch::Prefix, NameMatch::Part] {
+        let hits: Vec<&T> = items
+            .iter()
+            .filter(|it| {
+                names(it).iter().map(|n| n.to_lowercase()).any(|n| match rule {
+                    NameMatch::Exact => n == q,
+                    NameMatch::Prefix => n.starts_with(&q),
+                    NameMatch::Part => n.contains(&q),
+                })
+            })
+            .collect();
+        if !hits.is_empty() {
+            return (hits, Some(rule));
+        }
+    }
+    (vec![], None)
+}
+
 /// [`resolve_model_arg`] against a given list (testable core).
 pub fn resolve_model_arg_in(arg: &str, entries: &[ModelEntry]) -> Result<PathBuf, String> {
     let p = Path::new(arg);
     if p.is_file() {
         return Ok(p.to_path_buf());
     }
-    let a = arg.to_lowercase();
-    let file_name = |e: &ModelEntry| e.path.file_name().map(|f| f.to_string_lossy().to_lowercase()).unwrap_or_default();
-    let file_stem = |e: &ModelEntry| e.path.file_stem().map(|f| f.to_string_lossy().to_lowercase()).unwrap_or_default();
-    let exact: Vec<&ModelEntry> =
-        entries.iter().filter(|e| e.name.to_lowercase() == a || file_name(e) == a || file_stem(e) == a).collect();
-    let prefix: Vec<&ModelEntry> =
-        entries.iter().filter(|e| e.name.to_lowercase().starts_with(&a) || file_name(e).starts_with(&a)).collect();
-    for candidates in [exact, prefix] {
-        match candidates.len() {
-            0 => continue,
-            1 => return Ok(candidates[0].path.clone()),
-            _ => {
-                // The same model in several places: take the one that can be used, if only one can.
-                let ready: Vec<_> = candidates.iter().filter(|e| e.is_ready()).collect();
-                if ready.len() == 1 {
-                    return Ok(ready[0].path.clone());
-                }
-                let list: Vec<String> =
-                    candidates.iter().map(|e| format!("  {} ({}, {})", e.name, e.source, e.path.display())).collect();
-                return Err(format!(
-                    "`{arg}` matches {} models; give more of the name, or a path:\n{}",
-                    candidates.len(),
-                    list.join("\n")
-                ));
+    let names = |e: &ModelEntry| {
+        let mut v = vec![e.name.clone()];
+        v.extend(e.path.file_name().map(|f| f.to_string_lossy().into_owned()));
+        v.extend(e.path.file_stem().map(|f| f.to_string_lossy().into_owned()));
+        v
+    };
+    let (candidates, _) = match_names(arg, entries, names);
+    match candidates.len() {
+        0 => {}
+        1 => return Ok(candidates[0].path.clone()),
+        _ => {
+            // The same model in several places: take the one that can be used, if only one can.
+            let ready: Vec<_> = candidates.iter().filter(|e| e.is_ready()).collect();
+            if ready.len() == 1 {
+                return Ok(ready[0].path.clone());
             }
+            let list: Vec<String> = candidates.iter().map(|e| format!("  {} ({}, {})", e.name, e.source, e.path.display())).collect();
+            return Err(format!("`{arg}` matches {} models; give more of the name, or a path:\n{}", candidates.len(), list.join("\n")));
         }
     }
     let looks_like_path = arg.contains('/') || arg.contains('\\') || has_model_ext(p);
@@ -350,13 +393,65 @@ fn has_model_ext(p: &Path) -> bool {
         .is_some_and(|e| ["ckpt", "safetensors", "pth", "pt", "yaml"].iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// The model list as a text table: the built-ins first, then `entries` (the files found):
-/// name, stems, source, status (or why not ready), path.
+/// Width the models table fits in (columns).
+pub const TABLE_WIDTH: usize = 100;
+
+/// `s` cut to `max` characters, the cut marked with `…` at the end.
+fn cut_end(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    s.chars().take(max.saturating_sub(1)).collect::<String>() + "…"
+}
+
+/// A path cut to `max` characters in its middle (the start and the file name kept), with the
+/// home folder written `~`.
+pub fn short_path(p: &Path, max: usize) -> String {
+    let mut s = p.display().to_string();
+    if let Some(home) = dirs::home_dir().filter(|h| h.components().count() > 1) {
+        if let Ok(rest) = p.strip_prefix(&home) {
+            s = Path::new("~").join(rest).display().to_string();
+        }
+    }
+    let n = s.chars().count();
+    if n <= max {
+        return s;
+    }
+    let tail = max * 2 / 3;
+    let head = max - tail - 1;
+    let chars: Vec<char> = s.chars().collect();
+    chars[..head].iter().collect::<String>() + "…" + &chars[n - tail..].iter().collect::<String>()
+}
+
+/// `text` wrapped at spaces into lines of at most `width` characters (a longer word is cut).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![];
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let word = cut_end(word, width);
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// The model list as a text table of at most [`TABLE_WIDTH`] columns: the built-ins first, then
+/// `entries` (the files found). One row per model (name, stems and source cut to their column,
+/// the status wrapped under its own), then the file's path on its own indented line (cut in the
+/// middle when long).
 pub fn print_models_table(entries: &[ModelEntry]) -> String {
-    let headers = ["NAME", "STEMS", "SOURCE", "STATUS", "PATH"];
+    let headers = ["NAME", "STEMS", "SOURCE", "STATUS"];
     let files = entries.iter().filter(|e| e.source != ModelSource::Builtin).count();
     let all: Vec<ModelEntry> = builtin_entries().into_iter().chain(entries.iter().filter(|e| e.source != ModelSource::Builtin).cloned()).collect();
-    let rows: Vec<[String; 5]> = all
+    let rows: Vec<([String; 4], Option<String>)> = all
         .iter()
         .map(|e| {
             let status = match &e.config {
@@ -364,38 +459,51 @@ pub fn print_models_table(entries: &[ModelEntry]) -> String {
                 Err(reason) => format!("not ready: {reason}"),
             };
             let stems = if e.stems.is_empty() { "-".to_string() } else { e.stems.join(", ") };
-            let path = if e.source == ModelSource::Builtin { "-".to_string() } else { e.path.display().to_string() };
-            [e.name.clone(), stems, e.source.to_string(), status, path]
+            let path = (e.source != ModelSource::Builtin).then(|| short_path(&e.path, TABLE_WIDTH - 4));
+            ([e.name.clone(), stems, e.source.to_string(), status], path)
         })
         .collect();
-    let mut widths = headers.map(|h| h.chars().count());
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
+    // Name, stems and source at most 28, 22 and 15 wide; the status gets the rest.
+    let caps = [28usize, 22, 15];
+    let mut widths = [0usize; 3];
+    for (i, w) in widths.iter_mut().enumerate() {
+        *w = rows.iter().map(|(r, _)| r[i].chars().count()).chain([headers[i].len()]).max().unwrap_or(0).min(caps[i]);
     }
-    let line = |cells: [&str; 5]| -> String {
+    let status_at: usize = widths.iter().map(|w| w + 2).sum();
+    let status_width = TABLE_WIDTH - status_at;
+    let row = |cells: [&str; 4]| -> String {
         let mut s = String::new();
-        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(c);
-                s.push_str(&" ".repeat(w - c.chars().count() + 2));
-            }
+        for i in 0..3 {
+            let c = cut_end(cells[i], widths[i]);
+            s.push_str(&c);
+            s.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+        }
+        let status = wrap(cells[3], status_width);
+        s.push_str(&status[0]);
+        for more in &status[1..] {
+            s.push('\n');
+            s.push_str(&" ".repeat(status_at));
+            s.push_str(more);
         }
         s.trim_end().to_string() + "\n"
     };
-    let mut out = line(headers);
-    for r in &rows {
-        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+    let mut out = row(headers);
+    for (r, path) in &rows {
+        out.push_str(&row([&r[0], &r[1], &r[2], &r[3]]));
+        if let Some(p) = path {
+            out.push_str(&format!("    {p}\n"));
+        }
     }
     if files == 0 {
-        out.push_str(&format!(
+        let note = format!(
             "(no model files found: the built-ins are used; `mdx-stems models --available` lists MDX23C models to download \
-             into {}, or put .ckpt files with their .yaml there, or install models with UVR)\n",
-            app_models_dir().display()
-        ));
+             into {}, or put .ckpt files with their .yaml there, or install models with UVR)",
+            short_path(&app_models_dir(), TABLE_WIDTH - 20)
+        );
+        for l in wrap(&note, TABLE_WIDTH) {
+            out.push_str(&l);
+            out.push('\n');
+        }
     } else {
         let ready = entries.iter().filter(|e| e.source != ModelSource::Builtin && e.is_ready()).count();
         out.push_str(&format!("{files} model file{}, {ready} ready\n", if files == 1 { "" } else { "s" }));

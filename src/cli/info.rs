@@ -5,10 +5,10 @@ use crate::nets::tfc_tdf::{Checkpoint, checkpoint};
 use anyhow::Result;
 use std::path::PathBuf;
 
-/// `--model` as given: an existing path, else a model name (or unique prefix) from the list
-/// `mdx-stems models` prints.
+/// `--model` as given: an existing path, a built-in, else a model name (or a unique prefix or
+/// part of one) from the list `mdx-stems models` prints.
 pub fn resolve_model(arg: &str) -> Result<PathBuf> {
-    crate::catalog::resolve_model_arg(arg).map_err(|e| anyhow::anyhow!(e))
+    crate::catalog::resolve_model_arg(arg).map_err(anyhow::Error::msg)
 }
 
 /// Limit the engine's CPU threads (0 = all cores).
@@ -22,6 +22,10 @@ pub fn apply_threads(n: usize) {
 pub fn run(info: &InfoArgs) -> Result<()> {
     let args = &info.model;
     let model = resolve_model(&args.model)?;
+    if let Some(b) = crate::nets::builtin::Builtin::by_name(&model.to_string_lossy()) {
+        return builtin(b, info);
+    }
+    crate::catalog::check_is_checkpoint(&model)?;
     let (cfg, origin) = crate::catalog::find_config(&model, args.config.as_deref(), crate::catalog::UvrTable::builtin())?;
     let ckpt = Checkpoint::read(&model)?;
     checkpoint::check_tensors(&ckpt, &cfg)?;
@@ -92,6 +96,28 @@ pub fn run(info: &InfoArgs) -> Result<()> {
     }
     if info.live {
         live(info, &model, &cfg)?;
+    }
+    Ok(())
+}
+
+/// `info` of a built-in separator: what it does, its stems, its block and latency.
+fn builtin(b: crate::nets::builtin::Builtin, info: &InfoArgs) -> Result<()> {
+    if info.model.config.is_some() {
+        eprintln!("warning: {} has no config: --config is ignored", b.name());
+    }
+    let (block, latency) = b.block_and_latency();
+    println!("model        {} (built in, no file)", b.name());
+    println!("does         {}", b.summary());
+    println!("stems        {} (they add up to the input)", b.stems().join(", "));
+    println!("sample rate  any: runs at the input's own rate (no resampling)");
+    println!("processing   streamed in blocks of {block} samples on the CPU; no chunks, overlap or precision to set");
+    println!(
+        "plugin latency {latency} samples = {:.1} ms at 44100 Hz, {:.1} ms at 48000 Hz (the CLI's stems are aligned with the input)",
+        1000.0 * latency as f64 / 44100.0,
+        1000.0 * latency as f64 / 48000.0
+    );
+    if info.live {
+        println!("live         --live times networks; a built-in streams block by block (tests/builtins.rs measures its cost)");
     }
     Ok(())
 }
