@@ -11,6 +11,8 @@
 //! model file with [`crate::catalog`] first, then builds.
 
 mod stream;
+#[cfg(test)]
+pub(crate) mod testing;
 mod whole;
 
 pub use stream::{Chunking, StreamPipeline, StreamSettings};
