@@ -30,6 +30,7 @@ pub mod nets;
 pub mod catalog;
 pub mod download;
 pub mod engine;
+pub mod detach;
 pub mod plugin;
 pub mod cli;
 #[doc(hidden)]
