@@ -7,8 +7,8 @@
 #   strictness 10 under Xvfb (its editor tests included); each of them twice: with no model
 #   installed (the default built-in separator) and with a small MDX23C fixture in the models
 #   folder.
-# - Windows, under Wine: clap-validator.exe and validator.exe (plain and `-e`) with no model,
-#   clap-validator.exe with the fixture.
+# - Windows, under Wine: clap-validator.exe and validator.exe (plain and `-e`), each twice: with
+#   no model and with the fixture.
 # Prints, per run, a line per plugin with the counts the tool reports and a total line with the
 # wall time and the verdict; the log of a failed run. Exits 1 when any run failed (after making
 # them all), 2 when the bundles or tools are missing.
@@ -174,13 +174,16 @@ else
     xvfb-run -a "$wine" "$bin/validator.exe" "MDX Stems.vst3"
   run "VST3 validator -e (Wine)" "MDX Stems.vst3 (win)" built-in vst3_counts -- \
     xvfb-run -a "$wine" "$bin/validator.exe" -e "MDX Stems.vst3"
-  # With the model, clap-validator only: this build (CI's `ci-cross` profile, dependencies at
-  # opt-level 1) separates slowly, and the VST3 validator's runs take a minute each with it;
-  # the release build runs them all with the model on Linux.
+  # With the model: the same three runs (this build, CI's `ci-cross` profile with dependencies
+  # at opt-level 1, separates slowly: the VST3 validator's runs take about a minute each).
   install_model
   expect=$fixture
   run "clap-validator (Wine)" "MDX Stems.clap (win)" "$fixture" clap_counts -- \
     xvfb-run -a "$wine" "$bin/clap-validator.exe" validate "MDX Stems.clap"
+  run "VST3 validator (Wine)" "MDX Stems.vst3 (win)" "$fixture" vst3_counts -- \
+    xvfb-run -a "$wine" "$bin/validator.exe" "MDX Stems.vst3"
+  run "VST3 validator -e (Wine)" "MDX Stems.vst3 (win)" "$fixture" vst3_counts -- \
+    xvfb-run -a "$wine" "$bin/validator.exe" -e "MDX Stems.vst3"
 fi
 [ "$failed" = 0 ] || { echo "validators: FAILED (the logs above)"; exit 1; }
 echo "validators: all passed"

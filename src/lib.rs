@@ -31,6 +31,7 @@ pub mod catalog;
 pub mod sniff;
 pub mod download;
 pub mod engine;
+pub mod detach;
 pub mod plugin;
 pub mod cli;
 #[doc(hidden)]

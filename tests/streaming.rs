@@ -8,25 +8,8 @@ use common::*;
 use mdx_stems::audio::resample;
 use mdx_stems::device::{DeviceRequest, Precision};
 use mdx_stems::dsp::overlap::Scheme;
-use mdx_stems::engine::{EngineError, Separator, StreamSettings};
-
-#[derive(Debug)]
-enum E {
-    #[allow(dead_code)]
-    Engine(EngineError),
-    #[allow(dead_code)]
-    Audio(mdx_stems::audio::AudioError),
-}
-impl From<EngineError> for E {
-    fn from(e: EngineError) -> Self {
-        E::Engine(e)
-    }
-}
-impl From<mdx_stems::audio::AudioError> for E {
-    fn from(e: mdx_stems::audio::AudioError) -> Self {
-        E::Audio(e)
-    }
-}
+use mdx_stems::engine::{Separator, StreamSettings};
+use mdx_stems::testing::stream_in_uneven_blocks;
 
 fn load(name: &str) -> Separator {
     Separator::load(&fixture_load_options(name, "model.ckpt", DeviceRequest::Cpu, Precision::F32)).unwrap()
@@ -34,35 +17,7 @@ fn load(name: &str) -> Separator {
 
 /// `mix` through the streaming path at `rate`, fed in blocks of uneven sizes: [outputs][2][n].
 fn stream(sep: &mut Separator, mix: &[Vec<f32>], rate: u32, settings: StreamSettings) -> Vec<Vec<Vec<f32>>> {
-    let sizes = [1000usize, 4097, 333, 1, 8192, 20000];
-    let (mut pos, mut k) = (0, 0);
-    let n = mix[0].len();
-    let mut source = |b: &mut [Vec<f32>; 2]| -> Result<bool, E> {
-        if pos >= n {
-            return Ok(false);
-        }
-        let m = sizes[k % sizes.len()].min(n - pos);
-        k += 1;
-        for ch in 0..2 {
-            b[ch].clear();
-            b[ch].extend_from_slice(&mix[ch][pos..pos + m]);
-        }
-        pos += m;
-        Ok(true)
-    };
-    let mut out: Vec<Vec<f32>> = Vec::new();
-    let mut sink = |s: &[Vec<f32>]| -> Result<(), E> {
-        if out.is_empty() {
-            out = vec![Vec::new(); s.len()];
-        }
-        for (o, s) in out.iter_mut().zip(s) {
-            o.extend_from_slice(s);
-        }
-        Ok(())
-    };
-    let got = sep.separate_streaming(rate, &settings, &mut source, &mut sink).unwrap();
-    assert_eq!(got as usize, n);
-    out.chunks(2).map(|c| c.to_vec()).collect()
+    stream_in_uneven_blocks(sep, mix, rate, settings).chunks(2).map(|c| c.to_vec()).collect()
 }
 
 fn bits_equal(a: &[f32], b: &[f32]) -> bool {

@@ -238,26 +238,15 @@ impl OverlapStream {
         }
     }
 
-    /// Padded sample `p` of channel `ch` (only called where it is known).
+    /// MSST's padded sample `p` of channel `ch`, the song reflected at both ends (only called
+    /// where it is known; UVR's chunks are copied from the song directly, [`Self::fill`]).
     fn padded(&self, ch: usize, p: usize) -> f32 {
         let song = |t: usize| self.win[ch][t - self.win_start];
-        match self.scheme {
-            Scheme::Uvr => match p.checked_sub(self.front) {
-                Some(t) if t < self.received => song(t),
-                _ => 0.0,
-            },
-            Scheme::Msst => {
-                if self.front == 0 {
-                    return song(p);
-                }
-                let n = self.end.unwrap_or(usize::MAX / 4);
-                if p < self.front {
-                    self.head[ch][self.front - p]
-                } else {
-                    song(reflect(p as i64 - self.front as i64, n))
-                }
-            }
+        if self.front == 0 {
+            return song(p);
         }
+        let n = self.end.unwrap_or(usize::MAX / 4);
+        if p < self.front { self.head[ch][self.front - p] } else { song(reflect(p as i64 - self.front as i64, n)) }
     }
 
     /// Run every chunk whose samples are known.
@@ -446,25 +435,12 @@ impl OverlapStream {
 mod tests {
     use super::*;
     use crate::dsp::overlap::separate;
+    use crate::engine::testing::fake_run;
 
     /// A deterministic "model" whose output depends on the whole chunk and its position in the
     /// batch-independent way a network does: stem s = (s + 1) * x + 0.01 * (mean of the chunk).
     fn model(chunk: usize, stems: usize) -> impl FnMut(&[f32], usize, &mut [f32]) -> Result<(), ()> {
-        move |inp: &[f32], n: usize, out: &mut [f32]| {
-            for j in 0..n {
-                for ch in 0..2 {
-                    let x = &inp[(j * 2 + ch) * chunk..(j * 2 + ch + 1) * chunk];
-                    let mean: f32 = x.iter().sum::<f32>() / chunk as f32;
-                    for s in 0..stems {
-                        let o = &mut out[((j * stems + s) * 2 + ch) * chunk..][..chunk];
-                        for (k, (d, v)) in o.iter_mut().zip(x).enumerate() {
-                            *d = (s + 1) as f32 * v + 0.01 * mean + 1e-3 * (k as f32 / chunk as f32);
-                        }
-                    }
-                }
-            }
-            Ok(())
-        }
+        fake_run(|s, v, pos, mean| (s + 1) as f32 * v + 0.01 * mean + 1e-3 * pos, chunk, stems)
     }
 
     /// `f` as a stream runner that computes every batch.
@@ -547,21 +523,7 @@ mod tests {
 
     /// A "model" that maps silence to silence, as the networks do: stem s = (s + 1) * x * (1 + mean).
     fn quiet_model(chunk: usize, stems: usize) -> impl FnMut(&[f32], usize, &mut [f32]) -> Result<bool, ()> {
-        move |inp: &[f32], n: usize, out: &mut [f32]| {
-            for j in 0..n {
-                for ch in 0..2 {
-                    let x = &inp[(j * 2 + ch) * chunk..(j * 2 + ch + 1) * chunk];
-                    let mean: f32 = x.iter().sum::<f32>() / chunk as f32;
-                    for s in 0..stems {
-                        let o = &mut out[((j * stems + s) * 2 + ch) * chunk..][..chunk];
-                        for (d, v) in o.iter_mut().zip(x) {
-                            *d = (s + 1) as f32 * v * (1.0 + mean);
-                        }
-                    }
-                }
-            }
-            Ok(true)
-        }
+        computed(fake_run(|s, v, _, mean| (s + 1) as f32 * v * (1.0 + mean), chunk, stems))
     }
 
     /// Push `mix` in blocks of `block`, without finishing; returns what came out, [stems * 2].

@@ -11,6 +11,8 @@
 //! model file with [`crate::catalog`] first, then builds.
 
 mod stream;
+#[cfg(test)]
+pub(crate) mod testing;
 mod whole;
 
 pub use stream::{Chunking, StreamPipeline, StreamSettings};
@@ -80,7 +82,7 @@ pub struct Separator {
     cpu_fallback: Option<Box<dyn SeparationModel>>,
     /// The model's CPU work runs inside this pool: the CPU kernels and candle's CPU matmuls use
     /// at most its threads. Built at load with [`EngineOptions::threads`].
-    pool: Arc<rayon::ThreadPool>,
+    pool: Arc<pool::CpuPool>,
     /// Largest batch the GPU ran without running out of memory, once it has (see `process_chunks`).
     gpu_batch_limit: Option<usize>,
     /// When `Some`, per-stage timings are collected (costs a device sync per stage).
@@ -327,7 +329,7 @@ fn cpu_fallback<'a>(
 }
 
 /// The network's pool: shared with every engine of the process that uses as many threads.
-fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, EngineError> {
+fn build_pool(threads: usize) -> Result<Arc<pool::CpuPool>, EngineError> {
     pool::shared(threads).map_err(|e| EngineError::Threads { threads, reason: e.to_string() })
 }
 

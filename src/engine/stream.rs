@@ -48,9 +48,11 @@ pub enum Chunking {
     Blocks { block: usize, latency: usize, batch: usize },
 }
 
-/// A streaming model's blocks: consecutive blocks in, the output `latency` samples late
-/// (what [`Separator::separate`] does over a whole signal, block by block).
-struct BlockStream {
+/// A streaming model's blocks: consecutive blocks in, `batch` per call, the output `latency`
+/// samples late and handed out with that delay removed. The one implementation of a streaming
+/// model's block loop: [`StreamPipeline`] runs it in a stream, [`Separator::separate`] over a
+/// whole signal.
+pub(super) struct BlockStream {
     block: usize,
     latency: usize,
     batch: usize,
@@ -59,8 +61,6 @@ struct BlockStream {
     pending: [Vec<f32>; 2],
     /// Samples run so far (including the padding at the end).
     fed: usize,
-    /// Output samples dropped or handed out so far.
-    out_pos: usize,
     end: Option<usize>,
     inp: Vec<f32>,
     res: Vec<f32>,
@@ -70,7 +70,7 @@ struct BlockStream {
 }
 
 impl BlockStream {
-    fn new(block: usize, latency: usize, batch: usize, stems: usize) -> Self {
+    pub(super) fn new(block: usize, latency: usize, batch: usize, stems: usize) -> Self {
         let batch = batch.max(1);
         BlockStream {
             block,
@@ -79,13 +79,33 @@ impl BlockStream {
             stems,
             pending: [Vec::new(), Vec::new()],
             fed: 0,
-            out_pos: 0,
             end: None,
             inp: vec![0f32; batch * 2 * block],
             res: vec![0f32; batch * stems * 2 * block],
             out: vec![Vec::new(); stems * 2],
             holes: None,
         }
+    }
+
+    /// Take the next `x` ([2][len]), run the batches of blocks it completes and hand their
+    /// output (the latency removed) to `emit`, `[stems * 2]` frames in order.
+    pub(super) fn push<E>(&mut self, x: [&[f32]; 2], run: &mut RunChunks<'_, E>, emit: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), E>) -> Result<(), E> {
+        for (p, x) in self.pending.iter_mut().zip(x) {
+            p.extend_from_slice(x);
+        }
+        self.run(run, emit)
+    }
+
+    /// The signal has ended at `len` samples: pad the last block, and `latency` samples more to
+    /// flush the model, with zeros, run the rest and hand out the output up to `len`.
+    pub(super) fn finish<E>(&mut self, len: usize, run: &mut RunChunks<'_, E>, emit: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), E>) -> Result<(), E> {
+        let received = self.fed + self.pending[0].len();
+        let total = (len + self.latency).div_ceil(self.block) * self.block;
+        for p in &mut self.pending {
+            p.resize(p.len() + total.saturating_sub(received), 0.0);
+        }
+        self.end = Some(len);
+        self.run(run, emit)
     }
 
     fn run<E>(&mut self, run: &mut RunChunks<'_, E>, emit: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), E>) -> Result<(), E> {
@@ -122,7 +142,6 @@ impl BlockStream {
                     o.clear();
                     o.extend_from_slice(&self.res[(j * s * 2 + k) * b + lo..(j * s * 2 + k) * b + hi]);
                 }
-                self.out_pos += hi - lo;
                 emit(&self.out)?;
             }
             self.fed += m * b;
@@ -139,27 +158,14 @@ impl Chunker {
     fn push<E>(&mut self, x: [&[f32]; 2], run: &mut RunChunks<'_, E>, emit: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), E>) -> Result<(), E> {
         match self {
             Chunker::Overlap(st) => st.push(x, run, emit),
-            Chunker::Blocks(bs) => {
-                for ch in 0..2 {
-                    bs.pending[ch].extend_from_slice(x[ch]);
-                }
-                bs.run(run, emit)
-            }
+            Chunker::Blocks(bs) => bs.push(x, run, emit),
         }
     }
 
     fn finish<E>(&mut self, len: usize, run: &mut RunChunks<'_, E>, emit: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), E>) -> Result<(), E> {
         match self {
             Chunker::Overlap(st) => st.finish(len, run, emit),
-            Chunker::Blocks(bs) => {
-                let received = bs.fed + bs.pending[0].len();
-                let total = (len + bs.latency).div_ceil(bs.block) * bs.block;
-                for p in &mut bs.pending {
-                    p.resize(p.len() + total.saturating_sub(received), 0.0);
-                }
-                bs.end = Some(len);
-                bs.run(run, emit)
-            }
+            Chunker::Blocks(bs) => bs.finish(len, run, emit),
         }
     }
 }
@@ -431,126 +437,13 @@ impl Separator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nets::{Event, ModelBuilder, ModelError, ModelInfo, Pass, SeparationModel, Target};
-    use candle_core::Device;
-
-    /// A stand-in network whose output depends on where a sample sits in its chunk and on the
-    /// whole chunk: stem s = (s + 1) * x * (1 + t / C + 10 * mean(x)). As a streaming model
-    /// (`latency` > 0) it applies the same to its input `latency` samples late, keeping the
-    /// last `latency` samples between calls.
-    struct Fake {
-        info: ModelInfo,
-        latency: usize,
-        tail: [Vec<f32>; 2],
-    }
-
-    impl SeparationModel for Fake {
-        fn info(&self) -> &ModelInfo {
-            &self.info
-        }
-        fn device(&self) -> &Device {
-            &Device::Cpu
-        }
-        fn process(&mut self, input: &[f32], n: usize, out: &mut [f32], _pass: &mut Pass<'_>) -> candle_core::Result<()> {
-            let (b, s) = (self.info.unit_len(), self.info.stems.len());
-            for j in 0..n {
-                for ch in 0..2 {
-                    let x = &input[(j * 2 + ch) * b..(j * 2 + ch + 1) * b];
-                    let mean = x.iter().sum::<f32>() / b as f32;
-                    let mut line = std::mem::take(&mut self.tail[ch]);
-                    line.extend_from_slice(x);
-                    for si in 0..s {
-                        for t in 0..b {
-                            out[((j * s + si) * 2 + ch) * b + t] = (si + 1) as f32 * line[t] * (1.0 + t as f32 / b as f32 + 10.0 * mean);
-                        }
-                    }
-                    self.tail[ch] = line[b..].to_vec();
-                }
-            }
-            Ok(())
-        }
-        fn reset(&mut self) {
-            self.tail = [vec![0.0; self.latency], vec![0.0; self.latency]];
-        }
-        fn backend_name(&self) -> &'static str {
-            "test"
-        }
-    }
-
-    struct FakeBuilder(ModelInfo, usize);
-
-    impl ModelBuilder for FakeBuilder {
-        fn info(&self) -> ModelInfo {
-            self.0.clone()
-        }
-        fn build(&mut self, _: &Target<'_>, _: &mut Vec<Event>) -> Result<Box<dyn SeparationModel>, ModelError> {
-            let mut m = Fake { info: self.0.clone(), latency: self.1, tail: [vec![], vec![]] };
-            m.reset();
-            Ok(Box::new(m))
-        }
-    }
-
-    #[derive(Debug)]
-    enum E {
-        #[allow(dead_code)]
-        Engine(EngineError),
-        #[allow(dead_code)]
-        Audio(AudioError),
-    }
-    impl From<EngineError> for E {
-        fn from(e: EngineError) -> Self {
-            E::Engine(e)
-        }
-    }
-    impl From<AudioError> for E {
-        fn from(e: AudioError) -> Self {
-            E::Audio(e)
-        }
-    }
-
-    fn signal(n: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut state = seed;
-        (0..2)
-            .map(|ch| {
-                (0..n)
-                    .map(|i| {
-                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                        let noise = ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5;
-                        0.3 * (i as f32 * 0.013 * (ch + 1) as f32).sin() + 0.2 * noise
-                    })
-                    .collect()
-            })
-            .collect()
-    }
+    use crate::engine::testing::{fake_separator, positional, signal};
+    use crate::nets::ModelInfo;
 
     /// FNV-1a over the bits of every sample `separate_streaming` hands out, output by output,
     /// for `x` fed in blocks of uneven sizes.
     fn digest(sep: &mut Separator, x: &[Vec<f32>], rate: u32, settings: StreamSettings) -> u64 {
-        let sizes = [1000usize, 4097, 333, 1, 8192, 20000];
-        let (mut pos, mut k, n) = (0, 0, x[0].len());
-        let mut source = |b: &mut [Vec<f32>; 2]| -> Result<bool, E> {
-            if pos >= n {
-                return Ok(false);
-            }
-            let m = sizes[k % sizes.len()].min(n - pos);
-            k += 1;
-            for ch in 0..2 {
-                b[ch].clear();
-                b[ch].extend_from_slice(&x[ch][pos..pos + m]);
-            }
-            pos += m;
-            Ok(true)
-        };
-        let mut out: Vec<Vec<f32>> = Vec::new();
-        let mut sink = |s: &[Vec<f32>]| -> Result<(), E> {
-            out.resize(s.len(), Vec::new());
-            for (o, s) in out.iter_mut().zip(s) {
-                o.extend_from_slice(s);
-            }
-            Ok(())
-        };
-        let got = sep.separate_streaming(rate, &settings, &mut source, &mut sink).unwrap();
-        assert_eq!(got as usize, n);
+        let out = crate::testing::stream_in_uneven_blocks(sep, x, rate, settings);
         let mut h = 0xcbf2_9ce4_8422_2325u64;
         for v in std::iter::once(out.len()).chain(out.iter().map(Vec::len)) {
             for b in (v as u64).to_le_bytes() {
@@ -572,7 +465,7 @@ mod tests {
             complement: complement.then(|| "rest".into()),
             schedule,
         };
-        Separator::new(Box::new(FakeBuilder(info, latency)), &Default::default()).unwrap()
+        fake_separator(info, positional, latency)
     }
 
     /// The stems `separate_streaming` hands out, pinned to the bit (values recorded before the

@@ -37,7 +37,7 @@
 
 pub mod budget;
 pub mod cache;
-pub mod detach;
+pub use crate::detach;
 pub mod editor;
 pub mod host;
 pub mod ids;

@@ -199,43 +199,11 @@ impl Streamer {
 mod tests {
     use super::*;
     use crate::dsp::overlap::{self, OverlapParams, Scheme};
+    use crate::engine::testing::{self, positional, signal};
 
-    /// A stand-in for the network whose output depends on where a sample sits in its chunk and
-    /// on the whole chunk, so any misalignment of the chunk grid or any difference in a chunk's
-    /// content shows: stem s = (s + 1) * x * (1 + t / C + 10 * mean(x)). Like the real network
-    /// (whose output is multiplied by its first convolution of the input), it maps silence to
-    /// silence.
+    /// The fake network of the engine's tests ([`positional`]) as a chunk runner.
     fn fake_run(c: usize, stems: usize) -> impl FnMut(&[f32], usize, &mut [f32]) -> Result<(), ()> {
-        move |input: &[f32], n: usize, out: &mut [f32]| {
-            for j in 0..n {
-                for ch in 0..2 {
-                    // Like the network, the output depends on the whole chunk (its mean here).
-                    let x = &input[(j * 2 + ch) * c..(j * 2 + ch + 1) * c];
-                    let mean = x.iter().sum::<f32>() / c as f32;
-                    for s in 0..stems {
-                        for t in 0..c {
-                            out[((j * stems + s) * 2 + ch) * c + t] = (s + 1) as f32 * x[t] * (1.0 + t as f32 / c as f32 + 10.0 * mean);
-                        }
-                    }
-                }
-            }
-            Ok(())
-        }
-    }
-
-    fn signal(n: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut state = seed;
-        (0..2)
-            .map(|ch| {
-                (0..n)
-                    .map(|i| {
-                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                        let noise = ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5;
-                        0.3 * (i as f32 * 0.013 * (ch + 1) as f32).sin() + 0.2 * noise
-                    })
-                    .collect()
-            })
-            .collect()
+        testing::fake_run(positional, c, stems)
     }
 
     /// Stream `x` (host rate) block by block, followed by enough silence to flush; returns the

@@ -258,25 +258,29 @@ fn recovering_from_slow_chunks_never_plays_silence_and_every_switch_is_a_crossfa
     assert!(r.out[1][0][tail].iter().any(|v| *v != 0.0), "the stems never came back");
 }
 
-/// Stems that sum to twice the input, position-independent: on a DC input the wet main
-/// output is exactly twice the dry one, so the shape of every switch can be read off.
-struct Doubling {
+/// A two-stem stand-in engine whose chunks a closure computes: `chunk(k, input, out)` writes
+/// the stems of the `k`-th chunk computed (from 0) and may return a warning, which the engine
+/// then reports as a real one does after a GPU fallback ([`ChunkEngine::take_warnings`]).
+struct Scripted<F> {
     c: usize,
-    /// Chunks `[from, to)` (counted among those computed) take `delay`.
-    slow: (usize, usize),
-    delay: Duration,
+    name: &'static str,
+    chunk: F,
     done: usize,
+    warnings: Vec<String>,
 }
 
-impl ChunkEngine for Doubling {
+fn scripted<F>(plan: &StreamPlan, name: &'static str, chunk: F) -> Scripted<F>
+where
+    F: FnMut(usize, &[f32], &mut [f32]) -> Option<String> + Send,
+{
+    assert_eq!(plan.stems, 2, "a scripted engine has two stems");
+    Scripted { c: plan.chunk, name, chunk, done: 0, warnings: vec![] }
+}
+
+impl<F: FnMut(usize, &[f32], &mut [f32]) -> Option<String> + Send> ChunkEngine for Scripted<F> {
     fn process(&mut self, input: &[f32], out: &mut [f32]) -> Result<(), String> {
-        if (self.slow.0..self.slow.1).contains(&self.done) {
-            std::thread::sleep(self.delay);
-        }
+        self.warnings.extend((self.chunk)(self.done, input, out));
         self.done += 1;
-        for s in 0..2 {
-            out[s * 2 * self.c..(s + 1) * 2 * self.c].copy_from_slice(input);
-        }
         Ok(())
     }
     fn chunk_len(&self) -> usize {
@@ -286,7 +290,10 @@ impl ChunkEngine for Doubling {
         2
     }
     fn describe(&self) -> String {
-        "doubling".into()
+        self.name.into()
+    }
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 }
 
@@ -299,7 +306,17 @@ fn every_switch_between_stems_and_dry_is_a_linear_10_ms_crossfade() {
     let lat = plan.latency_samples();
     let n = 44100 * 2;
     let x = [vec![0.5f32; n], vec![0.5f32; n]];
-    let engine = Doubling { c: plan.chunk, slow: (40, 46), delay: Duration::from_millis(150), done: 0 };
+    // Stems that sum to twice the input, position-independent: on a DC input the wet main
+    // output is exactly twice the dry one, so the shape of every switch can be read off.
+    let engine = scripted(&plan, "doubling", |k, input, out| {
+        if (40..46).contains(&k) {
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let (a, b) = out.split_at_mut(input.len());
+        a.copy_from_slice(input);
+        b.copy_from_slice(input);
+        None
+    });
     let r = run(&plan, Host::Paced, engine, &x, 7, false);
     assert!(r.shared.dropouts.load(Ordering::Relaxed) > 0, "the slow chunks caused no dry fallback: the test proves nothing");
     let fade = FADE_SECONDS * 44100.0;
@@ -334,37 +351,19 @@ fn every_switch_between_stems_and_dry_is_a_linear_10_ms_crossfade() {
     }
 }
 
-/// Records whether arithmetic on a subnormal number flushes to zero inside `process`.
-struct DenormalProbe {
-    c: usize,
-    flushed: Arc<std::sync::atomic::AtomicU32>,
-    unflushed: Arc<std::sync::atomic::AtomicU32>,
-}
-
-impl ChunkEngine for DenormalProbe {
-    fn process(&mut self, _input: &[f32], out: &mut [f32]) -> Result<(), String> {
-        let v = std::hint::black_box(1e-39f32) * std::hint::black_box(1.0f32);
-        let counter = if v == 0.0 { &self.flushed } else { &self.unflushed };
-        counter.fetch_add(1, Ordering::Relaxed);
-        out.fill(0.0);
-        Ok(())
-    }
-    fn chunk_len(&self) -> usize {
-        self.c
-    }
-    fn num_stems(&self) -> usize {
-        2
-    }
-    fn describe(&self) -> String {
-        "denormal probe".into()
-    }
-}
-
 #[test]
 fn the_inference_thread_flushes_denormals() {
     let plan = StreamPlan::new(44100, 44100, 1984, 4, 2, 512, 0).unwrap();
     let (flushed, unflushed) = (Arc::new(std::sync::atomic::AtomicU32::new(0)), Arc::new(std::sync::atomic::AtomicU32::new(0)));
-    let engine = DenormalProbe { c: plan.chunk, flushed: flushed.clone(), unflushed: unflushed.clone() };
+    // Records whether arithmetic on a subnormal number flushes to zero inside `process`.
+    let (f, u) = (flushed.clone(), unflushed.clone());
+    let engine = scripted(&plan, "denormal probe", move |_, _, out| {
+        let v = std::hint::black_box(1e-39f32) * std::hint::black_box(1.0f32);
+        let counter = if v == 0.0 { &f } else { &u };
+        counter.fetch_add(1, Ordering::Relaxed);
+        out.fill(0.0);
+        None
+    });
     run(&plan, Host::Offline, engine, &signal(20000), 1, false);
     assert!(flushed.load(Ordering::Relaxed) > 0, "no chunk ran");
     assert_eq!(unflushed.load(Ordering::Relaxed), 0, "the inference thread computes with denormals");
@@ -372,40 +371,15 @@ fn the_inference_thread_flushes_denormals() {
     assert_ne!(std::hint::black_box(1e-39f32) * std::hint::black_box(1.0f32), 0.0);
 }
 
-/// Warns once, on its third chunk, as an engine does after a GPU fallback.
-struct Warning {
-    c: usize,
-    done: usize,
-    pending: Vec<String>,
-}
-
-impl ChunkEngine for Warning {
-    fn process(&mut self, _input: &[f32], out: &mut [f32]) -> Result<(), String> {
-        self.done += 1;
-        if self.done == 3 {
-            self.pending.push("CUDA out of memory: batch halved to 1".into());
-        }
-        out.fill(0.0);
-        Ok(())
-    }
-    fn chunk_len(&self) -> usize {
-        self.c
-    }
-    fn num_stems(&self) -> usize {
-        2
-    }
-    fn describe(&self) -> String {
-        "warning".into()
-    }
-    fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.pending)
-    }
-}
-
 #[test]
 fn an_engine_warning_while_playing_is_shown_in_the_editor_status() {
     let plan = StreamPlan::new(44100, 44100, 1984, 4, 2, 512, 0).unwrap();
-    let r = run(&plan, Host::Offline, Warning { c: plan.chunk, done: 0, pending: vec![] }, &signal(20000), 1, false);
+    // Warns once, on its third chunk, as an engine does after a GPU fallback.
+    let engine = scripted(&plan, "warning", |k, _, out| {
+        out.fill(0.0);
+        (k == 2).then(|| "CUDA out of memory: batch halved to 1".to_string())
+    });
+    let r = run(&plan, Host::Offline, engine, &signal(20000), 1, false);
     let lines = crate::plugin::editor::status_lines(&r.shared);
     assert!(lines.iter().any(|(_, l)| l == "Note: CUDA out of memory: batch halved to 1"), "{lines:?}");
     assert_eq!(lines[0], (crate::plugin::editor::Tone::Good, "Ready on warning".to_string()));

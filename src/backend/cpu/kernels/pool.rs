@@ -7,6 +7,8 @@
 //! two engines in one process (two plugin instances) can use different counts.
 
 use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// The thread count `n` stands for: `n`, or every core this process may run on when `n` is 0.
 pub fn resolve_threads(n: usize) -> usize {
@@ -18,21 +20,70 @@ pub fn resolve_threads(n: usize) -> usize {
 
 /// A rayon pool of [`resolve_threads`]`(n)` threads named `mdx-cpu-<i>`, with denormals
 /// flushed to zero on every thread ([`flush_denormals`]).
-pub fn build(n: usize) -> Result<Arc<rayon::ThreadPool>, rayon::ThreadPoolBuildError> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(resolve_threads(n))
-        .thread_name(|i| format!("mdx-cpu-{i}"))
-        .start_handler(|_| flush_denormals())
-        .build()
-        .map(Arc::new)
+pub fn build(n: usize) -> Result<Arc<CpuPool>, rayon::ThreadPoolBuildError> {
+    CpuPool::new(rayon::ThreadPoolBuilder::new().num_threads(resolve_threads(n)))
+}
+
+/// A rayon pool whose threads this crate spawns, so that freeing it ends them. Rayon's own
+/// pool only tells its threads to end when it is dropped: they run on for a moment, in the
+/// plugin's library, which the host may unload as soon as the last plugin instance is gone.
+/// Dropping the last reference to a `CpuPool` ends its threads and joins them, waiting at most
+/// [`crate::detach::GRACE`] (idle threads end within microseconds); a thread still running then
+/// is left to end on its own with the library pinned ([`crate::detach::join_or_detach`]).
+pub struct CpuPool {
+    /// `None` only while it is dropped.
+    pool: Option<rayon::ThreadPool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl CpuPool {
+    /// `builder`'s pool, its threads named `mdx-cpu-<i>`, denormals flushed on each.
+    fn new(builder: rayon::ThreadPoolBuilder) -> Result<Arc<Self>, rayon::ThreadPoolBuildError> {
+        let mut threads = Vec::new();
+        let pool = builder
+            .thread_name(|i| format!("mdx-cpu-{i}"))
+            .start_handler(|_| flush_denormals())
+            .spawn_handler(|thread| {
+                let mut b = std::thread::Builder::new();
+                if let Some(name) = thread.name() {
+                    b = b.name(name.to_owned());
+                }
+                if let Some(size) = thread.stack_size() {
+                    b = b.stack_size(size);
+                }
+                threads.push(b.spawn(move || thread.run())?);
+                Ok(())
+            })
+            .build()?;
+        Ok(Arc::new(CpuPool { pool: Some(pool), threads }))
+    }
+}
+
+impl std::ops::Deref for CpuPool {
+    type Target = rayon::ThreadPool;
+    fn deref(&self) -> &rayon::ThreadPool {
+        self.pool.as_ref().expect("the pool lives until it is dropped")
+    }
+}
+
+impl Drop for CpuPool {
+    fn drop(&mut self) {
+        // Rayon tells the threads to end once their jobs (none: no engine uses the pool) are done.
+        drop(self.pool.take());
+        let deadline = Instant::now() + crate::detach::GRACE;
+        let me = std::thread::current().id();
+        for t in self.threads.drain(..).filter(|t| t.thread().id() != me) {
+            crate::detach::join_or_detach(t, deadline, "a CPU pool thread");
+        }
+    }
 }
 
 /// The process's pool of [`resolve_threads`]`(n)` threads: every engine that asks for the same
 /// count shares one pool (built on first use, freed with its last user), so several plugin
 /// instances share one CPU budget instead of each taking that many cores. Their chunks then
 /// take turns on the same threads.
-pub fn shared(n: usize) -> Result<Arc<rayon::ThreadPool>, rayon::ThreadPoolBuildError> {
-    static POOLS: Mutex<Vec<(usize, Weak<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
+pub fn shared(n: usize) -> Result<Arc<CpuPool>, rayon::ThreadPoolBuildError> {
+    static POOLS: Mutex<Vec<(usize, Weak<CpuPool>)>> = Mutex::new(Vec::new());
     let n = resolve_threads(n);
     let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
     pools.retain(|(_, w)| w.strong_count() > 0);
@@ -142,6 +193,53 @@ mod tests {
         assert_eq!(a.current_num_threads(), 3);
         let c = shared(2).unwrap();
         assert!(!Arc::ptr_eq(&a, &c));
+    }
+
+    thread_local! {
+        /// Set on a pool thread: counts it as alive until the thread has ended.
+        static ALIVE: std::cell::RefCell<Option<Alive>> = const { std::cell::RefCell::new(None) };
+    }
+
+    struct Alive(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn freeing_the_last_reference_to_a_pool_ends_its_threads_before_it_returns() {
+        // After the last engine is freed, no thread may still run code of the plugin's library
+        // (the host may unload it): every thread has ended, its thread-locals dropped.
+        use std::sync::atomic::Ordering::SeqCst;
+        let alive = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let pool = build(4).unwrap();
+        let other = pool.clone();
+        pool.broadcast(|_| {
+            alive.fetch_add(1, SeqCst);
+            ALIVE.with(|a| *a.borrow_mut() = Some(Alive(alive.clone())));
+        });
+        assert_eq!(alive.load(SeqCst), 4);
+        drop(pool);
+        assert_eq!(alive.load(SeqCst), 4, "a pool still referenced keeps its threads");
+        drop(other);
+        assert_eq!(alive.load(SeqCst), 0, "pool threads outlived the pool");
+    }
+
+    #[test]
+    fn a_pool_thread_that_does_not_end_is_left_running_after_the_grace() {
+        // The threads take 400 ms to end: freeing the pool waits no longer than the grace
+        // (the library is pinned meanwhile; the test binary is the executable, never unloaded).
+        let pool = CpuPool::new(rayon::ThreadPoolBuilder::new().num_threads(2).exit_handler(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        }))
+        .unwrap();
+        let start = Instant::now();
+        drop(pool);
+        let took = start.elapsed();
+        assert!(took < crate::detach::GRACE + std::time::Duration::from_millis(30), "freeing the pool took {took:?}");
+        assert!(crate::detach::pin_library());
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Threads that may outlive the plugin instance that started them.
+//! Threads that may outlive the plugin instance that started them: the plugin's inference and
+//! loader threads ([`crate::plugin`]), and the CPU pool's threads after the last engine that
+//! used them is freed ([`crate::backend::cpu::kernels::pool::CpuPool`]).
 //!
 //! Removing or deactivating the plugin never waits for a chunk or a model load (seconds on a
 //! CPU). The plugin asks its threads to stop, waits at most [`GRACE`] for them (all of them
