@@ -285,7 +285,7 @@ impl EditorApp {
             }
             .color(ui);
             let bar = egui::ProgressBar::new((load / 1.5).clamp(0.0, 1.0))
-                .text(egui::RichText::new(format!("{:.0}% of real time", 100.0 * load)).color(egui::Color32::BLACK))
+                .text(format!("{:.0}% of real time", 100.0 * load))
                 .fill(fill)
                 .desired_width(220.0);
             ui.add(bar);
