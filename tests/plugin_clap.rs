@@ -370,9 +370,16 @@ fn state_round_trip_restores_model_settings_and_parameters() {
     assert!(latency_a as usize > 3968 + 1322);
 }
 
-/// The editor opens, renders for a while and closes without crashing (X11 only; needs a
-/// display, e.g. `xvfb-run -s "-screen 0 1024x768x24" cargo test --test plugin_clap -- --ignored editor`).
-/// With `MDX_STEMS_SCREENSHOT=<file.xwd>` it also saves a screenshot (`xwd -root`).
+/// The editor opens, draws its meters while audio plays, is drawn again at 200% and closes
+/// without crashing (X11 only; needs a display). The screen is read back, either from the
+/// framebuffer file of an `Xvfb -fbdir` server (`MDX_STEMS_XVFB_FB`) or with `xwd -root`, and
+/// must show the meters (runs of the meter colour, as wide as a meter's level) at both scales.
+/// It loads the debug cdylib that `cargo test` builds.
+/// As CI runs it (.ci/run):
+/// `mkdir -p target/xvfb && xvfb-run -a -s "-screen 0 1280x1344x24 -fbdir $PWD/target/xvfb"
+/// env MDX_STEMS_XVFB_FB=$PWD/target/xvfb/Xvfb_screen0 cargo test --test plugin_clap -- --ignored editor`.
+/// With `MDX_STEMS_SCREENSHOT=<file.png>` it also saves the editor at 100% as a PNG (the
+/// README's docs/editor.png).
 #[test]
 #[ignore = "needs an X display (xvfb-run)"]
 fn editor_opens_renders_and_closes() {
@@ -386,24 +393,182 @@ fn editor_opens_renders_and_closes() {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok()))
         .expect("root window id");
-    let m = TempModel::new(FOUR, "editor");
-    let mut plug = Plug::load(&release_clap());
-    plug.set_fields(&[("model_path", json!(m.ckpt))]);
+    // The debug cdylib that `cargo test` builds: its allocation check (any allocation in
+    // `process` aborts) also covers the meters while the editor draws. The built-in separator
+    // (drums, harmonic, residual): real stems at real levels, for the screenshot.
+    let mut plug = Plug::load(&debug_cdylib());
+    plug.set_fields(&[("model_path", json!(mdx_stems::nets::builtin::DEFAULT))]);
     plug.activate(48000.0, 512);
     let x = song(48000, 1.0, 4);
     let _ = render(&mut plug, &x, x[0].len(), 512, 3);
     let (w, h) = plug.open_editor_x11(id as std::ffi::c_ulong);
     assert!(w >= 400 && h >= 400, "editor size {w}x{h}");
+    // A 440 Hz sine at -6 dBFS plays in real time while the editor draws.
+    let mut out = outputs();
+    let mut n = 0usize;
+    let mut play = |plug: &mut Plug, secs: f32| {
+        let t = Instant::now();
+        while t.elapsed().as_secs_f32() < secs {
+            // 512 frames (10.7 ms at 48 kHz) per 12 ms: live, never faster than real time.
+            let block: Vec<f32> = (n..n + 512).map(|i| 0.5 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 48000.0).sin()).collect();
+            n += 512;
+            plug.process([&block, &block], &mut out);
+            plug.pump();
+            std::thread::sleep(Duration::from_millis(12));
+        }
+    };
+    play(&mut plug, 3.0);
+    let shot = screen();
+    let run = shot.longest_run(meter_green(), (0, 0, w, h));
+    eprintln!("100%: editor {w}x{h}, longest run of the meter colour {run} px");
+    // The meter bars are 340 px wide from -60 to +6 dB; the green part ends at -12 dB (247 px):
+    // the main output at -6 dB (the sine, whose stems add up to it) fills it.
+    assert!(run >= 240, "no meter drawn at 100% (longest run of the meter colour: {run} px)");
+    assert!(shot.colours((0, 0, w, h)) >= 8, "the editor looks blank");
+    if let Some(path) = std::env::var_os("MDX_STEMS_SCREENSHOT") {
+        shot.write_png(std::path::Path::new(&path), (0, 0, w, h));
+        eprintln!("screenshot {}", std::path::Path::new(&path).display());
+    }
+
+    // 200%: the host's scale doubles the window, and the meters are drawn twice as wide.
+    plug.set_editor_scale(2.0);
+    play(&mut plug, 2.0);
+    let (w2, h2) = plug.editor_size();
+    assert_eq!((w2, h2), (2 * w, 2 * h), "size at 200%");
+    let shot = screen();
+    let run2 = shot.longest_run(meter_green(), (0, 0, w2, h2));
+    eprintln!("200%: editor {w2}x{h2}, longest run of the meter colour {run2} px");
+    assert!(run2 >= 480, "no meter drawn at 200% (longest run of the meter colour: {run2} px)");
+    plug.close_editor();
+    // Let the editor's window thread finish closing before the plugin is unloaded.
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(3) {
+    while t.elapsed() < Duration::from_millis(300) {
         plug.pump();
         std::thread::sleep(Duration::from_millis(20));
     }
-    if let Some(path) = std::env::var_os("MDX_STEMS_SCREENSHOT") {
-        let ok = Command::new("xwd").args(["-root", "-silent", "-out"]).arg(&path).status().map(|s| s.success()).unwrap_or(false);
-        eprintln!("screenshot {}: {}", std::path::Path::new(&path).display(), if ok { "written" } else { "failed (xwd from x11-apps)" });
+}
+
+/// The meters' green ([`mdx_stems::plugin::editor::METER_GREEN`]), as the screen shows it.
+fn meter_green() -> [u8; 3] {
+    let c = mdx_stems::plugin::editor::METER_GREEN;
+    [c.r(), c.g(), c.b()]
+}
+
+/// The X screen, read back: RGB rows.
+struct Screen {
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+/// The root window now: the `Xvfb -fbdir` framebuffer file when `MDX_STEMS_XVFB_FB` names it,
+/// else `xwd -root` (x11-apps). Both are XWD images.
+fn screen() -> Screen {
+    let bytes = match std::env::var_os("MDX_STEMS_XVFB_FB") {
+        Some(path) => std::fs::read(&path).expect("the Xvfb framebuffer file"),
+        None => {
+            let out = Command::new("xwd").args(["-root", "-silent"]).output().expect("xwd (x11-apps), or set MDX_STEMS_XVFB_FB");
+            assert!(out.status.success(), "xwd failed");
+            out.stdout
+        }
+    };
+    parse_xwd(&bytes)
+}
+
+/// An XWD image (ZPixmap, 24 or 32 bits per pixel, true colour) as RGB.
+fn parse_xwd(b: &[u8]) -> Screen {
+    let be = |i: usize| u32::from_be_bytes(b[4 * i..4 * i + 4].try_into().unwrap());
+    let le = |i: usize| u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap());
+    // The header is big-endian as xwd writes it; read it either way (its size is small).
+    let field: &dyn Fn(usize) -> u32 = if be(0) < 4096 { &be } else { &le };
+    let (header, format, width, height) = (field(0) as usize, field(2), field(4), field(5));
+    let (byte_order, bpp, stride) = (field(7), field(11) as usize, field(12) as usize);
+    let (rmask, gmask, bmask, ncolors) = (field(14), field(15), field(16), field(19) as usize);
+    assert_eq!(format, 2, "XWD: not a ZPixmap");
+    assert!(bpp == 24 || bpp == 32, "XWD: {bpp} bits per pixel (run the X server at depth 24)");
+    let data = &b[header + 12 * ncolors..];
+    let shift = |m: u32| m.trailing_zeros();
+    let mut rgb = Vec::with_capacity((width * height * 3) as usize);
+    for y in 0..height as usize {
+        for x in 0..width as usize {
+            let p = &data[y * stride + x * bpp / 8..][..bpp / 8];
+            let mut v = 0u32;
+            for (k, byte) in p.iter().enumerate() {
+                v |= (*byte as u32) << if byte_order == 0 { 8 * k } else { 8 * (bpp / 8 - 1 - k) };
+            }
+            rgb.extend([(v & rmask) >> shift(rmask), (v & gmask) >> shift(gmask), (v & bmask) >> shift(bmask)].map(|c| c as u8));
+        }
     }
-    plug.close_editor();
+    Screen { width, height, rgb }
+}
+
+impl Screen {
+    fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = 3 * (y * self.width + x) as usize;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+
+    /// The region (x, y, w, h), clipped to the screen.
+    fn clip(&self, (x, y, w, h): (u32, u32, u32, u32)) -> (u32, u32, u32, u32) {
+        (x, y, (x + w).min(self.width), (y + h).min(self.height))
+    }
+
+    /// The longest horizontal run of `colour` in the region.
+    fn longest_run(&self, colour: [u8; 3], region: (u32, u32, u32, u32)) -> u32 {
+        let (x0, y0, x1, y1) = self.clip(region);
+        let mut best = 0;
+        for y in y0..y1 {
+            let mut run = 0;
+            for x in x0..x1 {
+                run = if self.pixel(x, y) == colour { run + 1 } else { 0 };
+                best = best.max(run);
+            }
+        }
+        best
+    }
+
+    /// How many distinct colours the region has.
+    fn colours(&self, region: (u32, u32, u32, u32)) -> usize {
+        let (x0, y0, x1, y1) = self.clip(region);
+        let mut seen = std::collections::HashSet::new();
+        for y in y0..y1 {
+            for x in x0..x1 {
+                seen.insert(self.pixel(x, y));
+            }
+        }
+        seen.len()
+    }
+
+    /// Save the region as an RGB PNG (deflate from flate2, CRCs from crc32fast via flate2).
+    fn write_png(&self, path: &std::path::Path, region: (u32, u32, u32, u32)) {
+        use std::io::Write;
+        let (x0, y0, x1, y1) = self.clip(region);
+        let mut raw = Vec::new();
+        for y in y0..y1 {
+            raw.push(0u8); // filter: none
+            for x in x0..x1 {
+                raw.extend(self.pixel(x, y));
+            }
+        }
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&raw).unwrap();
+        let idat = z.finish().unwrap();
+        let mut ihdr = Vec::new();
+        ihdr.extend((x1 - x0).to_be_bytes());
+        ihdr.extend((y1 - y0).to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (kind, data) in [(b"IHDR", &ihdr), (b"IDAT", &idat), (b"IEND", &Vec::new())] {
+            png.extend((data.len() as u32).to_be_bytes());
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(data);
+            png.extend(kind);
+            png.extend(data.iter());
+            png.extend(crc.sum().to_be_bytes());
+        }
+        std::fs::write(path, png).expect("write the screenshot");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

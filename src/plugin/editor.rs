@@ -1,19 +1,25 @@
 //! The editor (nice-plug-egui), on the host's GUI thread.
 //!
-//! Shows the engine's status (loading, ready on which device, or why not), the engine's and
-//! the plugin's notices (GPU fallbacks, a model found again after it moved, ...), the latency,
-//! whether the host is rendering, a real-time load meter and the dropout count, all read from
-//! [`Shared`]; lists the models found in the user's folders (scanned on a helper thread that
-//! the editor joins) and accepts a path; edits the persisted settings (model, overlap,
+//! Shows a peak level meter with hold per output (main, and each stem output) from the peaks
+//! the audio thread publishes ([`super::shared::Meters`]; hold and decay in [`super::meter`]),
+//! the engine's status (loading, ready on which device, or why not), the engine's and
+//! the plugin's notices (GPU fallbacks, a model found again after it moved, ...), a model
+//! download's progress ([`super::fetch`], owned by the plugin: closing the editor never waits
+//! for it), the latency, whether the host is rendering, the real-time load as a bar and the
+//! dropout count, all read from [`Shared`]; lists the models found in the user's folders
+//! (scanned on a helper thread, never waited for when the editor closes) and accepts a path; edits the persisted settings (model, overlap,
 //! segment, precision, CPU threads, safety, render watchdog), which apply on the next
 //! activation (the audio thread asks the host for it as soon as they change); and the stem
 //! parameters (preset, gain, mute, solo) through the host's parameter setter.
 //!
 //! It repaints only when something changed: user input, or [`Shared::changed`] (the worker,
-//! the audio thread or the main thread after an update of what is shown).
+//! the audio thread or the main thread after an update of what is shown), and while a meter
+//! still falls.
 
 use super::params::{MAX_STEMS, MdxParams, OVERLAP_RANGE, PRESET_COUNT, PrecisionSetting, Preset, SAFETY_RANGE};
-use super::shared::{EngineState, Shared};
+use super::fetch::Downloads;
+use super::meter::{self, Ballistics};
+use super::shared::{EngineState, Meters, Shared};
 use crate::catalog::{self as models, ModelEntry};
 use nice_plug::prelude::*;
 use nice_plug_egui::widgets::ParamSlider;
@@ -21,6 +27,7 @@ use nice_plug_egui::{EguiEditor, EguiEditorState, EguiNiceSettings, NiceEguiApp,
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 pub type MdxEditor = EguiEditor<EditorApp>;
 
@@ -31,9 +38,16 @@ pub fn default_state() -> Arc<EguiEditorState> {
     EguiEditorState::from_size(nice_plug::editor::dpi::LogicalSize::new(SIZE.0 as f64, SIZE.1 as f64), 1.0)
 }
 
-pub fn create(params: Arc<MdxParams>, shared: Arc<Shared>, state: Arc<EguiEditorState>) -> Option<MdxEditor> {
+/// The editor of an instance; `stem_outputs`: the plugin has the stem outputs (meters for them).
+pub fn create(
+    params: Arc<MdxParams>,
+    shared: Arc<Shared>,
+    downloads: Arc<Downloads>,
+    state: Arc<EguiEditorState>,
+    stem_outputs: bool,
+) -> Option<MdxEditor> {
     let repaint = shared.repaint.clone();
-    let app = EditorApp { params, shared, gui: None, scan: Scan::default(), fetch: Fetch::default(), path_text: String::new() };
+    let app = EditorApp::new(params, shared, downloads, stem_outputs);
     create_egui_editor(state, repaint, EguiNiceSettings::new().with_tile("MDX Stems"), app)
 }
 
@@ -76,105 +90,63 @@ impl Scan {
     }
 }
 
+/// Closing the editor never waits for a scan (it hashes files): one still running finishes on
+/// its own ([`super::detach`]).
 impl Drop for Scan {
     fn drop(&mut self) {
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            super::detach::join_or_detach(t, Instant::now() + super::detach::GRACE, "the model scan");
         }
     }
 }
 
-/// One model download on a helper thread (never the GUI or audio thread): progress in
-/// atomics, the result in a slot; cancelled and joined when the editor closes.
-#[derive(Default)]
-struct Fetch {
-    name: String,
-    done: Arc<std::sync::atomic::AtomicU64>,
-    total: Arc<std::sync::atomic::AtomicU64>,
-    cancel: Arc<std::sync::atomic::AtomicBool>,
-    result: Arc<Mutex<Option<Result<String, String>>>>,
-    thread: Option<JoinHandle<()>>,
-    /// The last outcome, shown under the list.
-    message: String,
-}
+/// Colours of the meters: up to -12 dB, up to -3 dB, above (the Xvfb test finds the first in
+/// its screenshot).
+pub const METER_GREEN: egui::Color32 = egui::Color32::from_rgb(60, 200, 110);
+pub const METER_YELLOW: egui::Color32 = egui::Color32::from_rgb(230, 190, 50);
+pub const METER_RED: egui::Color32 = egui::Color32::from_rgb(235, 70, 55);
 
-impl Fetch {
-    fn start(&mut self, model: &'static crate::download::Available, done: RepaintNotifier) {
-        if self.thread.is_some() {
-            return;
-        }
-        use std::sync::atomic::Ordering::Relaxed;
-        self.name = model.name.to_string();
-        self.done.store(0, Relaxed);
-        self.total.store(0, Relaxed);
-        self.cancel.store(false, Relaxed);
-        self.message.clear();
-        let (d, t, out) = (self.done.clone(), self.total.clone(), self.result.clone());
-        let mut opts = crate::download::DownloadOptions::from_env();
-        opts.stall_timeout = std::time::Duration::from_secs(10);
-        opts.cancel = Some(self.cancel.clone());
-        self.thread = std::thread::Builder::new()
-            .name("mdx-stems download".into())
-            .spawn(move || {
-                let rp = done.clone();
-                let mut last = std::time::Instant::now();
-                let r = crate::download::download(model, &opts, &mut |done, total| {
-                    d.store(done, Relaxed);
-                    t.store(total.unwrap_or(0), Relaxed);
-                    if last.elapsed() > std::time::Duration::from_millis(100) {
-                        last = std::time::Instant::now();
-                        rp.request_repaint();
-                    }
-                });
-                if let Ok(mut o) = out.lock() {
-                    *o = Some(r.map(|p| p.to_string_lossy().into_owned()).map_err(|e| e.to_string()));
-                }
-                done.request_repaint();
-            })
-            .ok();
-    }
-
-    /// The finished download's path, once.
-    fn poll(&mut self) -> Option<String> {
-        if !self.thread.as_ref().is_some_and(|t| t.is_finished()) {
-            return None;
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        match self.result.lock().ok().and_then(|mut r| r.take()) {
-            Some(Ok(path)) => {
-                self.message = format!("Downloaded and verified {}", self.name);
-                Some(path)
-            }
-            Some(Err(e)) => {
-                self.message = e;
-                None
-            }
-            None => None,
-        }
-    }
-}
-
-impl Drop for Fetch {
-    fn drop(&mut self) {
-        self.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
+/// The editor's state (GUI thread). Dropped when the host closes the editor: nothing here waits.
 pub struct EditorApp {
     params: Arc<MdxParams>,
     shared: Arc<Shared>,
+    downloads: Arc<Downloads>,
+    /// Downloads already seen to have brought a model (a new one: rescan, show the path).
+    arrived: u32,
     gui: Option<GuiContext>,
     scan: Scan,
-    fetch: Fetch,
     path_text: String,
+    /// One meter per output ([`Meters::MAIN`], then the stems).
+    meters: [Ballistics; Meters::COUNT],
+    stem_outputs: bool,
+    clock: Instant,
 }
 
 use nice_plug::context::gui::GuiContext;
+
+impl EditorApp {
+    pub fn new(params: Arc<MdxParams>, shared: Arc<Shared>, downloads: Arc<Downloads>, stem_outputs: bool) -> Self {
+        let arrived = downloads.view().arrived;
+        EditorApp {
+            params,
+            shared,
+            downloads,
+            arrived,
+            gui: None,
+            scan: Scan::default(),
+            path_text: String::new(),
+            meters: [Ballistics::default(); Meters::COUNT],
+            stem_outputs,
+            clock: Instant::now(),
+        }
+    }
+
+    /// Start downloading model `name` with `job` (the plugin owns the download; see
+    /// [`super::fetch`]).
+    fn start_download(&mut self, name: &str, job: impl FnOnce(&mut super::fetch::Progress) -> Result<std::path::PathBuf, String> + Send + 'static) {
+        self.downloads.start(name, self.params.clone(), self.shared.clone(), job);
+    }
+}
 
 impl NiceEguiApp for EditorApp {
     fn build(
@@ -201,7 +173,10 @@ impl NiceEguiApp for EditorApp {
         egui::CentralPanel::default().show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
                 ui.heading("MDX Stems");
+                self.meters_ui(ui);
+                ui.separator();
                 self.status_ui(ui);
+                self.download_ui(ui);
                 ui.separator();
                 self.model_ui(ui);
                 ui.separator();
@@ -221,6 +196,30 @@ impl NiceEguiApp for EditorApp {
     }
 }
 
+/// One meter: the level as a bar (green, yellow above -12 dB, red above -3 dB), the hold as a
+/// light mark, dB ticks every 12 dB, full scale (0 dB) as a brighter tick.
+fn meter_bar(ui: &mut egui::Ui, m: &Ballistics, width: f32) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(width, 14.0), egui::Sense::hover());
+    let p = ui.painter_at(rect);
+    p.rect_filled(rect, 2.0, egui::Color32::from_gray(28));
+    let x = |db: f32| rect.left() + rect.width() * Ballistics::fraction(db);
+    let level = x(m.level_db);
+    for (from, to, color) in [(meter::FLOOR_DB, -12.0, METER_GREEN), (-12.0, -3.0, METER_YELLOW), (-3.0, meter::TOP_DB, METER_RED)] {
+        let (a, b) = (x(from), x(to).min(level));
+        if b > a {
+            p.rect_filled(egui::Rect::from_x_y_ranges(a..=b, rect.y_range()), 0.0, color);
+        }
+    }
+    for db in [-48.0, -36.0, -24.0, -12.0, 0.0] {
+        let gray = if db == 0.0 { 200 } else { 90 };
+        p.vline(x(db), rect.bottom() - 4.0..=rect.bottom(), egui::Stroke::new(1.0, egui::Color32::from_gray(gray)));
+    }
+    if m.hold_db > meter::FLOOR_DB {
+        let hx = x(m.hold_db).clamp(rect.left() + 1.0, rect.right() - 1.0);
+        p.vline(hx, rect.y_range(), egui::Stroke::new(2.0, egui::Color32::from_gray(235)));
+    }
+}
+
 /// How a status line is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {
@@ -228,6 +227,17 @@ pub enum Tone {
     Warn,
     Bad,
     Plain,
+}
+
+impl Tone {
+    fn color(self, ui: &egui::Ui) -> egui::Color32 {
+        match self {
+            Tone::Good => egui::Color32::from_rgb(90, 190, 90),
+            Tone::Warn => egui::Color32::from_rgb(200, 160, 60),
+            Tone::Bad => egui::Color32::from_rgb(220, 80, 80),
+            Tone::Plain => ui.visuals().text_color(),
+        }
+    }
 }
 
 /// The status block's first lines, as the editor shows them: the engine's state and status, a
@@ -251,13 +261,7 @@ pub fn status_lines(shared: &Shared) -> Vec<(Tone, String)> {
 impl EditorApp {
     fn status_ui(&self, ui: &mut egui::Ui) {
         for (tone, text) in status_lines(&self.shared) {
-            let color = match tone {
-                Tone::Good => egui::Color32::from_rgb(90, 190, 90),
-                Tone::Warn => egui::Color32::from_rgb(200, 160, 60),
-                Tone::Bad => egui::Color32::from_rgb(220, 80, 80),
-                Tone::Plain => ui.visuals().text_color(),
-            };
-            ui.colored_label(color, text);
+            ui.colored_label(tone.color(ui), text);
         }
         let info = self.shared.info();
         if !info.model.is_empty() {
@@ -272,8 +276,17 @@ impl EditorApp {
         let load = self.shared.load.load(Ordering::Relaxed);
         ui.horizontal(|ui| {
             ui.label("Load:");
+            let fill = if load > 1.0 {
+                Tone::Bad
+            } else if load > super::budget::LIVE_LOAD as f32 {
+                Tone::Warn
+            } else {
+                Tone::Good
+            }
+            .color(ui);
             let bar = egui::ProgressBar::new((load / 1.5).clamp(0.0, 1.0))
                 .text(format!("{:.0}% of real time", 100.0 * load))
+                .fill(fill)
                 .desired_width(220.0);
             ui.add(bar);
             ui.label(format!("dropouts: {}", self.shared.dropouts.load(Ordering::Relaxed)));
@@ -340,6 +353,49 @@ impl EditorApp {
         });
     }
 
+    /// A download's progress (with Cancel) while it runs, else its outcome.
+    fn download_ui(&self, ui: &mut egui::Ui) {
+        let v = self.downloads.view();
+        if v.running {
+            ui.horizontal(|ui| {
+                let frac = if v.total > 0 { v.done as f32 / v.total as f32 } else { 0.0 };
+                let text = format!("Downloading {}: {:.0} / {:.0} MB", v.name, v.done as f64 / 1e6, v.total as f64 / 1e6);
+                ui.add(egui::ProgressBar::new(frac).text(text).desired_width(420.0));
+                if ui.button("Cancel").clicked() {
+                    self.downloads.cancel();
+                }
+            });
+        } else if !v.message.is_empty() {
+            ui.label(&v.message);
+        }
+    }
+
+    /// Peak meters with hold: the main output, then each stem output of the model.
+    fn meters_ui(&mut self, ui: &mut egui::Ui) {
+        let now = self.clock.elapsed().as_secs_f64();
+        for (i, m) in self.meters.iter_mut().enumerate() {
+            m.update(self.shared.meters.take(i), now);
+        }
+        let names = self.shared.stem_names();
+        let stems = if self.stem_outputs { names.len().min(Meters::COUNT - 1) } else { 0 };
+        egui::Grid::new("meters").num_columns(3).spacing([8.0, 3.0]).show(ui, |ui| {
+            for i in 0..1 + stems {
+                let label = if i == Meters::MAIN { "Main".to_string() } else { format!("{} {}", i, names[i - 1]) };
+                ui.add_sized([110.0, 16.0], egui::Label::new(label).truncate());
+                meter_bar(ui, &self.meters[i], 340.0);
+                let hold = self.meters[i].hold_db;
+                let text = if hold <= meter::FLOOR_DB { "-inf dB".to_string() } else { format!("{hold:.1} dB") };
+                let color = if self.meters[i].over { METER_RED } else { ui.visuals().text_color() };
+                ui.add_sized([60.0, 16.0], egui::Label::new(egui::RichText::new(text).color(color).monospace()));
+                ui.end_row();
+            }
+        });
+        if self.meters.iter().any(Ballistics::moving) {
+            // Keep drawing while a meter falls (the repaint flag is polled about 60 times a second).
+            self.shared.repaint.request_repaint();
+        }
+    }
+
     fn choose_model(&mut self, path: String) {
         self.path_text = path.clone();
         self.params.model_path.put(path);
@@ -384,30 +440,21 @@ impl EditorApp {
                 pick = Some(self.path_text.trim().to_string());
             }
         });
-        if let Some(p) = self.fetch.poll() {
+        let view = self.downloads.view();
+        if view.arrived != self.arrived {
+            // A download brought a model (and made it the setting): list it, show its path.
+            self.arrived = view.arrived;
+            self.path_text = self.params.model_path.get();
             self.scan.start(self.shared.repaint.clone());
-            pick = Some(p);
         }
         egui::CollapsingHeader::new("Download MDX23C models").show(ui, |ui| {
-            let busy = self.fetch.thread.is_some();
             for m in crate::download::AVAILABLE {
                 ui.horizontal(|ui| {
-                    if ui.add_enabled(!busy, egui::Button::new("Download")).clicked() {
-                        self.fetch.start(m, self.shared.repaint.clone());
+                    if ui.add_enabled(!view.running, egui::Button::new("Download")).clicked() {
+                        self.start_download(m.name, super::fetch::catalog_job(m));
                     }
                     ui.label(format!("{} ({})", m.name, m.stems)).on_hover_text(format!("{}; {}", m.source, m.sdr));
                 });
-            }
-            if busy {
-                use std::sync::atomic::Ordering::Relaxed;
-                let (d, t) = (self.fetch.done.load(Relaxed), self.fetch.total.load(Relaxed));
-                let frac = if t > 0 { d as f32 / t as f32 } else { 0.0 };
-                ui.add(egui::ProgressBar::new(frac).text(format!("{}: {:.0} / {:.0} MB", self.fetch.name, d as f64 / 1e6, t as f64 / 1e6)));
-                if ui.button("Cancel").clicked() {
-                    self.fetch.cancel.store(true, Relaxed);
-                }
-            } else if !self.fetch.message.is_empty() {
-                ui.label(&self.fetch.message);
             }
         });
         if let Some(p) = pick {
@@ -544,5 +591,35 @@ impl EditorApp {
             }
         });
         ui.label("Each stem also plays on its own stereo output (\"Stem 1\", \"Stem 2\", ...): route them to tracks in the host.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::fetch::tests::{slow_job, wait_idle};
+    use std::sync::RwLock;
+    use std::time::Duration;
+
+    #[test]
+    fn closing_the_editor_never_waits_for_a_download_and_its_model_still_arrives() {
+        let names = Arc::new(RwLock::new(vec![]));
+        let (params, shared) = (Arc::new(MdxParams::new(names.clone())), Arc::new(Shared::new(names)));
+        let downloads = Arc::new(Downloads::default());
+        let mut app = EditorApp::new(params.clone(), shared.clone(), downloads.clone(), true);
+        app.start_download("Slow", slow_job(400));
+        assert!(downloads.view().running);
+        let t = Instant::now();
+        app.editor_closed();
+        drop(app);
+        assert!(t.elapsed() < Duration::from_millis(50), "closing the editor took {:?}", t.elapsed());
+        assert!(downloads.view().running, "the download goes on");
+        // It finishes with the editor closed, and its model becomes the setting.
+        let v = wait_idle(&downloads, Duration::from_secs(5));
+        assert!(!v.running);
+        assert_eq!(params.model_path.get(), "/models/fake.ckpt");
+        // An editor opened later shows the outcome.
+        let app = EditorApp::new(params, shared, downloads.clone(), true);
+        assert!(app.downloads.view().message.starts_with("Downloaded and verified Slow"));
     }
 }

@@ -20,7 +20,10 @@
 //! - [`stream`]: the worker's signal path (resample, UVR chunks, overlap-add, resample back).
 //! - [`params`]: parameters (per-stem gain/mute/solo, preset) and persisted settings.
 //! - [`shared`]: atomics, status and notices read by the editor.
-//! - [`editor`]: the egui editor.
+//! - [`editor`]: the egui editor; [`meter`]: its level meters' hold and decay (GUI thread)
+//!   from the peaks [`realtime::meter`] publishes (audio thread).
+//! - [`fetch`]: model downloads started from the editor, owned by the plugin instance so that
+//!   closing the editor never waits for one.
 //! - [`host`]: the host's name and the one quirk the plugin adapts to (which position the
 //!   host's transport reports).
 //! - `vst3_guard`: the VST3 export: nice-plug's VST3 wrapper behind a guard that hands it every
@@ -39,9 +42,11 @@ pub mod budget;
 pub mod cache;
 pub use crate::detach;
 pub mod editor;
+pub mod fetch;
 pub mod host;
 pub mod ids;
 pub mod loader;
+pub mod meter;
 pub mod pace;
 pub mod params;
 pub mod plan;
@@ -127,6 +132,8 @@ pub struct MdxStems<const STEM_OUTPUTS: bool> {
     retired: Vec<WorkerHandle>,
     /// Loads models in the background and keeps the last one across activations.
     loader: Loader,
+    /// A model download started from the editor (outlives the editor).
+    downloads: Arc<fetch::Downloads>,
     /// Settings generation this activation was planned with (audio thread compares).
     generation: u32,
     /// The audio thread has asked the host for a restart since the last activation.
@@ -147,6 +154,7 @@ impl<const STEM_OUTPUTS: bool> Default for MdxStems<STEM_OUTPUTS> {
             worker: None,
             retired: Vec::new(),
             loader: Loader::new(shared.clone()),
+            downloads: Arc::new(fetch::Downloads::default()),
             generation: 0,
             restart_requested: false,
             latency: 0,
@@ -186,7 +194,7 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
     }
 
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
-        editor::create(self.params.clone(), self.shared.clone(), self.editor_state.clone())
+        editor::create(self.params.clone(), self.shared.clone(), self.downloads.clone(), self.editor_state.clone(), STEM_OUTPUTS)
     }
 
     /// States saved before `state_version` existed (version 1) need no change: every field
@@ -297,13 +305,14 @@ impl<const STEM_OUTPUTS: bool> Plugin for MdxStems<STEM_OUTPUTS> {
                         ch.fill(0.0);
                     }
                 }
+                realtime::meter::publish(&self.shared, main, &ports);
             }
         }
         if self.latency > 0 { ProcessStatus::Tail(self.latency) } else { ProcessStatus::Normal }
     }
 }
 
-/// Removing the plugin never waits for a chunk or a model load in progress: every thread is
+/// Removing the plugin never waits for a chunk, a model load or a download in progress: every thread is
 /// asked to stop, those that end within [`detach::GRACE`] (all together) are joined, the others
 /// finish on their own ([`detach`]).
 impl<const STEM_OUTPUTS: bool> Drop for MdxStems<STEM_OUTPUTS> {
@@ -315,6 +324,7 @@ impl<const STEM_OUTPUTS: bool> Drop for MdxStems<STEM_OUTPUTS> {
             w.finish_by(deadline);
         }
         self.loader.finish_by(deadline);
+        self.downloads.shut_down(deadline);
     }
 }
 

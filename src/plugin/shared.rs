@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use super::params::StemNames;
+use super::params::{MAX_STEMS, StemNames};
 
 /// Where the engine stands, for the editor and for the audio thread's dry fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +94,38 @@ pub struct ActiveInfo {
     pub costs: Vec<super::budget::SegmentCost>,
 }
 
+/// The output peaks behind the editor's level meters, one per output: [`Meters::MAIN`], then
+/// stem output `s` at `1 + s`. The audio thread max-merges the peak of every buffer it played
+/// ([`Meters::publish`]: a compare-and-swap, no lock, no allocation); the editor takes them
+/// on each frame ([`Meters::take`], which clears them) and computes hold and decay itself
+/// ([`super::meter`]).
+pub struct Meters {
+    peaks: [AtomicF32; 1 + MAX_STEMS],
+}
+
+impl Meters {
+    /// The main output's index; stem output `s` is `1 + s`.
+    pub const MAIN: usize = 0;
+    pub const COUNT: usize = 1 + MAX_STEMS;
+
+    fn new() -> Self {
+        Meters { peaks: std::array::from_fn(|_| AtomicF32::new(0.0)) }
+    }
+
+    /// Audio thread: output `index` reached `peak` (absolute sample value) since the editor
+    /// last looked. Out-of-range indices are ignored.
+    pub fn publish(&self, index: usize, peak: f32) {
+        if let Some(p) = self.peaks.get(index) {
+            p.fetch_max(peak, Ordering::Relaxed);
+        }
+    }
+
+    /// Editor: the peak of output `index` since the last call, and clear it.
+    pub fn take(&self, index: usize) -> f32 {
+        self.peaks.get(index).map_or(0.0, |p| p.swap(0.0, Ordering::Relaxed))
+    }
+}
+
 /// Most notices kept (the oldest go first).
 const MAX_NOTICES: usize = 6;
 
@@ -117,6 +149,8 @@ pub struct Shared {
     pub chunk_secs: AtomicF32,
     /// Times playback fell back to the dry signal because results were late. Audio thread.
     pub dropouts: AtomicU32,
+    /// Output peaks for the level meters. Audio thread writes, editor takes.
+    pub meters: Meters,
     /// Peak resident memory of the host process and peak GPU memory of the engine, in MB
     /// (negative: unknown). Worker, about once a second.
     pub peak_rss_mb: AtomicF32,
@@ -150,6 +184,7 @@ impl Shared {
             load: AtomicF32::new(0.0),
             chunk_secs: AtomicF32::new(0.0),
             dropouts: AtomicU32::new(0),
+            meters: Meters::new(),
             peak_rss_mb: AtomicF32::new(-1.0),
             gpu_mb: AtomicF32::new(-1.0),
             play_position: AtomicU64::new(0),

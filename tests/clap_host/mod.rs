@@ -305,6 +305,23 @@ impl Plug {
         (size.width, size.height)
     }
 
+    /// Tell the editor the host's scale (CLAP `gui.set_scale`; 2.0 = 200%).
+    pub fn set_editor_scale(&mut self, scale: f64) {
+        use clack_extensions::gui::PluginGui;
+        let h = self.instance.plugin_handle();
+        let gui: PluginGui = h.get_extension().expect("gui extension");
+        gui.set_scale(&h, scale).expect("gui set_scale");
+    }
+
+    /// The editor's size in physical pixels.
+    pub fn editor_size(&mut self) -> (u32, u32) {
+        use clack_extensions::gui::PluginGui;
+        let h = self.instance.plugin_handle();
+        let gui: PluginGui = h.get_extension().expect("gui extension");
+        let size = gui.get_size(&h).expect("gui size");
+        (size.width, size.height)
+    }
+
     pub fn close_editor(&mut self) {
         use clack_extensions::gui::PluginGui;
         let h = self.instance.plugin_handle();

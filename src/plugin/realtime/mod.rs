@@ -26,12 +26,15 @@
 //! foreseen when the last 10 ms of the previous one begin (the next result is waited for there,
 //! within the live budget), and those 10 ms fade out, so both directions are whole crossfades.
 //!
+//! After each buffer, [`meter::publish`] hands the outputs' peaks to the editor's meters.
+//!
 //! Real time: nothing here allocates, frees or locks (received buffers are recycled through the
 //! pools, never dropped). The live wait polls the channel with short sleeps. While the host
 //! renders, waits block on the channel (which may allocate inside crossbeam, so they are
 //! wrapped in `permit_alloc`).
 
 mod dry;
+pub mod meter;
 mod pools;
 #[cfg(test)]
 mod tests;
@@ -182,6 +185,7 @@ impl AudioSide {
             }
         }
         self.transport.publish(&self.shared);
+        meter::publish(&self.shared, main, aux);
     }
 
     /// Send input block `index` and take a fresh buffer for the next one, waiting for one as

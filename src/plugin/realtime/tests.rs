@@ -401,3 +401,6 @@ fn the_complement_output_is_the_delayed_input_minus_the_target() {
         assert!(r.out[3][ch].iter().all(|v| *v == 0.0));
     }
 }
+
+// The level meters' input from the audio side: in its own file, tests/meters.rs.
+mod meters;
