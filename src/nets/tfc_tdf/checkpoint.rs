@@ -472,9 +472,10 @@ fn mismatch_hint(found: &BTreeMap<String, Vec<usize>>, cfg: &ModelConfig) -> Opt
     if let Some(s) = found.get("final_conv.2.weight") {
         if !s.is_empty() && s[0] != cfg.num_stems() * cfg.dim_c() && s[0] % cfg.dim_c() == 0 {
             return Some(format!(
-                "model produces {} stems but config lists {:?}",
+                "model produces {} stems but the config lists {} ({})",
                 s[0] / cfg.dim_c(),
-                cfg.stems()
+                cfg.num_stems(),
+                cfg.stems().join(", ")
             ));
         }
     }

@@ -392,8 +392,8 @@ impl ModelConfig {
         if let Some(t) = &self.target_instrument {
             if !self.instruments.contains(t) {
                 return bad(format!(
-                    "training.target_instrument `{t}` is not one of training.instruments {:?}",
-                    self.instruments
+                    "training.target_instrument `{t}` is not one of training.instruments ({})",
+                    self.instruments.join(", ")
                 ));
             }
         }
