@@ -155,6 +155,10 @@ impl NiceEguiApp for EditorApp {
         gui: GuiContext,
         _frame: &mut nice_plug_egui::Frame,
     ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
+        // The window's thread (baseview) can still be closing when a host closes the editor and
+        // unloads the plugin's library at once (removing the plugin with its window open): keep
+        // the library loaded from the first editor on, so that thread never runs unmapped code.
+        crate::detach::pin_library();
         self.gui = Some(gui);
         self.path_text = self.params.model_path.get();
         self.scan.start(self.shared.repaint.clone());
