@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor};
 use mdx_stems::device::{DeviceRequest, Precision};
 use mdx_stems::dsp::overlap::Scheme;
 use mdx_stems::engine::Separator;
-use mdx_stems::nets::roformer::checkpoint::{check_tensors, expected_tensors};
+use mdx_stems::nets::roformer::checkpoint::{check_tensors, expected_tensors, parameter_count};
 use mdx_stems::nets::roformer::model::Spectral;
 use mdx_stems::nets::roformer::{Bands, Roformer, RoformerConfig, RoformerModel};
 use mdx_stems::nets::tfc_tdf::Checkpoint;
@@ -123,6 +123,11 @@ fn config_reads_both_variants_and_names_what_it_refuses() {
     assert!(e.contains("summing to 130"), "{e}");
     let e = err(&GOOD_BS.replace("num_stems: 1", "num_stems: 2"));
     assert!(e.contains("num_stems is 2"), "{e}");
+    let e = err(&mel.replace("chunk_size: 2560", "chunk_size: 2500"));
+    assert!(e.contains("match_input_audio_length is false"), "{e}");
+    RoformerConfig::from_yaml_str(&mel.replace("chunk_size: 2560", "chunk_size: 2500").replace("  num_bands: 12\n", "  num_bands: 12\n  match_input_audio_length: true\n")).unwrap();
+    let e = err(&GOOD_BS.replace("  heads: 4\n", "  heads: 4\n  use_pope: true\n"));
+    assert!(e.contains("use_pope: true"), "{e}");
     eprintln!("config test: {:.2?}", t.elapsed());
 }
 
@@ -159,6 +164,8 @@ fn checkpoint_check_is_strict_and_names_the_tensor() {
         let mut ckpt = Checkpoint::read(&roformer_fixture_dir(&name).join("model.ckpt")).unwrap();
         assert_eq!(ckpt.shapes(), expected_tensors(&cfg), "{name}: the names and shapes of MSST's state_dict");
         check_tensors(&ckpt, &cfg).unwrap();
+        let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(roformer_fixture_dir(&name).join("meta.json")).unwrap()).unwrap();
+        assert_eq!(parameter_count(&cfg) as u64, meta["state_dict_floats"].as_u64().unwrap(), "{name}: parameter count");
         let key = "band_split.to_features.1.1.weight";
         let t = ckpt.tensors[key].clone();
         ckpt.tensors.insert(key.into(), t.narrow(1, 0, t.dim(1).unwrap() - 1).unwrap());
