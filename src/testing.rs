@@ -35,6 +35,11 @@ pub fn fixture_dir(name: &str) -> PathBuf {
     fixtures_root().join("mdx23c").join(name)
 }
 
+/// The golden data of RoFormer fixture model `name`: `<fixtures>/roformer/<name>`.
+pub fn roformer_fixture_dir(name: &str) -> PathBuf {
+    fixtures_root().join("roformer").join(name)
+}
+
 /// What [`stream_in_uneven_blocks`] can fail with.
 #[derive(Debug)]
 pub enum StreamFailure {

@@ -53,10 +53,13 @@ pub struct Stft {
 }
 
 impl Stft {
-    /// `len` must be a multiple of `hop` and larger than `n_fft / 2` (reflect padding).
+    /// `len` must be larger than `n_fft / 2` (reflect padding). Frames: `len / hop + 1`, as
+    /// torch counts them; when `len` is not a multiple of `hop`, the iSTFT still returns `len`
+    /// samples (torch's `length=`), which the frames must cover (`hop <= n_fft / 2` does).
     pub fn new(n_fft: usize, hop: usize, dim_f: usize, len: usize) -> Self {
-        assert!(n_fft >= 2 && n_fft % 2 == 0 && hop > 0 && len % hop == 0 && dim_f <= n_fft / 2 + 1);
+        assert!(n_fft >= 2 && n_fft % 2 == 0 && hop > 0 && dim_f <= n_fft / 2 + 1);
         assert!(len > n_fft / 2, "chunk of {len} samples is too short for n_fft {n_fft}");
+        assert!(len % hop == 0 || n_fft / 2 + hop * (len / hop) >= len, "hop {hop} too long for n_fft {n_fft}");
         let frames = len / hop + 1;
         let full = n_fft + hop * (frames - 1);
         let window = hann_window(n_fft);

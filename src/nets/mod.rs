@@ -6,6 +6,7 @@
 //! [`Schedule::Stream`].
 
 pub mod builtin;
+pub mod roformer;
 pub mod tfc_tdf;
 
 pub use crate::events::Event;
