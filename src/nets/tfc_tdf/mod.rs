@@ -272,6 +272,25 @@ impl ModelConfig {
 mod tests {
     use super::*;
 
+    /// InstVoc HQ's config (hop 1024, chunk 261120 = 255 hops, 5 scales of 2 in time) through
+    /// the neutral interface: its own segment is 256 frames, the segments offered are the
+    /// multiples of 2^5 = 32 frames from 32 to 256, a setting picks one of them below the
+    /// default (anything else means the default), and a segment of d frames is 1024 (d - 1)
+    /// samples.
+    #[test]
+    fn segments_of_the_full_size_config() {
+        let net = crate::nets::from_yaml_str(include_str!("../../../assets/uvr-mdxc/model_2_stem_full_band_8k.yaml")).unwrap();
+        let s = net.segments();
+        assert_eq!(s.default, 256);
+        assert_eq!(s.choices, [32, 64, 96, 128, 160, 192, 224, 256]);
+        assert_eq!(net.segment_chunk(64), 64512);
+        assert_eq!(net.info().unit_len(), 261120);
+        assert_eq!(net.configured_overlap(), Some(8));
+        for (setting, picked) in [(64, Some(64)), (32, Some(32)), (224, Some(224)), (256, None), (0, None), (48, None), (16, None), (288, None)] {
+            assert_eq!(net.pick_segment(setting), picked, "setting {setting}");
+        }
+    }
+
     /// The full-size InstVoc HQ network in f16 (what `mdx-stems info` prints for Metal): the
     /// peak holds 11 full-resolution activations of 128 channels x 256 frames x 1024 bins, and
     /// the convolution temporaries stay within one band's im2col (plus the smaller padded
