@@ -14,7 +14,7 @@
 //! replaces every publisher URL by `<base>/<file name>`: tests serve fixtures that way.
 
 use crate::catalog::uvr_hash;
-use crate::nets::tfc_tdf::{Checkpoint, ModelConfig, checkpoint};
+use crate::nets::{Checkpoint, NetSpec};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -276,7 +276,7 @@ pub fn download(model: &Available, opts: &DownloadOptions, progress: &mut Progre
         }
     };
     let config = match (&config_text, model.config) {
-        (Some(t), _) => Some(ModelConfig::from_yaml_str(t).map_err(|e| DownloadError::Verification { file: file.into(), what: format!("its config does not parse: {e}") })?),
+        (Some(t), _) => Some(crate::nets::from_yaml_str(t).map_err(|e| DownloadError::Verification { file: file.into(), what: format!("its config does not parse: {e}") })?),
         (None, _) => match model.check {
             Check::UvrHash(h) => crate::catalog::UvrTable::builtin().config_for(h).map(|(_, c)| c.ok()).flatten(),
             _ => None,
@@ -284,7 +284,7 @@ pub fn download(model: &Available, opts: &DownloadOptions, progress: &mut Progre
     };
     let url = opts.url_for(model.url);
     fetch_resumable(&agent, &url, &part, opts, progress)?;
-    if let Err(e) = verify(model, &part, config.as_ref()) {
+    if let Err(e) = verify(model, &part, config.as_deref()) {
         let _ = std::fs::remove_file(&part);
         return Err(e);
     }
@@ -297,7 +297,7 @@ pub fn download(model: &Available, opts: &DownloadOptions, progress: &mut Progre
 }
 
 /// The file at `path` is `model`: announced size (checked while fetching), size, hash, tensors.
-fn verify(model: &Available, path: &Path, config: Option<&ModelConfig>) -> Result<(), DownloadError> {
+fn verify(model: &Available, path: &Path, config: Option<&dyn NetSpec>) -> Result<(), DownloadError> {
     let file = model.file_name().to_string();
     let bad = |what: String| DownloadError::Verification { file: file.clone(), what };
     let len = std::fs::metadata(path).map_err(|e| DownloadError::Io { path: path.into(), source: e })?.len();
@@ -323,7 +323,7 @@ fn verify(model: &Available, path: &Path, config: Option<&ModelConfig>) -> Resul
     }
     if let Some(cfg) = config {
         let ckpt = Checkpoint::read(path).map_err(|e| bad(format!("not a readable checkpoint: {e}")))?;
-        checkpoint::check_tensors(&ckpt, cfg).map_err(|e| bad(format!("its tensors do not match its config: {e}")))?;
+        cfg.check_tensors(&ckpt).map_err(|e| bad(format!("its tensors do not match its config: {e}")))?;
     }
     Ok(())
 }

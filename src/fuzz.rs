@@ -231,16 +231,15 @@ pub fn libfuzzer(target: Target, data: &[u8]) {
 /// Feed `data` to `target`; `scratch` is a file path it may write (with the right extension).
 /// Returns what happened, for the log ("ok" or the error's first words); panics propagate.
 pub fn run(target: Target, data: &[u8], scratch: &Path) -> String {
-    use crate::nets::tfc_tdf::checkpoint::{Checkpoint, check_tensors, expected_tensors};
-    use crate::nets::tfc_tdf::config::ModelConfig;
+    use crate::nets::Checkpoint;
     let short = |e: &dyn std::fmt::Display| e.to_string().chars().take(80).collect::<String>();
     match target {
         Target::Ckpt | Target::Safetensors => {
             std::fs::write(scratch, data).expect("write the scratch file");
             match Checkpoint::read(scratch) {
                 Ok(ck) => {
-                    let cfg = ModelConfig::from_yaml_str(FIXTURE_CONFIG).expect("the built-in config");
-                    match check_tensors(&ck, &cfg) {
+                    let net = crate::nets::from_yaml_str(FIXTURE_CONFIG).expect("the built-in config");
+                    match net.check_tensors(&ck) {
                         Ok(()) => "ok".into(),
                         Err(e) => short(&e),
                     }
@@ -250,11 +249,12 @@ pub fn run(target: Target, data: &[u8], scratch: &Path) -> String {
         }
         Target::Config => {
             let text = String::from_utf8_lossy(data);
-            match ModelConfig::from_yaml_str(&text) {
-                Ok(cfg) => {
-                    let shapes = expected_tensors(&cfg);
-                    let _ = cfg.check_chunk(cfg.chunk_for_dim_t(cfg.audio.dim_t));
-                    let _ = (cfg.stems(), cfg.output_stems(), cfg.default_overlap(), cfg.channel_counts());
+            match crate::nets::from_yaml_str(&text) {
+                Ok(net) => {
+                    let shapes = net.expected_tensors();
+                    let segments = net.segments();
+                    let _ = (net.pick_segment(segments.default), segments.choices.iter().map(|&s| net.segment_chunk(s)).sum::<usize>());
+                    let _ = (net.info(), net.output_stems(), net.configured_overlap(), net.describe());
                     format!("ok ({} tensors)", shapes.len())
                 }
                 Err(e) => short(&e),

@@ -10,7 +10,9 @@
 //! - [`backend`]: the operations networks are written over, for the CPU (our kernels), CUDA
 //!   and candle's own ops; [`memory`]: RSS and GPU memory probes.
 //! - [`nets`]: what a separation model is (the interface) and its architectures
-//!   ([`nets::tfc_tdf`]: config, checkpoint, the one graph, the model).
+//!   (one folder each, MDX23C's TFC-TDF v3 now), every family seen above `nets` as a
+//!   [`nets::NetSpec`] made by the one registry ([`nets::FAMILIES`]); checkpoint reading
+//!   ([`nets::checkpoint`]).
 //! - [`catalog`]: finding users' models, UVR's hash table, what a checkpoint's shapes say, and
 //!   resolving a model (name -> file -> config) before anything is built.
 //! - [`engine`]: a model on a device fed chunks (batching, out-of-memory halving, GPU error ->

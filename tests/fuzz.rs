@@ -234,7 +234,7 @@ fn checkpoints_declaring_huge_strings_tensors_or_memo_copies_are_refused_before_
         assert!(t0.elapsed().as_secs_f64() < 1.0, "{file} took {:?}", t0.elapsed());
         // The shape reader (model inference for `models`) walks the pickle the same way.
         if file.starts_with("pickle") {
-            let e = mdx_stems::catalog::infer::read_shapes(&dir.join(file)).expect_err(file);
+            let e = mdx_stems::nets::read_shapes(&dir.join(file)).expect_err(file);
             assert!(e.contains(needle) && !e.contains('\n'), "{file}: {e}");
         }
     }

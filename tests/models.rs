@@ -6,13 +6,14 @@ use common::*;
 
 use md5::{Digest, Md5};
 use mdx_stems::catalog::{
-    discover_in, find_config, infer_from_checkpoint, read_shapes, resolve_model_arg_in, uvr_hash,
-    ConfigOrigin, InferredNorm, ModelSource, UvrTable, UVR_HASH_BYTES,
+    discover_in, find_config, resolve_model_arg_in, uvr_hash, ConfigOrigin, ModelSource, UvrTable, UVR_HASH_BYTES,
 };
 use mdx_stems::device::{DeviceRequest, Precision};
 use mdx_stems::dsp::overlap::Scheme;
 use mdx_stems::engine::{LoadOptions, Separator};
-use mdx_stems::nets::tfc_tdf::{Checkpoint, ModelConfig, NormKind, TfcTdf};
+use mdx_stems::nets::read_shapes;
+use mdx_stems::nets::tfc_tdf::infer::{infer_from_checkpoint, infer_from_shapes, InferredNorm};
+use mdx_stems::nets::tfc_tdf::{Checkpoint, ModelConfig, NormKind};
 use mdx_stems::options::EngineOptions;
 use std::path::{Path, PathBuf};
 
@@ -83,8 +84,8 @@ fn checkpoint_without_yaml_is_recognised_by_uvr_hash_and_separates_identically()
     let (cfg, origin) = find_config(&ckpt, None, &table).unwrap();
     assert!(matches!(origin, ConfigOrigin::UvrHash { .. }));
     let options = EngineOptions { device: DeviceRequest::Cpu, precision: Some(Precision::F32), ..Default::default() };
-    let builder = TfcTdf::from_checkpoint(cfg, Checkpoint::read(&ckpt).unwrap(), None).unwrap();
-    let mut by_hash = Separator::new(Box::new(builder), &options).unwrap();
+    let builder = cfg.open(&ckpt, None).unwrap();
+    let mut by_hash = Separator::new(builder, &options).unwrap();
     let explicit = LoadOptions { model: src.join("model.ckpt"), config: Some(src.join("config.yaml")), segment: None, sample_rate: None, options };
     let mut by_yaml = Separator::load(&explicit).unwrap();
     let mix = planar(&load_st(name, "demix.safetensors")["mix"]);
@@ -98,7 +99,7 @@ fn checkpoint_without_yaml_is_recognised_by_uvr_hash_and_separates_identically()
     std::fs::write(ckpt.with_extension("yaml"), other).unwrap();
     let (cfg, origin) = find_config(&ckpt, None, &table).unwrap();
     assert!(matches!(origin, ConfigOrigin::BesideModel(_)), "{origin:?}");
-    assert_eq!(cfg.stems()[0], "voice");
+    assert_eq!(cfg.info().stems[0], "voice");
 }
 
 #[test]
@@ -108,7 +109,7 @@ fn shape_inference_recovers_every_shape_determined_value() {
         let cfg = ModelConfig::from_yaml_file(&dir.join("config.yaml")).unwrap();
         for file in ["model.ckpt", "model.safetensors"] {
             // From the file's shapes (no weights loaded) and from a loaded checkpoint alike.
-            let from_file = mdx_stems::catalog::infer_from_shapes(&read_shapes(&dir.join(file)).unwrap()).unwrap();
+            let from_file = infer_from_shapes(&read_shapes(&dir.join(file)).unwrap()).unwrap();
             let from_ckpt = infer_from_checkpoint(&Checkpoint::read(&dir.join(file)).unwrap()).unwrap();
             assert_eq!(from_file, from_ckpt, "{name}/{file}");
             let s = from_file;

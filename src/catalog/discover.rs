@@ -40,11 +40,12 @@
 //! `.ckpt` and `.safetensors` files are listed (their `.onnx` and `.pth` files are other
 //! architectures); in the app's folder `.pth`/`.pt` too.
 
-use super::infer::{self, InferredShape};
 use super::uvr::{self, UvrTable};
+use crate::nets::{Inferred, NetSpec};
 use super::{ConfigOrigin, ModelEntry, ModelSource};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The app's own models folder: `MDX_STEMS_MODELS`, else `<data dir>/MDX Stems/models`.
 pub fn app_models_dir() -> PathBuf {
@@ -198,27 +199,27 @@ pub fn inspect(path: &Path, source: ModelSource, table: &UvrTable) -> ModelEntry
     let stem = path.file_stem().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| file_name.clone());
     let name = table.display_name(&file_name).unwrap_or_else(|| stem.clone());
     let mut stems = vec![];
-    let config = check(path, table).map(|(cfg, origin)| {
-        stems = cfg.stems();
+    let config = check(path, table).map(|(net, origin)| {
+        stems = net.info().stems;
         origin
     });
     ModelEntry { path: path.to_path_buf(), name, stems, source, config }
 }
 
-fn check(path: &Path, table: &UvrTable) -> Result<(crate::nets::tfc_tdf::ModelConfig, ConfigOrigin), String> {
-    let shapes = infer::read_shapes(path)?;
-    let inferred = infer::infer_from_shapes(&shapes)?;
+fn check(path: &Path, table: &UvrTable) -> Result<(Arc<dyn NetSpec>, ConfigOrigin), String> {
+    let shapes = crate::nets::read_shapes(path)?;
+    let inferred = crate::nets::infer(&shapes)?;
     match super::lookup_config(path, None, table) {
         Err(e) => Err(first_line(&e.to_string())),
-        Ok(Some((cfg, origin))) => {
-            let diffs = inferred.differences(&cfg);
+        Ok(Some((net, origin))) => {
+            let diffs = inferred.differences(&*net);
             if diffs.is_empty() {
-                Ok((cfg, origin))
+                Ok((net, origin))
             } else {
                 Err(format!("{origin} does not match the weights: {}", diffs.join("; ")))
             }
         }
-        Ok(None) => Err(no_config_reason(path, &inferred)),
+        Ok(None) => Err(no_config_reason(path, &*inferred)),
     }
 }
 
@@ -227,16 +228,12 @@ fn first_line(s: &str) -> String {
 }
 
 /// One line for a table: no config, what is missing.
-fn no_config_reason(path: &Path, inferred: &InferredShape) -> String {
+fn no_config_reason(path: &Path, inferred: &dyn Inferred) -> String {
     let hash = uvr::uvr_hash(path).map(|h| format!(", UVR hash {} unknown", &h[..8])).unwrap_or_default();
-    let mut needs = vec!["n_fft", "hop_length", "dim_t", "act"];
-    if inferred.norm == infer::InferredNorm::InstanceOrGroup {
-        needs.push("norm");
-    }
+    let stems = inferred.num_stems();
     format!(
-        "no config (no .yaml beside it{hash}); needs {}, stem names ({} stem{}): pass --config",
-        needs.join(", "),
-        inferred.num_stems,
-        if inferred.num_stems == 1 { "" } else { "s" }
+        "no config (no .yaml beside it{hash}); needs {}, stem names ({stems} stem{}): pass --config",
+        inferred.missing_short().join(", "),
+        if stems == 1 { "" } else { "s" }
     )
 }

@@ -1,6 +1,7 @@
 //! Models users already have: find them ([`discover`]), recognise them ([`UvrTable`],
-//! [`uvr_hash`]), explain them ([`infer_from_checkpoint`], [`ModelEntry::config`]), and resolve
-//! one ([`resolve`]: name -> file -> config -> origin), all before an engine is built.
+//! [`uvr_hash`]), explain them ([`crate::nets::infer`], [`ModelEntry::config`]), and resolve
+//! one ([`resolve`]: name -> file -> config -> origin), all before an engine is built. A
+//! model's network is a [`NetSpec`]: nothing here knows which family it is.
 //!
 //! A model's config is, in order: an explicit `--config`; `<model stem>.yaml` beside the model;
 //! the config UVR uses for the checkpoint's hash (the built-in table, then UVR's or
@@ -8,23 +9,20 @@
 //! checkpoint's shapes tell part of the config and the error names exactly what is missing.
 //!
 //! - [`uvr`]: UVR's hash rule and hash -> config table (compiled in from `assets/uvr-mdxc/`).
-//! - [`infer`]: reading tensor shapes without loading weights, and what they determine.
 //! - [`discover`]: the folders searched (sources documented there) and the listing.
 
 pub mod discover;
-pub mod infer;
 pub mod quality;
 pub mod uvr;
 
 pub use discover::{app_models_dir, audio_separator_dirs, default_dirs, discover, discover_in, inspect, uvr_model_dirs};
-pub use infer::{infer_from_checkpoint, infer_from_shapes, read_shapes, InferredNorm, InferredShape};
 pub use uvr::{uvr_hash, UvrTable, UVR_HASH_BYTES};
 
 use crate::nets::builtin::{Builtin, BuiltinBuilder};
-use crate::nets::tfc_tdf::{ConfigError, ModelConfig, TfcTdf, WeightsError};
-use crate::nets::{ModelBuilder, ModelError, ModelInfo};
+use crate::nets::{ConfigError, ModelBuilder, ModelError, ModelInfo, NetSpec, WeightsError};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why a model could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -46,19 +44,19 @@ pub enum CatalogError {
     UnknownBuiltin(String),
 }
 
-/// A model file with its config and where the config came from.
+/// A model file with its network (from its config) and where the config came from.
 #[derive(Debug, Clone)]
 pub struct ResolvedModel {
     pub path: PathBuf,
-    pub config: ModelConfig,
+    pub net: Arc<dyn NetSpec>,
     pub origin: ConfigOrigin,
 }
 
 impl ResolvedModel {
-    /// Read and check the weights: what the engine builds the model from. `segment`: STFT
-    /// frames per chunk (`None`: the config's chunk).
+    /// Read and check the weights: what the engine builds the model from. `segment`: one of
+    /// the network's [`crate::nets::Segments`] (`None`: the config's chunk).
     pub fn open(&self, segment: Option<usize>) -> Result<Box<dyn ModelBuilder>, ModelError> {
-        Ok(Box::new(TfcTdf::open(self.config.clone(), &self.path, segment)?))
+        self.net.open(&self.path, segment)
     }
 }
 
@@ -74,12 +72,7 @@ impl Resolved {
     pub fn info(&self, rate: u32) -> ModelInfo {
         match self {
             Resolved::Builtin(b) => b.info(rate),
-            Resolved::File(f) => ModelInfo {
-                sample_rate: f.config.audio.sample_rate,
-                stems: f.config.stems(),
-                complement: f.config.complement_stem(),
-                schedule: crate::nets::Schedule::Chunks { chunk: f.config.audio.chunk_size, default_overlap: f.config.default_overlap() },
-            },
+            Resolved::File(f) => f.net.info(),
         }
     }
 
@@ -92,7 +85,7 @@ impl Resolved {
     }
 
     /// The builder the engine loads: a built-in at `rate`; a file's weights, read and checked,
-    /// with `segment` STFT frames per chunk (`None`: the config's chunk).
+    /// with chunks of `segment` (`None`: the config's chunk).
     pub fn open(&self, segment: Option<usize>, rate: u32) -> Result<Box<dyn ModelBuilder>, ModelError> {
         match self {
             Resolved::Builtin(b) => Ok(Box::new(BuiltinBuilder::new(*b, rate))),
@@ -139,8 +132,8 @@ pub fn resolve(model: &Path, config: Option<&Path>) -> Result<ResolvedModel, Cat
         return Err(CatalogError::MissingModel(model.to_path_buf()));
     }
     check_is_checkpoint(model)?;
-    let (config, origin) = find_config(model, config, UvrTable::builtin())?;
-    Ok(ResolvedModel { path: model.to_path_buf(), config, origin })
+    let (net, origin) = find_config(model, config, UvrTable::builtin())?;
+    Ok(ResolvedModel { path: model.to_path_buf(), net, origin })
 }
 
 /// [`CatalogError::NotAModel`] when the file's first bytes say it is no checkpoint
@@ -153,7 +146,7 @@ pub fn check_is_checkpoint(model: &Path) -> Result<(), CatalogError> {
 }
 
 /// A model's config (see [`find_config`]) with UVR's built-in table.
-pub fn resolve_config(model: &Path, config: Option<&Path>) -> Result<ModelConfig, CatalogError> {
+pub fn resolve_config(model: &Path, config: Option<&Path>) -> Result<Arc<dyn NetSpec>, CatalogError> {
     find_config(model, config, UvrTable::builtin()).map(|(cfg, _)| cfg)
 }
 
@@ -237,13 +230,13 @@ pub(crate) fn lookup_config(
     model: &Path,
     explicit: Option<&Path>,
     table: &UvrTable,
-) -> Result<Option<(ModelConfig, ConfigOrigin)>, CatalogError> {
+) -> Result<Option<(Arc<dyn NetSpec>, ConfigOrigin)>, CatalogError> {
     if let Some(c) = explicit {
-        return Ok(Some((ModelConfig::from_yaml_file(c)?, ConfigOrigin::Explicit(c.to_path_buf()))));
+        return Ok(Some((crate::nets::from_yaml_file(c)?, ConfigOrigin::Explicit(c.to_path_buf()))));
     }
     let beside = model.with_extension("yaml");
     if beside.is_file() {
-        return Ok(Some((ModelConfig::from_yaml_file(&beside)?, ConfigOrigin::BesideModel(beside))));
+        return Ok(Some((crate::nets::from_yaml_file(&beside)?, ConfigOrigin::BesideModel(beside))));
     }
     let hash = uvr_hash(model).map_err(|source| WeightsError::Io { path: model.to_path_buf(), source })?;
     let (yaml, config) = match table.config_for(&hash) {
@@ -259,7 +252,7 @@ pub(crate) fn lookup_config(
 /// Find a model's config (see [`lookup_config`]'s order) using `table` for UVR hashes. When there
 /// is none, the error says what the checkpoint's shapes determine and exactly which values are
 /// missing.
-pub fn find_config(model: &Path, explicit: Option<&Path>, table: &UvrTable) -> Result<(ModelConfig, ConfigOrigin), CatalogError> {
+pub fn find_config(model: &Path, explicit: Option<&Path>, table: &UvrTable) -> Result<(Arc<dyn NetSpec>, ConfigOrigin), CatalogError> {
     match lookup_config(model, explicit, table)? {
         Some(found) => Ok(found),
         None => Err(CatalogError::NoConfig {
@@ -281,7 +274,7 @@ pub fn no_config_detail(model: &Path) -> String {
     if let Ok(h) = uvr_hash(model) {
         s.push_str(&format!(" and its UVR hash {h} is not a known MDX-C model"));
     }
-    match read_shapes(model).and_then(|sh| infer_from_shapes(&sh)) {
+    match crate::nets::read_shapes(model).and_then(|sh| crate::nets::infer(&sh)) {
         Ok(shape) => {
             s.push_str(&format!("\n  the weights determine: {}", shape.summary()));
             s.push_str(&format!("\n  missing (the weights do not hold them): {}", shape.missing().join("; ")));

@@ -1,7 +1,7 @@
 //! `mdx-stems info`: what a model is and what it costs.
 
 use super::InfoArgs;
-use crate::nets::tfc_tdf::{Checkpoint, checkpoint};
+use crate::nets::{Checkpoint, NetSpec};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -26,63 +26,48 @@ pub fn run(info: &InfoArgs) -> Result<()> {
         return builtin(b, info);
     }
     crate::catalog::check_is_checkpoint(&model)?;
-    let (cfg, origin) = crate::catalog::find_config(&model, args.config.as_deref(), crate::catalog::UvrTable::builtin())?;
+    let (net, origin) = crate::catalog::find_config(&model, args.config.as_deref(), crate::catalog::UvrTable::builtin())?;
     let ckpt = Checkpoint::read(&model)?;
-    checkpoint::check_tensors(&ckpt, &cfg)?;
-    let a = &cfg.audio;
-    let chunk = a.chunk_size;
-    let macs = cfg.macs_per_chunk(chunk);
+    net.check_tensors(&ckpt)?;
+    let model_info = net.info();
+    let rate = model_info.sample_rate;
+    let chunk = model_info.unit_len();
+    let macs = net.macs_per_chunk(chunk);
     println!("model        {}", model.display());
     if let Some(name) = model.file_name().and_then(|f| crate::catalog::UvrTable::builtin().display_name(&f.to_string_lossy())) {
         println!("UVR name     {name}");
     }
     println!("config       {origin}");
-    println!("stems        {}", cfg.stems().join(", "));
-    println!("sample rate  {} Hz", a.sample_rate);
-    println!(
-        "chunk        {chunk} samples = {:.2} s (n_fft {}, hop {}, dim_f {}, dim_t {})",
-        chunk as f64 / a.sample_rate as f64,
-        a.n_fft,
-        a.hop_length,
-        a.dim_f,
-        chunk / a.hop_length + 1
-    );
-    let m = &cfg.model;
-    println!(
-        "network      {} subbands, {} scales x {} blocks, {} channels (+{} per scale), bottleneck {}, {}, {}",
-        m.num_subbands,
-        m.num_scales,
-        m.num_blocks_per_scale,
-        m.num_channels,
-        m.growth,
-        m.bottleneck_factor,
-        m.norm.name(),
-        m.act.name()
-    );
+    println!("stems        {}", model_info.stems.join(", "));
+    println!("sample rate  {rate} Hz");
+    // The network's own lines (chunk, structure), from its family.
+    for (label, text) in net.describe() {
+        println!("{label:<13}{text}");
+    }
     println!(
         "parameters   {} ({:.1} MB as f32)",
         ckpt.parameter_count(),
         ckpt.parameter_count() as f64 * 4.0 / 1e6
     );
     println!("FLOPs/chunk  {} ({} multiply-adds)", si(2.0 * macs as f64, "FLOP"), si(macs as f64, ""));
-    println!("default overlap {}", cfg.default_overlap());
+    println!("default overlap {}", model_info.default_overlap());
     println!("plugin latency with a 512-frame host buffer (C + C/K + 512 at the model's rate), by overlap:");
     for k in [2usize, 4, 8] {
-        let rate = si(2.0 * macs as f64 * k as f64 / (chunk as f64 / a.sample_rate as f64), "FLOP");
-        let at = |host: u32| crate::plugin::latency_for(a.sample_rate, chunk, k, cfg.num_stems(), host, 512).unwrap_or(0);
-        let (l44, l48) = (at(a.sample_rate), at(48000));
+        let needs = si(2.0 * macs as f64 * k as f64 / (chunk as f64 / rate as f64), "FLOP");
+        let at = |host: u32| crate::plugin::latency_for(rate, chunk, k, model_info.stems.len(), host, 512).unwrap_or(0);
+        let (l44, l48) = (at(rate), at(48000));
         println!(
             "  overlap {k}: {l44} samples = {:.1} ms at {} Hz, {l48} samples = {:.1} ms at 48000 Hz; needs {} per second of audio",
-            1000.0 * l44 as f64 / a.sample_rate as f64,
-            a.sample_rate,
+            1000.0 * l44 as f64 / rate as f64,
+            rate,
             1000.0 * l48 as f64 / 48000.0,
-            rate
+            needs
         );
     }
     // Metal runs the generic backend (candle's own ops) in f16: what that holds on the GPU.
     let mb = |b: u64| b as f64 / 1e6;
     for batch in [1usize, 4] {
-        let g = cfg.generic_memory(chunk, batch, 2);
+        let Some(g) = net.generic_memory(chunk, batch, 2) else { break };
         println!(
             "Metal, f16, batch {batch}: expected at most {:.0} MB of GPU memory (weights {:.0} MB, activations at the peak {:.0} MB, 3x3 convolution temporaries {:.0} MB; untested on a Mac)",
             mb(g.total()),
@@ -95,7 +80,7 @@ pub fn run(info: &InfoArgs) -> Result<()> {
         println!("peak RSS     {:.0} MB (reading and checking the model)", rss as f64 / 1e6);
     }
     if info.live {
-        live(info, &model, &cfg)?;
+        live(info, &model, &*net)?;
     }
     Ok(())
 }
@@ -124,7 +109,7 @@ fn builtin(b: crate::nets::builtin::Builtin, info: &InfoArgs) -> Result<()> {
 
 /// `--live`: time the model's own chunk here, with the plugin's thread count, and print the
 /// plugin's live table ([`crate::plugin::budget`]).
-fn live(info: &InfoArgs, model: &std::path::Path, cfg: &crate::nets::tfc_tdf::ModelConfig) -> Result<()> {
+fn live(info: &InfoArgs, model: &std::path::Path, net: &dyn NetSpec) -> Result<()> {
     use crate::engine::{LoadOptions, Separator};
     use crate::options::EngineOptions;
     use crate::plugin::budget::{self, Measured, SegmentCost};
@@ -149,16 +134,17 @@ fn live(info: &InfoArgs, model: &std::path::Path, cfg: &crate::nets::tfc_tdf::Mo
         times.push(t0.elapsed().as_secs_f64());
     }
     let secs = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    let default_dim_t = cfg.audio.chunk_size / cfg.audio.hop_length + 1;
-    let mut costs = SegmentCost::for_segments(cfg, &crate::plugin::segment_choices(cfg, default_dim_t));
-    costs.retain(|s| s.dim_t != default_dim_t);
-    let at = SegmentCost { dim_t: default_dim_t, chunk: c, macs: cfg.macs_per_chunk(c) };
+    let model_info = net.info();
+    let default = net.segments().default;
+    let mut costs = SegmentCost::table(net, default, c);
+    // Printed from the largest segment down, the measured one first.
+    let at = costs.remove(costs.iter().position(|s| s.segment == default).expect("the running segment is in the table"));
     costs.push(at.clone());
-    let m = Measured { secs, at: &at, rate: cfg.audio.sample_rate };
+    let m = Measured { secs, at: &at, rate: model_info.sample_rate };
     println!(
         "live         {} per chunk of {:.2} s on {}, {}, CPU threads: {threads} (as the plugin); percent of real time per setting (live: at most {:.0}%, marked *):",
         budget::secs_text(secs),
-        c as f64 / cfg.audio.sample_rate as f64,
+        c as f64 / model_info.sample_rate as f64,
         sep.device_name(),
         sep.precision().name(),
         100.0 * budget::LIVE_LOAD
@@ -169,7 +155,7 @@ fn live(info: &InfoArgs, model: &std::path::Path, cfg: &crate::nets::tfc_tdf::Mo
     }
     println!();
     for s in costs.iter().rev() {
-        print!("  {:>7} ", s.dim_t);
+        print!("  {:>7} ", s.segment);
         for k in budget::OVERLAPS {
             let load = m.load(s, k);
             let mark = if load <= budget::LIVE_LOAD { "*" } else { " " };
@@ -177,7 +163,7 @@ fn live(info: &InfoArgs, model: &std::path::Path, cfg: &crate::nets::tfc_tdf::Mo
         }
         println!();
     }
-    println!("  {}", budget::summary(&m, cfg.default_overlap(), &costs));
+    println!("  {}", budget::summary(&m, model_info.default_overlap(), &costs));
     Ok(())
 }
 

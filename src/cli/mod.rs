@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn an_error_that_prints_its_source_shows_it_once() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
-        let e = crate::nets::tfc_tdf::WeightsError::Io { path: "m.ckpt".into(), source: io };
+        let e = crate::nets::WeightsError::Io { path: "m.ckpt".into(), source: io };
         let text = super::error_text(&anyhow::Error::new(e));
         assert_eq!(text, "cannot read model m.ckpt: No such file or directory (os error 2)");
         let e = anyhow::Error::new(std::io::Error::other("disk on fire")).context("cannot write x.wav");

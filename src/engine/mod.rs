@@ -336,11 +336,10 @@ fn build_pool(threads: usize) -> Result<Arc<pool::CpuPool>, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nets::tfc_tdf::{ModelConfig, TfcTdf};
 
     /// A builder whose first build fails (as a GPU's can), recording what each build was asked.
     struct FailsFirst {
-        inner: TfcTdf,
+        inner: Box<dyn ModelBuilder>,
         asked: Vec<(bool, Precision)>,
     }
 
@@ -359,8 +358,8 @@ mod tests {
 
     fn fixture_builder() -> FailsFirst {
         let dir = crate::testing::fixture_dir("tiny_instnorm_gelu");
-        let cfg = ModelConfig::from_yaml_file(&dir.join("config.yaml")).unwrap();
-        FailsFirst { inner: TfcTdf::open(cfg, &dir.join("model.ckpt"), None).unwrap(), asked: vec![] }
+        let net = crate::nets::from_yaml_file(&dir.join("config.yaml")).unwrap();
+        FailsFirst { inner: net.open(&dir.join("model.ckpt"), None).unwrap(), asked: vec![] }
     }
 
     /// A GPU that cannot build the model (asked for f16) falls back to our f32 CPU kernels, not

@@ -1,13 +1,22 @@
 //! What a separation model is, to everything above it: [`SeparationModel`] (what it needs and
 //! what it does), [`ModelBuilder`] (how the engine gets one on a device), and the typed
 //! [`Event`]s a model reports. The engine, whole-signal separation, the CLI and the plugin see
-//! only these. Architectures implement them: [`tfc_tdf`] (MDX23C) now; streaming separators
+//! only these. Architectures implement them: [`tfc_tdf`] (MDX23C) and [`roformer`] (BS- and Mel-Band RoFormer); streaming separators
 //! (a fixed latency, consecutive blocks in and out) fit the same interface through
 //! [`Schedule::Stream`].
+//!
+//! Before a model is built, a model file's network is a [`NetSpec`] ([`family`]: made from its
+//! config by the one registry of families, [`FAMILIES`]), and its weights a [`Checkpoint`]
+//! ([`checkpoint`]: read the same way for every family).
 
 pub mod builtin;
+pub mod checkpoint;
+pub mod family;
 pub mod roformer;
 pub mod tfc_tdf;
+
+pub use checkpoint::{Checkpoint, Shapes, WeightsError, read_shapes};
+pub use family::{ConfigError, FAMILIES, Family, GenericMemory, Inferred, NetSpec, Segments, family_of, from_yaml_file, from_yaml_str, infer};
 
 pub use crate::events::Event;
 use crate::device::Precision;
@@ -166,7 +175,7 @@ pub trait ModelBuilder: Send {
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// The model's files (config, weights) cannot be used: the architecture's own error
-    /// (e.g. [`tfc_tdf::WeightsError`]).
+    /// (e.g. [`WeightsError`], [`ConfigError`]).
     #[error(transparent)]
     Files(Box<dyn std::error::Error + Send + Sync>),
     #[error("segment of {dim_t} frames is not usable: {reason}")]

@@ -2,7 +2,7 @@
 //!
 //! The worker times every chunk it computes ([`super::shared::Shared::chunk_secs`]); the editor
 //! and `mdx-stems info --live` turn that one figure into a table of settings. A chunk's cost
-//! scales with the network's multiply-adds ([`crate::nets::tfc_tdf::ModelConfig::macs_per_chunk`],
+//! scales with the network's multiply-adds ([`crate::nets::NetSpec::macs_per_chunk`], about
 //! linear in the segment), and with overlap `K` a chunk must be computed every hop, `C / K`
 //! samples of audio. So a setting's load, its compute time per second of audio, is
 //!
@@ -20,11 +20,11 @@ pub const LIVE_LOAD: f64 = 0.8;
 /// The overlaps the table lists (the plugin accepts 1 to 8).
 pub const OVERLAPS: [usize; 4] = [1, 2, 4, 8];
 
-/// One segment size of a chunked model and what its chunk costs.
+/// One segment of a chunked model and what its chunk costs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentCost {
-    /// Segment in STFT frames (dim_t).
-    pub dim_t: usize,
+    /// The segment, in the network's unit ([`crate::nets::Segments`]).
+    pub segment: usize,
     /// Chunk length at the model's rate.
     pub chunk: usize,
     /// Multiply-adds of one chunk.
@@ -32,15 +32,26 @@ pub struct SegmentCost {
 }
 
 impl SegmentCost {
-    /// The costs of `segments` (STFT frames) of a network with config `cfg`.
-    pub fn for_segments(cfg: &crate::nets::tfc_tdf::ModelConfig, segments: &[usize]) -> Vec<SegmentCost> {
+    /// The costs of `segments` of the network `net`.
+    pub fn for_segments(net: &dyn crate::nets::NetSpec, segments: &[usize]) -> Vec<SegmentCost> {
         segments
             .iter()
-            .map(|&d| {
-                let chunk = cfg.chunk_for_dim_t(d);
-                SegmentCost { dim_t: d, chunk, macs: cfg.macs_per_chunk(chunk) }
+            .map(|&segment| {
+                let chunk = net.segment_chunk(segment);
+                SegmentCost { segment, chunk, macs: net.macs_per_chunk(chunk) }
             })
             .collect()
+    }
+
+    /// The costs of every segment `net` offers with `running` (the segment running, chunks of
+    /// `chunk` samples exactly: the config's own chunk need not be a whole number of hops) in
+    /// place of its entry, ascending.
+    pub fn table(net: &dyn crate::nets::NetSpec, running: usize, chunk: usize) -> Vec<SegmentCost> {
+        let mut costs = Self::for_segments(net, &net.segments().choices);
+        costs.retain(|c| c.segment != running);
+        costs.push(SegmentCost { segment: running, chunk, macs: net.macs_per_chunk(chunk) });
+        costs.sort_by_key(|c| c.segment);
+        costs
     }
 }
 
@@ -87,8 +98,8 @@ pub fn summary(m: &Measured, current_overlap: usize, segments: &[SegmentCost]) -
     if m.max_live_overlap(m.at).is_none() {
         // The largest segment that does run live at overlap 1 (lower latency, same per-second cost
         // give or take: only as an indication when the cost is not linear).
-        if let Some(best) = segments.iter().filter(|c| m.max_live_overlap(c).is_some()).max_by_key(|c| c.dim_t) {
-            s.push_str(&format!("; segment {} does", best.dim_t));
+        if let Some(best) = segments.iter().filter(|c| m.max_live_overlap(c).is_some()).max_by_key(|c| c.segment) {
+            s.push_str(&format!("; segment {} does", best.segment));
         } else {
             s.push_str("; no segment does: bounce offline or use a GPU");
         }
@@ -106,7 +117,7 @@ mod tests {
     use super::*;
 
     fn seg(dim_t: usize, macs: u64) -> SegmentCost {
-        SegmentCost { dim_t, chunk: 1024 * (dim_t - 1), macs }
+        SegmentCost { segment: dim_t, chunk: 1024 * (dim_t - 1), macs }
     }
 
     #[test]
@@ -130,8 +141,8 @@ mod tests {
     #[test]
     fn the_full_size_configs_segments_cost_in_proportion_to_their_frames() {
         // InstVoc HQ's config (UVR's table, compiled in).
-        let cfg = crate::nets::tfc_tdf::ModelConfig::from_yaml_str(include_str!("../../assets/uvr-mdxc/model_2_stem_full_band_8k.yaml")).unwrap();
-        let costs = SegmentCost::for_segments(&cfg, &[64, 128, 256]);
+        let cfg = crate::nets::from_yaml_str(include_str!("../../assets/uvr-mdxc/model_2_stem_full_band_8k.yaml")).unwrap();
+        let costs = SegmentCost::for_segments(&*cfg, &[64, 128, 256]);
         assert_eq!(costs[2].chunk, 261120);
         let r = costs[2].macs as f64 / costs[1].macs as f64;
         assert!((r - 2.0).abs() < 0.1, "256 vs 128 frames: {r}");

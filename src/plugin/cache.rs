@@ -65,7 +65,8 @@ impl ChunkEngine for Separator {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadKey {
     pub model: PathBuf,
-    pub dim_t: Option<usize>,
+    /// The segment chosen ([`crate::nets::Segments`]; `None`: the config's own).
+    pub segment: Option<usize>,
     pub precision: Option<Precision>,
     /// CPU threads of the engine (resolved, never 0).
     pub threads: usize,

@@ -322,7 +322,7 @@ impl EditorApp {
     /// ([`super::budget`]); chunked models only, once a chunk has been timed.
     fn live_ui(&self, ui: &mut egui::Ui, info: &super::shared::ActiveInfo) {
         let secs = self.shared.chunk_secs.load(Ordering::Relaxed) as f64;
-        let Some(at) = info.costs.iter().find(|c| c.dim_t == info.dim_t) else { return };
+        let Some(at) = info.costs.iter().find(|c| c.segment == info.segment) else { return };
         if secs <= 0.0 {
             return;
         }
@@ -340,8 +340,8 @@ impl EditorApp {
                 }
                 ui.end_row();
                 for c in info.costs.iter().rev() {
-                    let mark = if c.dim_t == info.dim_t { " (now)" } else { "" };
-                    ui.label(format!("{}{mark}", c.dim_t));
+                    let mark = if c.segment == info.segment { " (now)" } else { "" };
+                    ui.label(format!("{}{mark}", c.segment));
                     for k in super::budget::OVERLAPS {
                         let load = m.load(c, k);
                         let color = if load <= super::budget::LIVE_LOAD {
@@ -484,7 +484,7 @@ impl EditorApp {
 
             ui.label("Segment (STFT frames)");
             let seg = self.params.segment.get();
-            let seg_text = |d: u32| if d == 0 { format!("model default ({})", info.default_dim_t) } else { format!("{d}") };
+            let seg_text = |d: u32| if d == 0 { format!("model default ({})", info.default_segment) } else { format!("{d}") };
             egui::ComboBox::from_id_salt("segment").selected_text(seg_text(seg)).show_ui(ui, |ui| {
                 for d in std::iter::once(0).chain(info.segments.iter().map(|&d| d as u32)) {
                     if ui.selectable_label(seg == d, seg_text(d)).clicked() {

@@ -58,7 +58,6 @@ pub mod worker;
 
 use crate::device::DeviceRequest;
 use crate::engine::LoadOptions;
-use crate::nets::tfc_tdf::ModelConfig;
 use crate::options::EngineOptions;
 use cache::LoadKey;
 use loader::Loader;
@@ -110,9 +109,6 @@ pub type MdxStemsStereo = MdxStems<false>;
 
 /// Overlap when neither the setting nor the model's config names one.
 const DEFAULT_OVERLAP: usize = 4;
-
-/// Smallest segment (STFT frames) the editor offers.
-const MIN_SEGMENT: usize = 32;
 
 /// The plugin; `STEM_OUTPUTS` adds the per-stem outputs. Fields are owned by the main thread
 /// unless noted.
@@ -402,32 +398,23 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
         let safety = self.params.safety.get().clamp(*SAFETY_RANGE.start(), *SAFETY_RANGE.end()) as usize;
         let threads = plugin_threads(self.params.cpu_threads.get());
         let segment = self.params.segment.get() as usize;
-        let (plan, dim_t, default_dim_t, segments, costs) = match (&resolved, info.schedule) {
+        let (plan, chosen, default_segment, segments, costs) = match (&resolved, info.schedule) {
             (crate::catalog::Resolved::File(f), _) => {
-                let cfg = &f.config;
+                let net = &*f.net;
                 // What finds the model again if it moves.
                 self.params.model_name.put(name.clone());
                 if let Ok(h) = crate::catalog::uvr_hash(&path) {
                     self.params.model_hash.put(h);
                 }
-                let hop_len = cfg.audio.hop_length;
-                let default_dim_t = cfg.audio.chunk_size / hop_len + 1;
-                // From the model's own segment down to MIN_SEGMENT frames; other values mean the default.
-                let usable = segment >= MIN_SEGMENT.min(default_dim_t) && segment < default_dim_t;
-                let dim_t = (usable && cfg.check_chunk(cfg.chunk_for_dim_t(segment)).is_ok()).then_some(segment);
-                let chunk = dim_t.map_or(cfg.audio.chunk_size, |d| cfg.chunk_for_dim_t(d));
-                let overlap = overlap_for(self.params.overlap.get(), cfg);
-                let plan = StreamPlan::new(host_rate, cfg.audio.sample_rate, chunk, overlap, cfg.num_stems(), max_block, safety)
+                // The network's own rule for which settings it takes; other values mean the default.
+                let segs = net.segments();
+                let chosen = net.pick_segment(segment);
+                let chunk = chosen.map_or(info.unit_len(), |s| net.segment_chunk(s));
+                let overlap = overlap_for(self.params.overlap.get(), net.configured_overlap());
+                let plan = StreamPlan::new(host_rate, info.sample_rate, chunk, overlap, info.stems.len(), max_block, safety)
                     .map_err(|e| bad(e.to_string()))?;
-                let segments = segment_choices(cfg, default_dim_t);
-                let mut costs = budget::SegmentCost::for_segments(cfg, &segments);
-                // The running segment's chunk exactly (the config's chunk_size need not be a
-                // whole number of hops).
-                let running = budget::SegmentCost { dim_t: dim_t.unwrap_or(default_dim_t), chunk, macs: cfg.macs_per_chunk(chunk) };
-                costs.retain(|c| c.dim_t != running.dim_t);
-                costs.push(running);
-                costs.sort_by_key(|c| c.dim_t);
-                (plan, dim_t, default_dim_t, segments, costs)
+                let costs = budget::SegmentCost::table(net, chosen.unwrap_or(segs.default), chunk);
+                (plan, chosen, segs.default, segs.choices, costs)
             }
             (_, crate::nets::Schedule::Stream { block, latency }) => {
                 let plan = StreamPlan::streaming(host_rate, block, latency, info.stems.len(), max_block, safety).map_err(|e| bad(e.to_string()))?;
@@ -442,9 +429,9 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
             ));
         }
         let rate = if matches!(resolved, crate::catalog::Resolved::Builtin(_)) { host_rate } else { 0 };
-        let key = LoadKey { model: path.clone(), dim_t, precision, threads, rate };
+        let key = LoadKey { model: path.clone(), segment: chosen, precision, threads, rate };
         let engine = EngineOptions { device: DeviceRequest::Auto, precision, warmup: true, threads, ..EngineOptions::from_env() };
-        let options = LoadOptions { model: path, config: None, segment: dim_t, sample_rate: Some(host_rate), options: engine };
+        let options = LoadOptions { model: path, config: None, segment: chosen, sample_rate: Some(host_rate), options: engine };
         let info_line = ActiveInfo {
             model: name.clone(),
             chunk: plan.chunk,
@@ -452,9 +439,9 @@ impl<const STEM_OUTPUTS: bool> MdxStems<STEM_OUTPUTS> {
             overlap: plan.overlap,
             model_rate: plan.model_rate,
             host_rate,
-            default_dim_t,
+            default_segment,
             segments,
-            dim_t: dim_t.unwrap_or(default_dim_t),
+            segment: chosen.unwrap_or(default_segment),
             costs,
         };
         let complement = info.complement.is_some();
@@ -494,22 +481,11 @@ pub fn plugin_threads(setting: u32) -> usize {
     }
 }
 
-/// The overlap this activation uses: the setting, else the config's `num_overlap`, else 4;
+/// The overlap this activation uses: the setting, else the config's (`configured`), else 4;
 /// clamped to [`OVERLAP_RANGE`].
-fn overlap_for(setting: u32, cfg: &ModelConfig) -> usize {
-    let k = if setting != 0 { setting as usize } else { cfg.inference.num_overlap.filter(|&k| k >= 1).unwrap_or(DEFAULT_OVERLAP) };
+fn overlap_for(setting: u32, configured: Option<usize>) -> usize {
+    let k = if setting != 0 { setting as usize } else { configured.unwrap_or(DEFAULT_OVERLAP) };
     k.clamp(*OVERLAP_RANGE.start() as usize, *OVERLAP_RANGE.end() as usize)
-}
-
-/// Segment sizes (STFT frames) from [`MIN_SEGMENT`] up to the model's own that the network
-/// accepts; at most about a dozen.
-pub fn segment_choices(cfg: &ModelConfig, default_dim_t: usize) -> Vec<usize> {
-    let ok = |d: usize| cfg.check_chunk(cfg.chunk_for_dim_t(d)).is_ok();
-    let mut v: Vec<usize> = (MIN_SEGMENT.min(default_dim_t)..=default_dim_t).filter(|&d| ok(d)).collect();
-    if v.len() > 12 {
-        v.retain(|d| d % 32 == 0 || *d == default_dim_t);
-    }
-    v
 }
 
 /// The plugin's reported latency for a model at `host_rate` (what `activate` reports), for

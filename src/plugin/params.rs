@@ -150,7 +150,8 @@ pub struct MdxParams {
     /// `auto` (f32 on the CPU, f16 on a GPU), `f32`, `f16` or `bf16`.
     #[persist = "precision"]
     pub precision: Setting<PrecisionSetting>,
-    /// Segment size in STFT frames (dim_t); 0: the model's default. Smaller = less latency.
+    /// Segment: the chunk length in the network's unit ([`crate::nets::Segments`]; TFC-TDF: STFT
+    /// frames, dim_t); 0: the model's default. Smaller = less latency.
     #[persist = "segment"]
     pub segment: Setting<u32>,
     /// CPU threads for the network when it runs on the CPU; 0: every core but one (the host's

@@ -84,13 +84,14 @@ pub struct ActiveInfo {
     pub overlap: usize,
     pub model_rate: u32,
     pub host_rate: u32,
-    /// The model's own segment size (STFT frames) and the sizes the editor offers.
-    pub default_dim_t: usize,
+    /// The model's own segment ([`crate::nets::Segments`]: STFT frames for TFC-TDF) and the
+    /// segments the editor offers.
+    pub default_segment: usize,
     pub segments: Vec<usize>,
-    /// The segment running (STFT frames; 0 for a streaming built-in) and what each offered
+    /// The segment running (0 for a streaming built-in) and what each offered
     /// segment's chunk costs (empty for a streaming built-in): what [`super::budget`] needs to
     /// say which settings run live.
-    pub dim_t: usize,
+    pub segment: usize,
     pub costs: Vec<super::budget::SegmentCost>,
 }
 

@@ -88,31 +88,7 @@ impl ActKind {
     }
 }
 
-/// Errors while reading or validating a config.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("config {path} is not valid YAML for an MDX23C model: {msg}")]
-    Yaml { path: PathBuf, msg: String },
-    #[error("{0}")]
-    Invalid(String),
-    #[error("config {path}: {msg}")]
-    InvalidIn { path: PathBuf, msg: String },
-}
-
-impl ConfigError {
-    fn invalid(msg: impl Into<String>) -> Self {
-        ConfigError::Invalid(msg.into())
-    }
-    /// Attach the file name to a validation error.
-    pub fn in_file(self, path: &Path) -> Self {
-        match self {
-            ConfigError::Invalid(msg) => ConfigError::InvalidIn { path: path.to_path_buf(), msg },
-            other => other,
-        }
-    }
-}
+pub use crate::nets::family::ConfigError;
 
 #[derive(Debug, Deserialize, Default)]
 struct RawAudio {
@@ -237,12 +213,7 @@ fn need<T>(v: Option<T>, key: &str) -> Result<T, ConfigError> {
 impl ModelConfig {
     /// Read and validate a YAML config file.
     pub fn from_yaml_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-        Self::from_yaml_str(&text).map_err(|e| match e {
-            ConfigError::Yaml { msg, .. } => ConfigError::Yaml { path: path.to_path_buf(), msg },
-            other => other.in_file(path),
-        })
+        crate::nets::family::yaml_file(path, Self::from_yaml_str)
     }
 
     /// Parse and validate YAML text.

@@ -1,27 +1,175 @@
 //! TFC-TDF v3 (MDX23C): its config ([`config`]), checkpoint reading and the strict shape check
 //! ([`checkpoint`]), the network written once over the backends ([`graph`]), and the separation
-//! model around it ([`model`]: STFT, network, iSTFT; [`TfcTdf`] builds it). Nothing here knows
-//! about the plugin framework or audio files.
+//! model around it ([`model`]: STFT, network, iSTFT; [`TfcTdf`] builds it), what a checkpoint's
+//! shapes say without a config ([`infer`]), and the family's face to the layers above
+//! ([`FAMILY`], [`crate::nets::NetSpec`] for [`ModelConfig`]). Nothing here knows about the
+//! plugin framework or audio files.
 
 pub mod checkpoint;
 pub mod config;
 pub mod graph;
+pub mod infer;
 pub mod model;
 
+pub use crate::nets::family::GenericMemory;
 pub use checkpoint::{Checkpoint, SplitMix64, Weights, WeightsError};
 pub use config::{ActKind, ConfigError, ModelConfig, NormKind};
 pub use model::{Net, Network, TfcTdf, network};
 
+use crate::nets::family::{Family, Inferred, NetSpec, Segments};
+use crate::nets::{ModelBuilder, ModelError, ModelInfo, Schedule};
+use std::sync::Arc;
 
-impl From<ConfigError> for crate::nets::ModelError {
-    fn from(e: ConfigError) -> Self {
-        crate::nets::ModelError::Files(Box::new(e))
+/// The family's display name.
+pub const NAME: &str = "MDX23C (TFC-TDF v3)";
+
+/// TFC-TDF v3 in the registry ([`crate::nets::FAMILIES`]).
+pub static FAMILY: Family = Family {
+    name: NAME,
+    claims: |keys| keys.iter().any(|k| ["num_subbands", "growth", "bottleneck_factor", "num_blocks_per_scale"].contains(&k.as_str())),
+    from_yaml: |text| Ok(Arc::new(ModelConfig::from_yaml_str(text)?)),
+    infer: |shapes| Ok(Box::new(infer::infer_from_shapes(shapes)?)),
+};
+
+/// Smallest segment (STFT frames) offered and accepted, unless the config's own is smaller.
+pub const MIN_SEGMENT: usize = 32;
+
+impl ModelConfig {
+    /// The config's own segment: STFT frames of its chunk.
+    pub fn default_dim_t(&self) -> usize {
+        self.audio.chunk_size / self.audio.hop_length + 1
     }
 }
 
-impl From<WeightsError> for crate::nets::ModelError {
-    fn from(e: WeightsError) -> Self {
-        crate::nets::ModelError::Files(Box::new(e))
+impl NetSpec for ModelConfig {
+    fn family(&self) -> &'static str {
+        NAME
+    }
+
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            sample_rate: self.audio.sample_rate,
+            stems: self.stems(),
+            complement: self.complement_stem(),
+            schedule: Schedule::Chunks { chunk: self.audio.chunk_size, default_overlap: self.default_overlap() },
+        }
+    }
+
+    fn configured_overlap(&self) -> Option<usize> {
+        self.inference.num_overlap.filter(|&k| k >= 1)
+    }
+
+    /// Segments in STFT frames from [`MIN_SEGMENT`] up to the config's own that the network
+    /// accepts; at most about a dozen (multiples of 32 when there are more).
+    fn segments(&self) -> Segments {
+        let default = self.default_dim_t();
+        let ok = |d: usize| self.check_chunk(self.chunk_for_dim_t(d)).is_ok();
+        let mut choices: Vec<usize> = (MIN_SEGMENT.min(default)..=default).filter(|&d| ok(d)).collect();
+        if choices.len() > 12 {
+            choices.retain(|d| d % 32 == 0 || *d == default);
+        }
+        Segments { unit: "STFT frames", default, choices }
+    }
+
+    fn segment_chunk(&self, segment: usize) -> usize {
+        self.chunk_for_dim_t(segment)
+    }
+
+    /// From the config's own segment down to [`MIN_SEGMENT`] frames, where the network takes the
+    /// chunk; other values mean the default.
+    fn pick_segment(&self, setting: usize) -> Option<usize> {
+        let default = self.default_dim_t();
+        let usable = setting >= MIN_SEGMENT.min(default) && setting < default;
+        (usable && self.check_chunk(self.chunk_for_dim_t(setting)).is_ok()).then_some(setting)
+    }
+
+    fn macs_per_chunk(&self, chunk: usize) -> u64 {
+        ModelConfig::macs_per_chunk(self, chunk)
+    }
+
+    fn parameter_count(&self) -> usize {
+        ModelConfig::parameter_count(self)
+    }
+
+    fn generic_memory(&self, chunk: usize, batch: usize, dtype_bytes: usize) -> Option<GenericMemory> {
+        Some(ModelConfig::generic_memory(self, chunk, batch, dtype_bytes))
+    }
+
+    fn describe(&self) -> Vec<(&'static str, String)> {
+        let (a, m) = (&self.audio, &self.model);
+        let chunk = a.chunk_size;
+        vec![
+            (
+                "chunk",
+                format!(
+                    "{chunk} samples = {:.2} s (n_fft {}, hop {}, dim_f {}, dim_t {})",
+                    chunk as f64 / a.sample_rate as f64,
+                    a.n_fft,
+                    a.hop_length,
+                    a.dim_f,
+                    chunk / a.hop_length + 1
+                ),
+            ),
+            (
+                "network",
+                format!(
+                    "{NAME}: {} subbands, {} scales x {} blocks, {} channels (+{} per scale), bottleneck {}, {}, {}",
+                    m.num_subbands,
+                    m.num_scales,
+                    m.num_blocks_per_scale,
+                    m.num_channels,
+                    m.growth,
+                    m.bottleneck_factor,
+                    m.norm.name(),
+                    m.act.name()
+                ),
+            ),
+        ]
+    }
+
+    fn expected_tensors(&self) -> crate::nets::Shapes {
+        checkpoint::expected_tensors(self)
+    }
+
+    fn check_tensors(&self, ckpt: &Checkpoint) -> Result<(), WeightsError> {
+        checkpoint::check_tensors(ckpt, self)
+    }
+
+    fn open(&self, path: &std::path::Path, segment: Option<usize>) -> Result<Box<dyn ModelBuilder>, ModelError> {
+        Ok(Box::new(TfcTdf::open(self.clone(), path, segment)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Inferred for infer::InferredShape {
+    fn summary(&self) -> String {
+        infer::InferredShape::summary(self)
+    }
+
+    fn missing(&self) -> Vec<String> {
+        infer::InferredShape::missing(self)
+    }
+
+    fn missing_short(&self) -> Vec<&'static str> {
+        let mut needs = vec!["n_fft", "hop_length", "dim_t", "act"];
+        if self.norm == infer::InferredNorm::InstanceOrGroup {
+            needs.push("norm");
+        }
+        needs
+    }
+
+    fn num_stems(&self) -> usize {
+        self.num_stems
+    }
+
+    fn differences(&self, net: &dyn NetSpec) -> Vec<String> {
+        match net.as_any().downcast_ref::<ModelConfig>() {
+            Some(cfg) => infer::InferredShape::differences(self, cfg),
+            None => vec![format!("the weights are an {NAME} network, the config is for {}", net.family())],
+        }
     }
 }
 
@@ -76,24 +224,6 @@ impl ModelConfig {
     }
 }
 
-/// What the generic backend (candle's own ops: Metal's) is expected to hold on the device for
-/// one batch, in bytes: see [`ModelConfig::generic_memory`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GenericMemory {
-    /// The weights in the compute dtype.
-    pub weights: u64,
-    /// Live activations at the peak.
-    pub activations: u64,
-    /// The largest 3x3 convolution's temporaries (bounded by its row bands).
-    pub conv_temporaries: u64,
-}
-
-impl GenericMemory {
-    pub fn total(&self) -> u64 {
-        self.weights + self.activations + self.conv_temporaries
-    }
-}
-
 /// Live activations at the generic backend's peak, in units of one full-resolution activation
 /// of `num_channels` channels in the compute dtype: the first decoder block at full resolution,
 /// inside its first norm (`backend::generic::norm_act_nchw`, statistics in f32): the block's
@@ -141,6 +271,25 @@ impl ModelConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// InstVoc HQ's config (hop 1024, chunk 261120 = 255 hops, 5 scales of 2 in time) through
+    /// the neutral interface: its own segment is 256 frames, the segments offered are the
+    /// multiples of 2^5 = 32 frames from 32 to 256, a setting picks one of them below the
+    /// default (anything else means the default), and a segment of d frames is 1024 (d - 1)
+    /// samples.
+    #[test]
+    fn segments_of_the_full_size_config() {
+        let net = crate::nets::from_yaml_str(include_str!("../../../assets/uvr-mdxc/model_2_stem_full_band_8k.yaml")).unwrap();
+        let s = net.segments();
+        assert_eq!(s.default, 256);
+        assert_eq!(s.choices, [32, 64, 96, 128, 160, 192, 224, 256]);
+        assert_eq!(net.segment_chunk(64), 64512);
+        assert_eq!(net.info().unit_len(), 261120);
+        assert_eq!(net.configured_overlap(), Some(8));
+        for (setting, picked) in [(64, Some(64)), (32, Some(32)), (224, Some(224)), (256, None), (0, None), (48, None), (16, None), (288, None)] {
+            assert_eq!(net.pick_segment(setting), picked, "setting {setting}");
+        }
+    }
 
     /// The full-size InstVoc HQ network in f16 (what `mdx-stems info` prints for Metal): the
     /// peak holds 11 full-resolution activations of 128 channels x 256 frames x 1024 bins, and

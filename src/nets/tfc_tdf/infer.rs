@@ -1,19 +1,15 @@
-//! What a checkpoint's tensor shapes say about its config, and reading those shapes cheaply.
+//! What a TFC-TDF v3 checkpoint's tensor shapes say about its config (the shapes are read by
+//! [`crate::nets::read_shapes`]).
 //!
 //! The weights fix the network's structure (subbands, channels, growth, scales, blocks,
 //! bottleneck, stem count, dim_f, the down/up-scaling factors and, partly, the norm kind).
 //! They do not hold the STFT (n_fft, hop_length), the segment length (dim_t), the activation
 //! or the stem names: those must come from a config, and the messages here say so exactly.
 
-use crate::nets::tfc_tdf::checkpoint::{self, Checkpoint};
-use crate::nets::tfc_tdf::config::{ActKind, AudioConfig, InferenceConfig, ModelConfig, NetConfig, NormKind};
-use std::collections::BTreeMap;
+use super::checkpoint::{self, Checkpoint};
+use super::config::{ActKind, AudioConfig, InferenceConfig, ModelConfig, NetConfig, NormKind};
+pub use crate::nets::checkpoint::Shapes;
 use std::fmt;
-use std::io::Read;
-use std::path::Path;
-
-/// Tensor names and shapes, sorted by name.
-pub type Shapes = BTreeMap<String, Vec<usize>>;
 
 /// The norm kind, as far as the weights tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,99 +294,4 @@ pub fn infer_from_shapes(shapes: &Shapes) -> Result<InferredShape, String> {
         return bad(format!("its tensors do not form one consistent network: {}", wrong.join("; ")));
     }
     Ok(shape)
-}
-
-/// Why a file cannot be used, as read from its bytes.
-fn not_a_checkpoint(reason: impl fmt::Display) -> String {
-    format!("not a PyTorch checkpoint or safetensors file ({reason})")
-}
-
-/// Tensor names and shapes of a checkpoint without loading its data: the pickle of a PyTorch
-/// zip checkpoint (`.ckpt`, `.pth`), or the header of a `.safetensors` file. Only floating-point
-/// tensors are kept and a common `model.`/`module.` prefix is removed, as [`Checkpoint::read`] does.
-pub fn read_shapes(path: &Path) -> Result<Shapes, String> {
-    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-    let len = f.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
-    if len == 0 {
-        return Err("empty file".into());
-    }
-    let mut head = [0u8; 8];
-    let n = read_up_to(&mut f, &mut head).map_err(|e| format!("cannot read: {e}"))?;
-    let mut shapes = if head[..n].starts_with(b"PK") {
-        read_pickle_shapes(path)?
-    } else if n == 8 {
-        read_safetensors_shapes(&mut f, u64::from_le_bytes(head), len)?
-    } else {
-        return Err(not_a_checkpoint("file is too short"));
-    };
-    for prefix in ["model.", "module."] {
-        if !shapes.is_empty() && shapes.keys().all(|k| k.starts_with(prefix)) {
-            shapes = shapes.into_iter().map(|(k, v)| (k[prefix.len()..].to_string(), v)).collect();
-        }
-    }
-    if shapes.is_empty() {
-        return Err("holds no tensors (is it a model checkpoint?)".into());
-    }
-    Ok(shapes)
-}
-
-fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
-
-fn read_pickle_shapes(path: &Path) -> Result<Shapes, String> {
-    crate::nets::tfc_tdf::checkpoint::check_zip(path).map_err(not_a_checkpoint)?;
-    let attempt = |key: Option<&'static str>| -> Result<Shapes, String> {
-        let p = path.to_path_buf();
-        // The pickle reader is a data-only interpreter; guard against panics on hostile input.
-        let infos = std::panic::catch_unwind(move || candle_core::pickle::read_pth_tensor_info(&p, false, key))
-            .map_err(|_| not_a_checkpoint("the pickle data is malformed"))?
-            .map_err(not_a_checkpoint)?;
-        Ok(infos
-            .into_iter()
-            .filter(|t| t.dtype.is_float())
-            .map(|t| (t.name, t.layout.dims().to_vec()))
-            .collect())
-    };
-    let top = attempt(None)?;
-    if !top.is_empty() {
-        return Ok(top);
-    }
-    Ok(attempt(Some("state_dict")).unwrap_or_default())
-}
-
-fn read_safetensors_shapes(f: &mut std::fs::File, header_len: u64, file_len: u64) -> Result<Shapes, String> {
-    if header_len == 0 || header_len > file_len - 8 || header_len > 100 << 20 {
-        return Err(not_a_checkpoint(format!("header length {header_len} does not fit a {file_len}-byte file")));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    f.read_exact(&mut header).map_err(|e| format!("cannot read: {e}"))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| not_a_checkpoint(format!("bad safetensors header: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| not_a_checkpoint("safetensors header is not a JSON object"))?;
-    let mut shapes = Shapes::new();
-    for (name, t) in obj {
-        if name == "__metadata__" {
-            continue;
-        }
-        let dtype = t.get("dtype").and_then(|d| d.as_str()).unwrap_or("");
-        let shape: Option<Vec<usize>> = t
-            .get("shape")
-            .and_then(|s| s.as_array())
-            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect());
-        let Some(shape) = shape else {
-            return Err(not_a_checkpoint(format!("tensor {name} has no valid shape")));
-        };
-        if dtype.starts_with('F') || dtype == "BF16" {
-            shapes.insert(name.clone(), shape);
-        }
-    }
-    Ok(shapes)
 }
