@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("config {path} is not valid YAML for an MDX23C model: {msg}")]
+    #[error("config {path} is not valid YAML: {msg}")]
     Yaml { path: PathBuf, msg: String },
     #[error("{0}")]
     Invalid(String),
@@ -167,7 +167,7 @@ pub struct Family {
 /// family claims is read as its, so that its errors say what is missing.
 pub static FAMILIES: &[&Family] = &[
     &super::tfc_tdf::FAMILY,
-    // A new family is one line here, e.g. `&super::roformer::FAMILY,` for BS-/Mel-RoFormer.
+    &super::roformer::FAMILY,
 ];
 
 /// The keys of a config's `model:` section (empty when it has none or is not YAML).
@@ -217,9 +217,9 @@ mod tests {
 
     const INSTVOC: &str = include_str!("../../assets/uvr-mdxc/model_2_stem_full_band_8k.yaml");
 
-    /// A TFC-TDF config is read as one; a config of another family's keys (a BS-RoFormer
-    /// config's `model:` keys) is not claimed by TFC-TDF, and without its family registered
-    /// falls back to the default, whose error names what it misses.
+    /// Each config goes to its family: InstVoc HQ's to TFC-TDF, MSST's viperx BS-RoFormer and
+    /// Mel-Band RoFormer configs to RoFormer (and not to TFC-TDF), and a config that no family
+    /// claims to the default, whose error names what it misses.
     #[test]
     fn the_registry_picks_the_family_from_the_config_keys() {
         let net = from_yaml_str(INSTVOC).unwrap();
@@ -228,9 +228,17 @@ mod tests {
         assert_eq!(net.info().complement, None);
         let tfc = |text: &str| (super::super::tfc_tdf::FAMILY.claims)(&model_keys(text));
         assert!(tfc(INSTVOC));
-        let roformer = "model:\n  dim: 384\n  depth: 6\n  freqs_per_bands: [2, 2]\ntraining:\n  instruments: [vocals, other]\n";
-        assert!(!tfc(roformer));
-        let e = from_yaml_str(roformer).unwrap_err().to_string();
+        let bs = include_str!("../../tests/fixtures/roformer/bs_ep317_shape/config.yaml");
+        let mel = include_str!("../../tests/fixtures/roformer/mel_ep3005_shape/config.yaml");
+        for (text, family) in [(bs, "BS-RoFormer"), (mel, "Mel-Band RoFormer")] {
+            assert!(!tfc(text));
+            let net = from_yaml_str(text).unwrap();
+            assert_eq!(net.family(), family);
+            assert_eq!(net.info().stems, ["vocals"]);
+            assert_eq!(net.info().complement.as_deref(), Some("other"));
+        }
+        let neither = "model:\n  dim: 384\n  depth: 6\ntraining:\n  instruments: [vocals, other]\n";
+        let e = from_yaml_str(neither).unwrap_err().to_string();
         assert!(e.contains("audio.n_fft"), "{e}");
     }
 

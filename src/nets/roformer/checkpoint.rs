@@ -4,7 +4,8 @@
 
 use super::bands::Bands;
 use super::config::{RoformerConfig, Variant};
-use crate::nets::tfc_tdf::{Checkpoint, SplitMix64, WeightsError};
+use crate::nets::checkpoint::SplitMix64;
+use crate::nets::{Checkpoint, WeightsError};
 use candle_core::{Device, Tensor};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -10,18 +10,9 @@
 
 use crate::nets::tfc_tdf::config::complement_name;
 use serde_norway::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Errors while reading or validating a RoFormer config.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("config {path} is not valid YAML: {msg}")]
-    Yaml { path: PathBuf, msg: String },
-    #[error("config {path}: {msg}")]
-    Invalid { path: PathBuf, msg: String },
-}
+pub use crate::nets::family::ConfigError;
 
 /// Which of MSST's two RoFormers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +166,7 @@ impl RoformerConfig {
     fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let root: Value =
             serde_norway::from_str(text).map_err(|e| ConfigError::Yaml { path: path.to_path_buf(), msg: e.to_string() })?;
-        Self::from_value(&root).map_err(|msg| ConfigError::Invalid { path: path.to_path_buf(), msg })
+        Self::from_value(&root).map_err(|msg| ConfigError::InvalidIn { path: path.to_path_buf(), msg })
     }
 
     fn from_value(root: &Value) -> Result<Self, String> {

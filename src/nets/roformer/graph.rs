@@ -4,7 +4,7 @@
 use super::bands::Bands;
 use super::checkpoint::{AttnKind, layer_transformers, mask_mlp_dims, transformers_norm_output};
 use super::config::RoformerConfig;
-use crate::nets::tfc_tdf::Weights;
+use crate::nets::checkpoint::Weights;
 use candle_core::{D, DType, Result, Tensor};
 
 /// The most bytes one slice of attention scores ([slice, heads, S, S] in the compute dtype)

@@ -7,7 +7,7 @@ use super::checkpoint::{self, check_tensors};
 use super::config::RoformerConfig;
 use super::graph::RoformerNet;
 use crate::dsp::stft::Stft;
-use crate::nets::tfc_tdf::{Checkpoint, Weights, checkpoint::to_device};
+use crate::nets::checkpoint::{Checkpoint, Weights, to_device};
 use crate::nets::{Event, ModelBuilder, ModelError, ModelInfo, Pass, Schedule, SeparationModel, Stage, Target};
 use candle_core::{DType, Device, Result, Tensor};
 use std::path::{Path, PathBuf};
@@ -151,7 +151,7 @@ impl RoformerModel {
     }
 }
 
-fn info(cfg: &RoformerConfig) -> ModelInfo {
+pub(crate) fn info(cfg: &RoformerConfig) -> ModelInfo {
     ModelInfo {
         sample_rate: cfg.sample_rate,
         stems: cfg.stems(),
