@@ -2,7 +2,7 @@
 //! `tests/fixtures/roformer/` (see its README), and the config and checkpoint checks.
 
 use candle_core::{DType, Device, Tensor};
-use mdx_stems::device::{DeviceRequest, Precision};
+use mdx_stems::device::Precision;
 use mdx_stems::dsp::overlap::Scheme;
 use mdx_stems::engine::Separator;
 use mdx_stems::nets::roformer::checkpoint::{check_tensors, expected_tensors, parameter_count};
@@ -13,6 +13,8 @@ use mdx_stems::options::EngineOptions;
 use mdx_stems::testing::{fixtures_root, max_abs_diff, roformer_fixture_dir};
 use std::collections::HashMap;
 use std::time::Instant;
+
+mod common;
 
 /// Every fixture folder under `roformer/` with a checkpoint (the small configs).
 fn fixtures() -> Vec<String> {
@@ -57,7 +59,8 @@ fn snr_db(est: &[f32], reference: &[f64]) -> f64 {
 fn separator(name: &str, precision: Precision) -> Separator {
     let dir = roformer_fixture_dir(name);
     let builder = Roformer::open(config(name), &dir.join("model.ckpt")).unwrap();
-    let options = EngineOptions { device: DeviceRequest::Cpu, precision: Some(precision), ..Default::default() };
+    // `$MDX_STEMS_TEST_DEVICE` (default the CPU): the device machine runs these on CUDA.
+    let options = EngineOptions { device: common::test_device(), precision: Some(precision), ..Default::default() };
     Separator::new(Box::new(builder), &options).unwrap()
 }
 
@@ -255,7 +258,7 @@ fn full_size_shapes_match_msst() {
         let sd: std::collections::BTreeMap<String, Vec<usize>> = serde_json::from_value(meta["state_dict"].clone()).unwrap();
         assert_eq!(ckpt.shapes(), sd, "{name}: MSST's state_dict names and shapes");
         let made = t.elapsed();
-        let options = EngineOptions { device: DeviceRequest::Cpu, precision: Some(Precision::F32), ..Default::default() };
+        let options = EngineOptions { device: common::test_device(), precision: Some(Precision::F32), ..Default::default() };
         let mut sep = Separator::new(Box::new(Roformer::from_checkpoint(cfg, ckpt).unwrap()), &options).unwrap();
         let out = forward(&mut sep, name);
         let d = max_abs_diff(&out, &to_f32(&f["out"]));
