@@ -12,7 +12,7 @@ DEST="${1:-$REPO/.device}"
 T="${CARGO_TARGET_DIR:-$REPO/target-cuda}/release"
 mkdir -p "$DEST/bin"
 rm -f "$DEST"/bin/*
-for b in cuda fixtures nhwc; do
+for b in cuda fixtures nhwc roformer; do
   f=$(ls -t "$T"/deps/$b-* | grep -v '\.d$' | head -1 || true)   # head closes the pipe early
   echo "$b-tests <- $f" >&2
   strip -o "$DEST/bin/$b-tests" "$f"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # One device call: checks, tests, benchmarks. Usage: bash <packed folder>/run.sh [steps...]
 # (the folder .ci/device/pack.sh filled, e.g. .device). Steps: info tests fixtures nhwc
-# bench-<precision>-<batch>[-torch] compare torchstrict speed ncu torchsnr (default: see STEPS).
+# roformer bench-<precision>-<batch>[-torch] compare torchstrict speed ncu torchsnr (default: see STEPS).
 # `compare`: the f16 benchmark at batch 1 and 4 (with PyTorch) of bin/bench-main and bin/bench,
 # interleaved, for a before/after in one call.
 D="$(cd "$(dirname "$0")" && pwd)"
@@ -42,6 +42,7 @@ for step in $STEPS; do
     tests) MDX_CUDNN_LOG=${MDX_CUDNN_LOG:-} run cuda-tests 300 $D/bin/cuda-tests --test-threads=1 --nocapture ;;
     fixtures) MDX_STEMS_TEST_DEVICE=cuda run fixtures-cuda 300 $D/bin/fixtures-tests --test-threads=4 --nocapture ;;
     nhwc) run nhwc-cpu 120 $D/bin/nhwc-tests --nocapture ;;
+    roformer) MDX_STEMS_TEST_DEVICE=cuda run roformer-cuda 300 $D/bin/roformer-tests --test-threads=2 --nocapture ;;
     bench) # bench-<precision>-<batch>[-torch]: ours (and PyTorch's in the same invocation)
       ;;
     compare) # the same benchmark for the build in bin/bench-main and the one in bin/bench
