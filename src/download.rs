@@ -1,4 +1,4 @@
-//! Public MDX23C checkpoints by name: [`AVAILABLE`] (what `mdx-stems models --available` lists)
+//! Public MDX23C and RoFormer checkpoints by name: [`AVAILABLE`] (what `mdx-stems models --available` lists)
 //! and [`download`] (what `--download <name>` and the plugin's editor run).
 //!
 //! A download goes to `<models>/.downloads/<file>` (a hidden folder the model search skips),
@@ -40,7 +40,7 @@ pub enum ConfigSource {
     Url(&'static str),
 }
 
-/// A public MDX23C checkpoint.
+/// A public MDX23C or RoFormer checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Available {
     /// The name `--download` takes (the file stem).
@@ -120,6 +120,60 @@ pub const AVAILABLE: &[Available] = &[
         source: "aufr33 and jarredou, jarredou/models release (listed by MSST)",
         sdr: "not reported (10.81 in the file name)",
     },
+    // RoFormers (BS-RoFormer, Mel-Band RoFormer): UVR's list (TRvlvr/application_data,
+    // `filelists/download_checks.json`: `roformer_download_list`, `other_network_list`) with
+    // UVR's hashes (`mdx_model_data/model_data_new.json`) and configs (`assets/uvr-roformer/`),
+    // and MSST's vocal and MUSDB18HQ tables for the SDRs. See docs/cli.md, "RoFormer models".
+    Available {
+        name: "MelBandRoformer",
+        url: "https://huggingface.co/KimberleyJSN/melbandroformer/resolve/main/MelBandRoformer.ckpt",
+        config: ConfigSource::UvrTable,
+        stems: "Vocals, Instrumental",
+        size: None,
+        check: Check::UvrHash("e4ca75912fcff3224a19058e55facfbf"),
+        source: "Kimberley Jensen, Hugging Face KimberleyJSN/melbandroformer (listed by UVR, MSST)",
+        sdr: "vocals 10.98 (Multisong, MSST)",
+    },
+    Available {
+        name: "model_bs_roformer_ep_317_sdr_12.9755",
+        url: "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/model_bs_roformer_ep_317_sdr_12.9755.ckpt",
+        config: ConfigSource::UvrTable,
+        stems: "Vocals, Instrumental",
+        size: None,
+        check: Check::UvrHash("53f707017bfcbb56f5e1bfac420d6732"),
+        source: "viperx, UVR's public model repository (listed by MSST)",
+        sdr: "vocals 10.87 (Multisong, MSST); UVR's \"BS-Roformer-Viperx-1297\"",
+    },
+    Available {
+        name: "model_bs_roformer_ep_368_sdr_12.9628",
+        url: "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/model_bs_roformer_ep_368_sdr_12.9628.ckpt",
+        config: ConfigSource::UvrTable,
+        stems: "Vocals, Instrumental",
+        size: None,
+        check: Check::UvrHash("d789065adfd747d6f585b27b495bcdae"),
+        source: "viperx, UVR's public model repository",
+        sdr: "not on MSST's list (12.96 in the file name); UVR's \"BS-Roformer-Viperx-1296\"",
+    },
+    Available {
+        name: "model_mel_band_roformer_ep_3005_sdr_11.4360",
+        url: "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/model_mel_band_roformer_ep_3005_sdr_11.4360.ckpt",
+        config: ConfigSource::UvrTable,
+        stems: "Vocals, Instrumental",
+        size: None,
+        check: Check::UvrHash("63e41acc264bf681a73aa9f7e5f606cc"),
+        source: "viperx, UVR's public model repository (listed by MSST)",
+        sdr: "vocals 9.67 (Multisong, MSST); UVR's \"Mel-Roformer-Viperx-1143\"",
+    },
+    Available {
+        name: "model_bs_roformer_ep_17_sdr_9.6568",
+        url: "https://github.com/ZFTurbo/Music-Source-Separation-Training/releases/download/v1.0.12/model_bs_roformer_ep_17_sdr_9.6568.ckpt",
+        config: ConfigSource::Url("https://github.com/ZFTurbo/Music-Source-Separation-Training/releases/download/v1.0.12/config_bs_roformer_384_8_2_485100.yaml"),
+        stems: "bass, drums, vocals, other",
+        size: None,
+        check: Check::TensorsOnly,
+        source: "ZFTurbo, MSST release v1.0.12, trained on MUSDB18HQ only",
+        sdr: "avg 9.65 MUSDB18 test (bass 8.48, drums 11.61, vocals 11.08, other 7.44); 9.38 Multisong",
+    },
 ];
 
 /// The download size as `--available` prints it: the publisher's exact size, else an estimate
@@ -134,7 +188,7 @@ pub fn size_text(a: &Available) -> String {
         _ => None,
     };
     match config {
-        Some(cfg) => format!("about {:.0} MB (estimated: {} parameters as 32-bit floats)", cfg.parameter_count() as f64 * 4.0 / 1e6, cfg.parameter_count()),
+        Some(cfg) => format!("about {:.0} MB (estimated: {} parameters as f32)", cfg.parameter_count() as f64 * 4.0 / 1e6, cfg.parameter_count()),
         None => "not published (shown when the download starts)".to_string(),
     }
 }
@@ -148,9 +202,11 @@ pub fn print_available(list: &[Available]) -> String {
             Check::Sha256(_) => "sha256",
             Check::TensorsOnly => "tensors vs config",
         };
+        let about = crate::catalog::quality::KNOWN.iter().find(|k| k.file_stem == a.name).map_or("", |k| k.about);
         s.push_str(&format!(
-            "{}\n  stems: {}\n  quality: {}\n  source: {}\n  download size: {}; verified by {}\n",
+            "{}\n  for: {}\n  stems: {}\n  quality: {}\n  source: {}\n  download size: {}; verified by {}\n",
             a.name,
+            about,
             a.stems,
             a.sdr,
             a.source,
@@ -275,7 +331,18 @@ pub fn download(model: &Available, opts: &DownloadOptions, progress: &mut Progre
             Some(String::from_utf8_lossy(&buf).into_owned())
         }
     };
+    // A RoFormer's config is kept as published and its tensors checked by their names (the
+    // MDX23C check below does not apply); `nets::roformer` owns the full check.
+    let roformer = match (&config_text, model.check) {
+        (Some(t), _) => crate::catalog::family::roformer_kind(t).is_some(),
+        (None, Check::UvrHash(h)) => {
+            let table = crate::catalog::UvrTable::builtin();
+            table.yaml_name(h).and_then(|n| table.yaml_text(n)).and_then(crate::catalog::family::roformer_kind).is_some()
+        }
+        (None, _) => false,
+    };
     let config = match (&config_text, model.config) {
+        (Some(_), _) if roformer => None,
         (Some(t), _) => Some(ModelConfig::from_yaml_str(t).map_err(|e| DownloadError::Verification { file: file.into(), what: format!("its config does not parse: {e}") })?),
         (None, _) => match model.check {
             Check::UvrHash(h) => crate::catalog::UvrTable::builtin().config_for(h).map(|(_, c)| c.ok()).flatten(),
@@ -284,7 +351,11 @@ pub fn download(model: &Available, opts: &DownloadOptions, progress: &mut Progre
     };
     let url = opts.url_for(model.url);
     fetch_resumable(&agent, &url, &part, opts, progress)?;
-    if let Err(e) = verify(model, &part, config.as_ref()) {
+    let checked = verify(model, &part, config.as_ref()).and_then(|()| match roformer {
+        true => verify_roformer(model, &part),
+        false => Ok(()),
+    });
+    if let Err(e) = checked {
         let _ = std::fs::remove_file(&part);
         return Err(e);
     }
@@ -294,6 +365,16 @@ pub fn download(model: &Available, opts: &DownloadOptions, progress: &mut Progre
     std::fs::rename(&part, &target).map_err(io(&target))?;
     let _ = std::fs::remove_dir(&staging);
     Ok(target)
+}
+
+/// The file at `path` holds a RoFormer's tensors ([`crate::catalog::family::roformer_tensors`]).
+fn verify_roformer(model: &Available, path: &Path) -> Result<(), DownloadError> {
+    let bad = |what: String| DownloadError::Verification { file: model.file_name().to_string(), what };
+    let shapes = crate::catalog::read_shapes(path).map_err(|e| bad(format!("not a readable checkpoint: {e}")))?;
+    if !crate::catalog::family::roformer_tensors(&shapes) {
+        return Err(bad("its tensors are not a RoFormer's".to_string()));
+    }
+    Ok(())
 }
 
 /// The file at `path` is `model`: announced size (checked while fetching), size, hash, tensors.

@@ -10,8 +10,10 @@
 //! - [`uvr`]: UVR's hash rule and hash -> config table (compiled in from `assets/uvr-mdxc/`).
 //! - [`infer`]: reading tensor shapes without loading weights, and what they determine.
 //! - [`discover`]: the folders searched (sources documented there) and the listing.
+//! - [`family`]: recognising RoFormer checkpoints (UVR's RoFormer configs: `assets/uvr-roformer/`).
 
 pub mod discover;
+pub mod family;
 pub mod infer;
 pub mod quality;
 pub mod uvr;

@@ -26,6 +26,9 @@ pub fn run(info: &InfoArgs) -> Result<()> {
         return builtin(b, info);
     }
     crate::catalog::check_is_checkpoint(&model)?;
+    if let Some(found) = crate::catalog::family::find_roformer(&model, args.config.as_deref(), crate::catalog::UvrTable::builtin()) {
+        return roformer(&model, &found.map_err(anyhow::Error::msg)?);
+    }
     let (cfg, origin) = crate::catalog::find_config(&model, args.config.as_deref(), crate::catalog::UvrTable::builtin())?;
     let ckpt = Checkpoint::read(&model)?;
     checkpoint::check_tensors(&ckpt, &cfg)?;
@@ -101,6 +104,28 @@ pub fn run(info: &InfoArgs) -> Result<()> {
 }
 
 /// `info` of a built-in separator: what it does, its stems, its block and latency.
+/// What a RoFormer checkpoint is: its family, config, stems, size and published quality (the
+/// catalog's knowledge; the network's own figures are `nets::roformer`'s to add).
+fn roformer(model: &std::path::Path, r: &crate::catalog::family::FoundRoformer) -> Result<()> {
+    let shapes = crate::catalog::read_shapes(model).map_err(anyhow::Error::msg)?;
+    let params: usize = shapes.values().map(|s| s.iter().product::<usize>()).sum();
+    println!("model        {}", model.display());
+    if let Some(name) = model.file_name().and_then(|f| crate::catalog::UvrTable::builtin().display_name(&f.to_string_lossy())) {
+        println!("UVR name     {name}");
+    }
+    println!("network      {} (a transformer over frequency bands of the spectrogram)", r.kind.name());
+    println!("config       {}", r.origin);
+    println!("stems        {}", if r.stems.is_empty() { "-".to_string() } else { r.stems.join(", ") });
+    println!("parameters   {params} ({:.1} MB as f32)", params as f64 * 4.0 / 1e6);
+    if let Some(k) = crate::catalog::quality::known(model) {
+        println!("for          {}", k.about);
+        let sdr: Vec<String> = k.sdr.iter().map(|(stem, v)| format!("{stem} {v:.2}")).collect();
+        let sdr = if sdr.is_empty() { "none".to_string() } else { format!("{} dB", sdr.join(", ")) };
+        println!("published    SDR {sdr} ({})", k.source);
+    }
+    Ok(())
+}
+
 fn builtin(b: crate::nets::builtin::Builtin, info: &InfoArgs) -> Result<()> {
     if info.model.config.is_some() {
         eprintln!("warning: {} has no config: --config is ignored", b.name());

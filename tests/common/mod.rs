@@ -80,3 +80,20 @@ pub fn meta(name: &str) -> serde_json::Value {
     let p = fixture_dir(name).join("meta.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
+
+/// A tiny checkpoint with a RoFormer's module names: `band_split`, `layers`, `mask_estimators`
+/// (MSST's `bs_roformer.py`/`mel_band_roformer.py`). Discovery reads tensor names and shapes,
+/// never values, and tells the format by content, so safetensors bytes stand in for the torch
+/// zip that UVR's `.ckpt` files are; `seed` makes each file's bytes (and UVR hash) its own.
+pub fn roformer_bytes(seed: u8) -> Vec<u8> {
+    let names = ["band_split.to_features.0.0.gamma", "layers.0.0.layers.0.0.norm.gamma", "mask_estimators.0.to_freqs.0.0.0.weight"];
+    let mut header = serde_json::Map::new();
+    for (i, n) in names.iter().enumerate() {
+        header.insert(n.to_string(), serde_json::json!({"dtype": "F32", "shape": [2], "data_offsets": [i * 8, i * 8 + 8]}));
+    }
+    let h = serde_json::to_vec(&header).unwrap();
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend((0..24u8).map(|i| i.wrapping_mul(seed).wrapping_add(seed)));
+    out
+}
