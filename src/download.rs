@@ -214,7 +214,7 @@ pub fn print_available(list: &[Available]) -> String {
             check
         ));
     }
-    s.push_str("download one with: mdx-stems models --download <NAME> (a unique prefix or part of the name is enough)\n");
+    s.push_str("download one with: mdx-stems models --download <NAME> (a unique prefix or part of a name is enough)\n");
     s
 }
 
