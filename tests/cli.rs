@@ -206,7 +206,7 @@ fn info_explains_a_roformer() {
     let mdx = dir.join("uvr").join("models").join("MDX_Net_Models");
     let configs = mdx.join("model_data").join("mdx_c_configs");
     std::fs::create_dir_all(&configs).unwrap();
-    let fixture = fixture_dir("roformer/mel_tiny_target");
+    let fixture = mdx_stems::testing::roformer_fixture_dir("mel_tiny_target");
     let bytes = std::fs::read(fixture.join("model.ckpt")).unwrap();
     std::fs::write(mdx.join("MelBandRoformer.ckpt"), &bytes).unwrap();
     std::fs::copy(fixture.join("config.yaml"), configs.join("config_vocals_mel_band_roformer_kim.yaml")).unwrap();

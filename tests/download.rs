@@ -304,7 +304,7 @@ fn the_available_entries_are_well_formed_and_offer_the_public_roformers() {
 /// another RoFormer under its name are refused and removed.
 #[test]
 fn a_roformer_download_is_checked_against_its_config() {
-    let d = fixture_dir("roformer/mel_tiny_target");
+    let d = mdx_stems::testing::roformer_fixture_dir("mel_tiny_target");
     let ckpt = std::fs::read(d.join("model.ckpt")).unwrap();
     let yaml = std::fs::read(d.join("config.yaml")).unwrap();
     let entry = Available {
@@ -325,7 +325,7 @@ fn a_roformer_download_is_checked_against_its_config() {
     assert_eq!(found.len(), 1);
     assert!(found[0].is_ready(), "{:?}", found[0].config);
     // Another RoFormer's weights (a tiny BS-RoFormer) under that name.
-    let other = std::fs::read(fixture_dir("roformer/bs_tiny_target").join("model.ckpt")).unwrap();
+    let other = std::fs::read(mdx_stems::testing::roformer_fixture_dir("bs_tiny_target").join("model.ckpt")).unwrap();
     let srv = serve(vec![("mel_tiny_roformer.ckpt".into(), other), ("config_mel_tiny.yaml".into(), yaml)], Mode::Good);
     let dir = fresh("roformer-wrong");
     let err = download::download(&entry, &opts(&dir, &srv.base), &mut |_, _| {}).unwrap_err();

@@ -307,7 +307,7 @@ fn roformers_in_a_python_audio_separator_folder_are_found_beside_their_yaml() {
     let dir = temp_dir("audio-separator-models");
     // MSST's config for Kimberley Jensen's model names its stems vocals and other.
     let kj = "audio:\n  chunk_size: 352800\n  sample_rate: 44100\nmodel:\n  dim: 384\n  depth: 6\n  num_bands: 60\n  \
-              stereo: true\n  num_stems: 1\ntraining:\n  instruments:\n  - vocals\n  - other\n  target_instrument: vocals\n";
+              stereo: true\n  num_stems: 1\n  stft_hop_length: 441\ntraining:\n  instruments:\n  - vocals\n  - other\n  target_instrument: vocals\n";
     let kim = dir.join("vocals_mel_band_roformer.ckpt");
     write(&kim, &shapes_only_checkpoint(kj, 4));
     write(&dir.join("vocals_mel_band_roformer.yaml"), kj.as_bytes());
