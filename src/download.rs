@@ -1,4 +1,4 @@
-//! Public MDX23C checkpoints by name: [`AVAILABLE`] (what `mdx-stems models --available` lists)
+//! Public MDX23C and RoFormer checkpoints by name: [`AVAILABLE`] (what `mdx-stems models --available` lists)
 //! and [`download`] (what `--download <name>` and the plugin's editor run).
 //!
 //! A download goes to `<models>/.downloads/<file>` (a hidden folder the model search skips),
@@ -40,7 +40,7 @@ pub enum ConfigSource {
     Url(&'static str),
 }
 
-/// A public MDX23C checkpoint.
+/// A public MDX23C or RoFormer checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Available {
     /// The name `--download` takes (the file stem).
@@ -120,6 +120,60 @@ pub const AVAILABLE: &[Available] = &[
         source: "aufr33 and jarredou, jarredou/models release (listed by MSST)",
         sdr: "not reported (10.81 in the file name)",
     },
+    // RoFormers (BS-RoFormer, Mel-Band RoFormer): UVR's list (TRvlvr/application_data,
+    // `filelists/download_checks.json`: `roformer_download_list`, `other_network_list`) with
+    // UVR's hashes (`mdx_model_data/model_data_new.json`) and configs (`assets/uvr-roformer/`),
+    // and MSST's vocal and MUSDB18HQ tables for the SDRs. See docs/cli.md, "RoFormer models".
+    Available {
+        name: "MelBandRoformer",
+        url: "https://huggingface.co/KimberleyJSN/melbandroformer/resolve/main/MelBandRoformer.ckpt",
+        config: ConfigSource::UvrTable,
+        stems: "Vocals, Instrumental",
+        size: None,
+        check: Check::UvrHash("e4ca75912fcff3224a19058e55facfbf"),
+        source: "Kimberley Jensen, Hugging Face KimberleyJSN/melbandroformer (listed by UVR, MSST)",
+        sdr: "vocals 10.98 (Multisong, MSST)",
+    },
+    Available {
+        name: "model_bs_roformer_ep_317_sdr_12.9755",
+        url: "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/model_bs_roformer_ep_317_sdr_12.9755.ckpt",
+        config: ConfigSource::UvrTable,
+        stems: "Vocals, Instrumental",
+        size: None,
+        check: Check::UvrHash("53f707017bfcbb56f5e1bfac420d6732"),
+        source: "viperx, UVR's public model repository (listed by MSST)",
+        sdr: "vocals 10.87 (Multisong, MSST); UVR's \"BS-Roformer-Viperx-1297\"",
+    },
+    Available {
+        name: "model_bs_roformer_ep_368_sdr_12.9628",
+        url: "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/model_bs_roformer_ep_368_sdr_12.9628.ckpt",
+        config: ConfigSource::UvrTable,
+        stems: "Vocals, Instrumental",
+        size: None,
+        check: Check::UvrHash("d789065adfd747d6f585b27b495bcdae"),
+        source: "viperx, UVR's public model repository",
+        sdr: "not on MSST's list (12.96 in the file name); UVR's \"BS-Roformer-Viperx-1296\"",
+    },
+    Available {
+        name: "model_mel_band_roformer_ep_3005_sdr_11.4360",
+        url: "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/model_mel_band_roformer_ep_3005_sdr_11.4360.ckpt",
+        config: ConfigSource::UvrTable,
+        stems: "Vocals, Instrumental",
+        size: None,
+        check: Check::UvrHash("63e41acc264bf681a73aa9f7e5f606cc"),
+        source: "viperx, UVR's public model repository (listed by MSST)",
+        sdr: "vocals 9.67 (Multisong, MSST); UVR's \"Mel-Roformer-Viperx-1143\"",
+    },
+    Available {
+        name: "model_bs_roformer_ep_17_sdr_9.6568",
+        url: "https://github.com/ZFTurbo/Music-Source-Separation-Training/releases/download/v1.0.12/model_bs_roformer_ep_17_sdr_9.6568.ckpt",
+        config: ConfigSource::Url("https://github.com/ZFTurbo/Music-Source-Separation-Training/releases/download/v1.0.12/config_bs_roformer_384_8_2_485100.yaml"),
+        stems: "bass, drums, vocals, other",
+        size: None,
+        check: Check::TensorsOnly,
+        source: "ZFTurbo, MSST release v1.0.12, trained on MUSDB18HQ only",
+        sdr: "avg 9.65 MUSDB18 test (bass 8.48, drums 11.61, vocals 11.08, other 7.44); 9.38 Multisong",
+    },
 ];
 
 /// The download size as `--available` prints it: the publisher's exact size, else an estimate
@@ -134,7 +188,7 @@ pub fn size_text(a: &Available) -> String {
         _ => None,
     };
     match config {
-        Some(cfg) => format!("about {:.0} MB (estimated: {} parameters as 32-bit floats)", cfg.parameter_count() as f64 * 4.0 / 1e6, cfg.parameter_count()),
+        Some(cfg) => format!("about {:.0} MB (estimated: {} parameters as f32)", cfg.parameter_count() as f64 * 4.0 / 1e6, cfg.parameter_count()),
         None => "not published (shown when the download starts)".to_string(),
     }
 }
@@ -148,9 +202,11 @@ pub fn print_available(list: &[Available]) -> String {
             Check::Sha256(_) => "sha256",
             Check::TensorsOnly => "tensors vs config",
         };
+        let about = crate::catalog::quality::KNOWN.iter().find(|k| k.file_stem == a.name).map_or("", |k| k.about);
         s.push_str(&format!(
-            "{}\n  stems: {}\n  quality: {}\n  source: {}\n  download size: {}; verified by {}\n",
+            "{}\n  for: {}\n  stems: {}\n  quality: {}\n  source: {}\n  download size: {}; verified by {}\n",
             a.name,
+            about,
             a.stems,
             a.sdr,
             a.source,
@@ -158,7 +214,7 @@ pub fn print_available(list: &[Available]) -> String {
             check
         ));
     }
-    s.push_str("download one with: mdx-stems models --download <NAME> (a unique prefix or part of the name is enough)\n");
+    s.push_str("download one with: mdx-stems models --download <NAME> (a unique prefix or part of a name is enough)\n");
     s
 }
 

@@ -249,3 +249,86 @@ fn names_and_the_available_table() {
     let uvr = t.lines().skip_while(|l| *l != "MDX23C-8KFFT-InstVoc_HQ").find(|l| l.contains("download size")).unwrap();
     assert!(uvr.contains(" MB"), "the UVR model's config is built in: its size is estimated: {uvr}");
 }
+
+/// Every entry of `--available`: a unique name that is its file's stem, an https URL of a
+/// checkpoint, a config source (UVR's table: a UVR hash that the built-in table maps to an
+/// embedded config; else the publisher's yaml), and the public RoFormers are there, each
+/// recognised as the family its config says.
+#[test]
+fn the_available_entries_are_well_formed_and_offer_the_public_roformers() {
+    let well_formed = |u: &str, ext: &str| {
+        u.starts_with("https://") && !u.contains(char::is_whitespace) && u.matches("://").count() == 1 && u.ends_with(ext) && u.split('/').count() >= 5
+    };
+    let table = mdx_stems::catalog::UvrTable::builtin();
+    let mut names = std::collections::HashSet::new();
+    for a in download::AVAILABLE {
+        assert!(names.insert(a.name.to_lowercase()), "{} twice", a.name);
+        assert!(well_formed(a.url, ".ckpt"), "{}: {}", a.name, a.url);
+        assert_eq!(a.file_name().strip_suffix(".ckpt"), Some(a.name), "the name is the file's stem");
+        match (a.config, a.check) {
+            (ConfigSource::UvrTable, Check::UvrHash(h)) => {
+                let yaml = table.yaml_name(h).unwrap_or_else(|| panic!("{}: hash {h} not in the built-in table", a.name));
+                assert!(table.yaml_text(yaml).is_some(), "{}: {yaml} not embedded", a.name);
+            }
+            (ConfigSource::UvrTable, other) => panic!("{}: UVR's table needs UVR's hash, not {other:?}", a.name),
+            (ConfigSource::Url(u), _) => assert!(well_formed(u, ".yaml"), "{}: {u}", a.name),
+        }
+        assert!(!a.stems.is_empty() && !a.source.is_empty() && !a.sdr.is_empty(), "{}", a.name);
+    }
+    let uvr_family = |name: &str| match download::find(download::AVAILABLE, name).unwrap().check {
+        Check::UvrHash(h) => table.lookup(h).map(|(_, net)| net.family()),
+        _ => None,
+    };
+    assert_eq!(uvr_family("model_bs_roformer_ep_317_sdr_12.9755"), Some("BS-RoFormer"));
+    assert_eq!(uvr_family("model_bs_roformer_ep_368_sdr_12.9628"), Some("BS-RoFormer"));
+    assert_eq!(uvr_family("model_mel_band_roformer_ep_3005_sdr_11.4360"), Some("Mel-Band RoFormer"));
+    assert_eq!(uvr_family("MelBandRoformer"), Some("Mel-Band RoFormer"));
+    assert_eq!(uvr_family("MDX23C-8KFFT-InstVoc_HQ"), Some("MDX23C (TFC-TDF v3)"));
+    let kim = download::find(download::AVAILABLE, "melbandroformer").unwrap();
+    assert_eq!(kim.check, Check::UvrHash("e4ca75912fcff3224a19058e55facfbf"), "UVR's hash of MelBandRoformer.ckpt");
+    assert!(kim.sdr.contains("10.98"), "{}", kim.sdr);
+    assert!(matches!(download::find(download::AVAILABLE, "ep_17").unwrap().config, ConfigSource::Url(u) if u.ends_with("config_bs_roformer_384_8_2_485100.yaml")));
+    // `--available` says what each is for, and stays within 100 columns.
+    let t = download::print_available(download::AVAILABLE);
+    assert_eq!(t.matches("\n  for: ").count(), download::AVAILABLE.len(), "{t}");
+    for needle in ["Mel-Band RoFormer (Kimberley Jensen)", "BS-RoFormer (viperx)", "vocals 10.87 (Multisong, MSST)"] {
+        assert!(t.contains(needle), "{needle} in\n{t}");
+    }
+    for l in t.lines() {
+        assert!(l.chars().count() <= 100, "{} columns: {l}", l.chars().count());
+    }
+}
+
+/// A RoFormer published with its own yaml is verified like an MDX23C: its config parsed by the
+/// registry and its tensors checked strictly against it (`NetSpec::check_tensors`). Weights of
+/// another RoFormer under its name are refused and removed.
+#[test]
+fn a_roformer_download_is_checked_against_its_config() {
+    let d = mdx_stems::testing::roformer_fixture_dir("mel_tiny_target");
+    let ckpt = std::fs::read(d.join("model.ckpt")).unwrap();
+    let yaml = std::fs::read(d.join("config.yaml")).unwrap();
+    let entry = Available {
+        name: "mel_tiny_roformer",
+        url: "https://publisher.invalid/v1/mel_tiny_roformer.ckpt",
+        config: ConfigSource::Url("https://publisher.invalid/v1/config_mel_tiny.yaml"),
+        stems: "vocals, other",
+        size: None,
+        check: Check::TensorsOnly,
+        source: "test",
+        sdr: "-",
+    };
+    let srv = serve(vec![("mel_tiny_roformer.ckpt".into(), ckpt), ("config_mel_tiny.yaml".into(), yaml.clone())], Mode::Good);
+    let dir = fresh("roformer");
+    let path = download::download(&entry, &opts(&dir, &srv.base), &mut |_, _| {}).unwrap();
+    assert_eq!(path, dir.join("mel_tiny_roformer.ckpt"));
+    let found = mdx_stems::catalog::discover_in(&[(dir.clone(), mdx_stems::catalog::ModelSource::App)], mdx_stems::catalog::UvrTable::builtin());
+    assert_eq!(found.len(), 1);
+    assert!(found[0].is_ready(), "{:?}", found[0].config);
+    // Another RoFormer's weights (a tiny BS-RoFormer) under that name.
+    let other = std::fs::read(mdx_stems::testing::roformer_fixture_dir("bs_tiny_target").join("model.ckpt")).unwrap();
+    let srv = serve(vec![("mel_tiny_roformer.ckpt".into(), other), ("config_mel_tiny.yaml".into(), yaml)], Mode::Good);
+    let dir = fresh("roformer-wrong");
+    let err = download::download(&entry, &opts(&dir, &srv.base), &mut |_, _| {}).unwrap_err();
+    assert!(matches!(err, DownloadError::Verification { .. }) && err.to_string().contains("do not match its config"), "{err}");
+    assert!(models_in(&dir).is_empty(), "{:?}", models_in(&dir));
+}

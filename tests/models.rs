@@ -210,3 +210,131 @@ fn junk_files_are_listed_as_not_ready_and_never_fail_the_listing() {
     let path_line = table.lines().find(|l| l.contains("as downloads have.ckpt")).unwrap_or_else(|| panic!("no path line: {table}"));
     assert!(path_line.contains('…') && path_line.trim_start().starts_with(&dir.display().to_string()[..10]), "{path_line}");
 }
+
+// ---- RoFormer checkpoints in UVR's and python-audio-separator's folders (issue #22) ----
+
+/// One of UVR's RoFormer configs as compiled in (`assets/uvr-roformer/`).
+fn uvr_roformer_yaml(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/uvr-roformer").join(name)).unwrap()
+}
+
+/// The default model for vocals and instrumental, ranked as `separate` ranks: by what each
+/// model delivers (its config's stems and complement).
+fn vocals_first(list: &[mdx_stems::catalog::ModelEntry]) -> Option<(String, Option<f32>)> {
+    let want = vec!["vocals".to_string(), "instrumental".to_string()];
+    let stems_of = |e: &mdx_stems::catalog::ModelEntry| {
+        mdx_stems::catalog::resolve_config(&e.path, None).map(|c| c.output_stems()).unwrap_or_else(|_| e.stems.clone())
+    };
+    mdx_stems::catalog::quality::best_for(list, &want, &stems_of).map(|c| (c.entry.name.clone(), c.sdr.map(|(v, _)| v)))
+}
+
+/// UVR 5.6 keeps RoFormers in `MDX_Net_Models` under their download names, their configs in
+/// `model_data/mdx_c_configs`, and its hash table in `model_data/model_data.json`: they are
+/// found by hash, named as UVR names them, ready with their config's stems, and Kimberley
+/// Jensen's Mel-Band RoFormer (vocals 10.98) becomes the default over InstVoc HQ (10.17).
+#[test]
+fn roformers_in_a_uvr_folder_are_found_by_hash_and_ranked_by_sdr() {
+    let mdx = temp_dir("uvr-roformer").join("models").join("MDX_Net_Models");
+    let configs = mdx.join("model_data").join("mdx_c_configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    let kim_yaml = uvr_roformer_yaml("config_vocals_mel_band_roformer_kim.yaml");
+    let bs_yaml = uvr_roformer_yaml("model_bs_roformer_ep_317_sdr_12.9755.yaml");
+    let kim = shapes_only_checkpoint(&kim_yaml, 1);
+    let bs = shapes_only_checkpoint(&bs_yaml, 2);
+    write(&mdx.join("MelBandRoformer.ckpt"), &kim);
+    write(&mdx.join("model_bs_roformer_ep_317_sdr_12.9755.ckpt"), &bs);
+    write(&mdx.join("my_roformer.ckpt"), &shapes_only_checkpoint(&kim_yaml, 3));
+    // UVR downloaded the config of Kim's model; ep_317's is missing there (the built-in is used).
+    write(&configs.join("config_vocals_mel_band_roformer_kim.yaml"), kim_yaml.as_bytes());
+    // InstVoc HQ's stand-in (a fixture under its name, its config by hash), MDX weights that
+    // UVR's data wrongly pairs with a RoFormer config, and a Mel-Band RoFormer paired with the
+    // BS-RoFormer's config.
+    let instvoc = std::fs::read(fixture_dir("tiny_instnorm_gelu").join("model.ckpt")).unwrap();
+    write(&mdx.join("MDX23C-8KFFT-InstVoc_HQ.ckpt"), &instvoc);
+    std::fs::copy(fixture_dir("tiny_instnorm_gelu").join("config.yaml"), configs.join("tiny.yaml")).unwrap();
+    let wrong = std::fs::read(fixture_dir("small_groupnorm_relu_4stem").join("model.ckpt")).unwrap();
+    write(&mdx.join("wrong.ckpt"), &wrong);
+    let other = shapes_only_checkpoint(&kim_yaml, 8);
+    write(&mdx.join("other_roformer.ckpt"), &other);
+    let data = serde_json::json!({
+        md5_hex(&kim): {"config_yaml": "config_vocals_mel_band_roformer_kim.yaml", "is_roformer": true},
+        md5_hex(&bs): {"config_yaml": "model_bs_roformer_ep_317_sdr_12.9755.yaml", "is_roformer": true},
+        md5_hex(&instvoc): {"config_yaml": "tiny.yaml"},
+        md5_hex(&wrong): {"config_yaml": "model_bs_roformer_ep_317_sdr_12.9755.yaml", "is_roformer": true},
+        md5_hex(&other): {"config_yaml": "model_bs_roformer_ep_317_sdr_12.9755.yaml", "is_roformer": true},
+    });
+    write(&mdx.join("model_data").join("model_data.json"), data.to_string().as_bytes());
+
+    let list = discover_in(&[(mdx.clone(), ModelSource::Uvr)], UvrTable::builtin());
+    let names: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["BS-Roformer-Viperx-1297", "MB-Roformer-Kim", "MDX23C-InstVoc HQ", "my_roformer", "other_roformer", "wrong"]);
+    let by = |n: &str| list.iter().find(|e| e.name == n).unwrap();
+    let uvr = |bytes: &[u8], yaml: &str| Ok(ConfigOrigin::UvrHash { hash: md5_hex(bytes), yaml: yaml.into() });
+    assert_eq!(by("MB-Roformer-Kim").config, uvr(&kim, "config_vocals_mel_band_roformer_kim.yaml"));
+    // The stems the network outputs (the target; its complement, the rest of the mix, is
+    // delivered besides: see `vocals_first`).
+    assert_eq!(by("MB-Roformer-Kim").stems, ["Vocals"]);
+    assert_eq!(by("BS-Roformer-Viperx-1297").config, uvr(&bs, "model_bs_roformer_ep_317_sdr_12.9755.yaml"));
+    assert_eq!(by("BS-Roformer-Viperx-1297").stems, ["Vocals"]);
+    assert!(by("MDX23C-InstVoc HQ").is_ready(), "{:?}", by("MDX23C-InstVoc HQ").config);
+    let lost = by("my_roformer").config.as_ref().unwrap_err();
+    assert!(lost.contains("no config") && lost.contains("RoFormer config") && lost.contains("--config"), "{lost}");
+    let wrong = by("wrong").config.as_ref().unwrap_err();
+    assert!(wrong.contains("does not match the weights") && wrong.contains("MDX23C") && wrong.contains("BS-RoFormer"), "{wrong}");
+    let other = by("other_roformer").config.as_ref().unwrap_err();
+    assert!(other.contains("does not match the weights") && other.contains("BS-RoFormer tensors missing"), "{other}");
+    let table = mdx_stems::catalog::print_models_table(&list);
+    assert!(table.contains("6 model files, 3 ready"), "{table}");
+    for l in table.lines() {
+        assert!(l.chars().count() <= 100, "{} columns: {l}\n{table}", l.chars().count());
+    }
+
+    assert_eq!(vocals_first(&list), Some(("MB-Roformer-Kim".into(), Some(10.98))));
+    std::fs::remove_file(mdx.join("MelBandRoformer.ckpt")).unwrap();
+    let list = discover_in(&[(mdx.clone(), ModelSource::Uvr)], UvrTable::builtin());
+    assert_eq!(vocals_first(&list), Some(("BS-Roformer-Viperx-1297".into(), Some(10.87))));
+    std::fs::remove_file(mdx.join("model_bs_roformer_ep_317_sdr_12.9755.ckpt")).unwrap();
+    let list = discover_in(&[(mdx, ModelSource::Uvr)], UvrTable::builtin());
+    assert_eq!(vocals_first(&list), Some(("MDX23C-InstVoc HQ".into(), Some(10.17))));
+}
+
+/// python-audio-separator keeps each RoFormer beside the `.yaml` its model list names (for the
+/// public ones `<checkpoint stem>.yaml`, e.g. `vocals_mel_band_roformer.yaml`), and UVR's table
+/// as `mdx_model_data.json` in the same folder. A config the RoFormer parser refuses (a value
+/// it does not compute) leaves the model listed, not ready, with the parser's one line.
+#[test]
+fn roformers_in_a_python_audio_separator_folder_are_found_beside_their_yaml() {
+    let dir = temp_dir("audio-separator-models");
+    // MSST's config for Kimberley Jensen's model names its stems vocals and other.
+    let kj = "audio:\n  chunk_size: 352800\n  sample_rate: 44100\nmodel:\n  dim: 384\n  depth: 6\n  num_bands: 60\n  \
+              stereo: true\n  num_stems: 1\n  stft_hop_length: 441\ntraining:\n  instruments:\n  - vocals\n  - other\n  target_instrument: vocals\n";
+    let kim = dir.join("vocals_mel_band_roformer.ckpt");
+    write(&kim, &shapes_only_checkpoint(kj, 4));
+    write(&dir.join("vocals_mel_band_roformer.yaml"), kj.as_bytes());
+    let bs_yaml = uvr_roformer_yaml("model_bs_roformer_ep_317_sdr_12.9755.yaml");
+    let bs = dir.join("model_bs_roformer_ep_317_sdr_12.9755.ckpt");
+    write(&bs, &shapes_only_checkpoint(&bs_yaml, 5));
+    write(&bs.with_extension("yaml"), bs_yaml.as_bytes());
+    let kara = shapes_only_checkpoint(&uvr_roformer_yaml("config_mel_band_roformer_karaoke.yaml"), 6);
+    write(&dir.join("mel_band_roformer_karaoke_aufr33_viperx_sdr_10.1956.ckpt"), &kara);
+    let data = serde_json::json!({ md5_hex(&kara): {"config_yaml": "config_mel_band_roformer_karaoke.yaml", "is_roformer": true} });
+    write(&dir.join("mdx_model_data.json"), data.to_string().as_bytes());
+    write(&dir.join("normalized_roformer.ckpt"), &shapes_only_checkpoint(kj, 7));
+    write(&dir.join("normalized_roformer.yaml"), kj.replace("  stereo: true\n", "  stereo: true\n  stft_normalized: true\n").as_bytes());
+
+    let list = discover_in(&[(dir.clone(), ModelSource::AudioSeparator)], UvrTable::builtin());
+    let names: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["BS-Roformer-Viperx-1297", "MB-Ro-Kara-Aufr33-Viperx", "normalized_roformer", "vocals_mel_band_roformer"]);
+    let by = |n: &str| list.iter().find(|e| e.name == n).unwrap();
+    assert_eq!(by("vocals_mel_band_roformer").config, Ok(ConfigOrigin::BesideModel(dir.join("vocals_mel_band_roformer.yaml"))));
+    assert_eq!(by("vocals_mel_band_roformer").stems, ["vocals"]);
+    assert_eq!(by("BS-Roformer-Viperx-1297").config, Ok(ConfigOrigin::BesideModel(bs.with_extension("yaml"))));
+    assert_eq!(
+        by("MB-Ro-Kara-Aufr33-Viperx").config,
+        Ok(ConfigOrigin::UvrHash { hash: md5_hex(&kara), yaml: "config_mel_band_roformer_karaoke.yaml".into() })
+    );
+    let refused = by("normalized_roformer").config.as_ref().unwrap_err();
+    assert!(refused.contains("model values not supported: stft_normalized: true") && !refused.contains('\n'), "{refused}");
+    assert!(list.iter().all(|e| e.source == ModelSource::AudioSeparator));
+    assert_eq!(vocals_first(&list), Some(("vocals_mel_band_roformer".into(), Some(10.98))));
+}

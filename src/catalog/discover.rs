@@ -27,6 +27,11 @@
 //!      extracts to `ultimatevocalremovergui-master`) or clone it (`ultimatevocalremovergui`),
 //!      anywhere, and run `python UVR.py` there. Those two folder names are tried in `$HOME`.
 //!
+//!    UVR 5.6 keeps its RoFormer checkpoints (BS-RoFormer, Mel-Band RoFormer) in the same
+//!    folder and their configs in `mdx_c_configs` too, found by hash through `model_data.json`
+//!    (UVR's `model_data_new.json`, entries with `is_roformer`; UVR.py's `MDX_MODELS_DIR` and
+//!    `MDX_C_CONFIG_PATH` on the `v5.6.0_roformer_add+directml` branch).
+//!
 //!    On every platform `MDX_STEMS_UVR_DIR` may name a UVR folder (the one holding `models`,
 //!    or `models/MDX_Net_Models` itself) anywhere else.
 //! 3. **python-audio-separator**: `model_file_dir`, default `/tmp/audio-separator-models/`
@@ -34,7 +39,10 @@
 //!    in `audio_separator/utils/cli.py`, nomadkaraoke/python-audio-separator @0a644db), which
 //!    its `AUDIO_SEPARATOR_MODEL_DIR` environment variable overrides. It keeps the MDX-C
 //!    `.yaml` configs (by UVR's config name) and UVR's hash table (`mdx_model_data.json`) in
-//!    the same folder.
+//!    the same folder. Its RoFormers sit there too, each with the `.yaml` its model list names
+//!    (`audio_separator/models.json`): for the public ones that is `<checkpoint stem>.yaml`
+//!    (`model_bs_roformer_ep_317_sdr_12.9755.yaml`, `vocals_mel_band_roformer.yaml`), found as
+//!    the config beside the model.
 //!
 //! Folders that do not exist are skipped silently. In UVR's and audio-separator's folders only
 //! `.ckpt` and `.safetensors` files are listed (their `.onnx` and `.pth` files are other
@@ -192,8 +200,9 @@ pub fn discover_in(dirs: &[(PathBuf, ModelSource)], table: &UvrTable) -> Vec<Mod
 }
 
 /// Describe one model file: its display name, stems, and whether a config was found (and
-/// matches the weights) or why it cannot be used. Reads the checkpoint's tensor shapes and, when
-/// there is no `.yaml` beside it, its UVR hash; never loads the weights.
+/// matches the weights) or why it cannot be used, whatever its network family. Reads the
+/// checkpoint's tensor shapes and, when there is no `.yaml` beside it, its UVR hash; never loads
+/// the weights.
 pub fn inspect(path: &Path, source: ModelSource, table: &UvrTable) -> ModelEntry {
     let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let stem = path.file_stem().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| file_name.clone());

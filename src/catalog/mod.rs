@@ -8,7 +8,8 @@
 //! python-audio-separator's data files in the model's folder). Without any of them the
 //! checkpoint's shapes tell part of the config and the error names exactly what is missing.
 //!
-//! - [`uvr`]: UVR's hash rule and hash -> config table (compiled in from `assets/uvr-mdxc/`).
+//! - [`uvr`]: UVR's hash rule and hash -> config table (compiled in from `assets/uvr-mdxc/` and
+//!   `assets/uvr-roformer/`).
 //! - [`discover`]: the folders searched (sources documented there) and the listing.
 
 pub mod discover;
@@ -272,14 +273,14 @@ pub fn no_config_detail(model: &Path) -> String {
         expected.file_name().map_or_else(|| expected.display().to_string(), |n| n.to_string_lossy().into_owned())
     );
     if let Ok(h) = uvr_hash(model) {
-        s.push_str(&format!(" and its UVR hash {h} is not a known MDX-C model"));
+        s.push_str(&format!(" and its UVR hash {h} is not in UVR's table"));
     }
     match crate::nets::read_shapes(model).and_then(|sh| crate::nets::infer(&sh)) {
         Ok(shape) => {
             s.push_str(&format!("\n  the weights determine: {}", shape.summary()));
             s.push_str(&format!("\n  missing (the weights do not hold them): {}", shape.missing().join("; ")));
         }
-        Err(e) => s.push_str(&format!("\n  and the file cannot be used as an MDX23C model: {e}")),
+        Err(e) => s.push_str(&format!("\n  and no network family reads these weights: {e}")),
     }
     s.push_str(&format!(
         "\n  pass --config <file.yaml> with these values, or put {} next to the model",

@@ -1,11 +1,13 @@
-//! Ultimate Vocal Remover's way of recognising MDX-C checkpoints: a hash of the file, a
-//! hash -> config table, and the configs themselves.
+//! Ultimate Vocal Remover's way of recognising MDX-C and RoFormer checkpoints: a hash of the
+//! file, a hash -> config table, and the configs themselves.
 //!
-//! The data (from UVR's repository, MIT licence; see `assets/uvr-mdxc/README.md`) is compiled
-//! into the binary. UVR's own copies in an installed UVR folder (`model_data/model_data.json`,
-//! `model_data/<hash>.json`, `model_data/mdx_c_configs/*.yaml`) and python-audio-separator's
-//! (`mdx_model_data.json` and the `.yaml` files in its model folder) are read as well, for
-//! hashes the built-in table does not know (models a user set up in UVR, newer UVR releases).
+//! The data (from UVR's repositories, MIT licence; see `assets/uvr-mdxc/README.md` for MDX-C
+//! and `assets/uvr-roformer/README.md` for RoFormers) is compiled into the binary: one table,
+//! whatever the network, as UVR keeps it. UVR's own copies in an installed UVR folder
+//! (`model_data/model_data.json`, `model_data/<hash>.json`, `model_data/mdx_c_configs/*.yaml`)
+//! and python-audio-separator's (`mdx_model_data.json` and the `.yaml` files in its model
+//! folder) are read as well, for hashes the built-in table does not know (models a user set up
+//! in UVR, newer UVR releases).
 
 use crate::nets::{ConfigError, NetSpec};
 use md5::{Digest, Md5};
@@ -60,9 +62,12 @@ fn to_hex(bytes: &[u8]) -> String {
 
 const HASH_TO_CONFIG: &str = include_str!("../../assets/uvr-mdxc/hash_to_config.json");
 const NAME_MAPPER: &str = include_str!("../../assets/uvr-mdxc/model_name_mapper.json");
+/// UVR's RoFormer entries (BS-RoFormer, Mel-Band RoFormer), same formats.
+const ROFORMER_HASH_TO_CONFIG: &str = include_str!("../../assets/uvr-roformer/hash_to_config.json");
+const ROFORMER_NAME_MAPPER: &str = include_str!("../../assets/uvr-roformer/model_name_mapper.json");
 
 /// Every MDX-C config UVR ships, by file name.
-const YAMLS: [(&str, &str); 12] = [
+const YAMLS: &[(&str, &str)] = &[
     ("model1.yaml", include_str!("../../assets/uvr-mdxc/model1.yaml")),
     ("model2.yaml", include_str!("../../assets/uvr-mdxc/model2.yaml")),
     ("model3.yaml", include_str!("../../assets/uvr-mdxc/model3.yaml")),
@@ -77,6 +82,20 @@ const YAMLS: [(&str, &str); 12] = [
     ("sndfx.yaml", include_str!("../../assets/uvr-mdxc/sndfx.yaml")),
 ];
 
+/// The RoFormer configs of UVR's RoFormer entries, by file name.
+const ROFORMER_YAMLS: &[(&str, &str)] = &[
+    ("model_bs_roformer_ep_317_sdr_12.9755.yaml", include_str!("../../assets/uvr-roformer/model_bs_roformer_ep_317_sdr_12.9755.yaml")),
+    ("model_bs_roformer_ep_368_sdr_12.9628.yaml", include_str!("../../assets/uvr-roformer/model_bs_roformer_ep_368_sdr_12.9628.yaml")),
+    ("model_bs_roformer_ep_937_sdr_10.5309.yaml", include_str!("../../assets/uvr-roformer/model_bs_roformer_ep_937_sdr_10.5309.yaml")),
+    ("model_mel_band_roformer_ep_3005_sdr_11.4360.yaml", include_str!("../../assets/uvr-roformer/model_mel_band_roformer_ep_3005_sdr_11.4360.yaml")),
+    ("config_vocals_mel_band_roformer_kim.yaml", include_str!("../../assets/uvr-roformer/config_vocals_mel_band_roformer_kim.yaml")),
+    ("config_melbandroformer_inst.yaml", include_str!("../../assets/uvr-roformer/config_melbandroformer_inst.yaml")),
+    ("config_melbandroformer_inst_v2.yaml", include_str!("../../assets/uvr-roformer/config_melbandroformer_inst_v2.yaml")),
+    ("config_melbandroformer_instvoc_duality.yaml", include_str!("../../assets/uvr-roformer/config_melbandroformer_instvoc_duality.yaml")),
+    ("config_mel_band_roformer_karaoke.yaml", include_str!("../../assets/uvr-roformer/config_mel_band_roformer_karaoke.yaml")),
+    ("deverb_bs_roformer_8_256dim_8depth.yaml", include_str!("../../assets/uvr-roformer/deverb_bs_roformer_8_256dim_8depth.yaml")),
+];
+
 /// UVR's hash -> config table, its configs, and its file name -> display name map.
 #[derive(Debug, Clone, Default)]
 pub struct UvrTable {
@@ -88,7 +107,8 @@ pub struct UvrTable {
     names: BTreeMap<String, String>,
 }
 
-/// `{"<hash>": {"config_yaml": "<file>.yaml", ...}, ...}` -> hash -> yaml name (MDX-C entries only).
+/// `{"<hash>": {"config_yaml": "<file>.yaml", ...}, ...}` -> hash -> yaml name (the entries
+/// with a config: MDX-C and RoFormer; MDX-Net entries have none).
 fn parse_hash_table(text: &str) -> Result<BTreeMap<String, String>, String> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let obj = v.as_object().ok_or("not a JSON object")?;
@@ -99,14 +119,19 @@ fn parse_hash_table(text: &str) -> Result<BTreeMap<String, String>, String> {
 }
 
 impl UvrTable {
-    /// The table compiled into the binary (UVR's MDX-C data, `assets/uvr-mdxc/`).
+    /// The table compiled into the binary (UVR's MDX-C data, `assets/uvr-mdxc/`, and its RoFormer
+    /// data, `assets/uvr-roformer/`).
     pub fn builtin() -> &'static UvrTable {
         static TABLE: OnceLock<UvrTable> = OnceLock::new();
         TABLE.get_or_init(|| {
-            let hashes = parse_hash_table(HASH_TO_CONFIG).expect("embedded hash_to_config.json is valid");
-            let names: BTreeMap<String, String> =
+            let mut hashes = parse_hash_table(HASH_TO_CONFIG).expect("embedded hash_to_config.json is valid");
+            hashes.extend(parse_hash_table(ROFORMER_HASH_TO_CONFIG).expect("embedded roformer hash_to_config.json is valid"));
+            let mut names: BTreeMap<String, String> =
                 serde_json::from_str(NAME_MAPPER).expect("embedded model_name_mapper.json is valid");
-            let yamls = YAMLS.iter().map(|(n, t)| (n.to_string(), Cow::Borrowed(*t))).collect();
+            let roformer_names: BTreeMap<String, String> =
+                serde_json::from_str(ROFORMER_NAME_MAPPER).expect("embedded roformer model_name_mapper.json is valid");
+            names.extend(roformer_names);
+            let yamls = YAMLS.iter().chain(ROFORMER_YAMLS).map(|(n, t)| (n.to_string(), Cow::Borrowed(*t))).collect();
             UvrTable { hashes, yamls, names }
         })
     }
@@ -194,7 +219,7 @@ pub(crate) struct LocalMatch {
 /// Look a hash up in the data files of the folder a model lives in:
 /// - UVR (`<MDX_Net_Models>/model_data/`): `<hash>.json` (what UVR writes when a user picks a
 ///   config for an unknown model), then `model_data.json` (UVR's table); the config is
-///   `model_data/mdx_c_configs/<config_yaml>`.
+///   `model_data/mdx_c_configs/<config_yaml>` (RoFormer configs too: UVR keeps them there).
 /// - python-audio-separator (`<model_file_dir>/`): `mdx_model_data.json` (UVR's table as it
 ///   downloads it); the config is `<model_file_dir>/<config_yaml>`.
 ///
@@ -238,21 +263,66 @@ mod tests {
     fn builtin_table_parses_and_every_config_is_valid() {
         let t = UvrTable::builtin();
         let n = t.entries().count();
-        assert_eq!(n, 20, "hash_to_config.json has 20 MDX-C entries");
+        assert_eq!(n, 32, "20 MDX-C entries (assets/uvr-mdxc) and 12 RoFormer entries (assets/uvr-roformer)");
+        let mut roformers = 0;
         for (hash, yaml) in t.entries() {
             assert_eq!(hash.len(), 32, "{hash}");
             assert!(hash.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{hash}");
             let text = t.yaml_text(yaml).unwrap_or_else(|| panic!("{hash} -> {yaml} is not embedded"));
             let cfg = crate::nets::from_yaml_str(text).unwrap_or_else(|e| panic!("{yaml}: {e}"));
             assert!(!cfg.info().stems.is_empty());
+            if cfg.family().contains("RoFormer") {
+                roformers += 1;
+            }
             let (name, cfg2) = t.lookup(hash).unwrap();
             assert_eq!(name, yaml);
             assert_eq!(format!("{cfg:?}"), format!("{cfg2:?}"));
         }
+        assert_eq!(roformers, 12);
         for (name, text) in t.yamls() {
             crate::nets::from_yaml_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
-        assert_eq!(t.yamls().count(), 12);
+        assert_eq!(t.yamls().count(), 22);
+    }
+
+    /// UVR's RoFormer configs, compiled in unchanged: each parses (the RoFormer family's strict
+    /// parser) as the variant its name says, and UVR's hashes of the public RoFormers point at
+    /// them with their stems.
+    #[test]
+    fn roformer_configs_parse_as_their_variant() {
+        let t = UvrTable::builtin();
+        let mut seen = 0;
+        for (name, text) in t.yamls() {
+            let net = crate::nets::from_yaml_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let is_bs = name.contains("bs_roformer");
+            let is_mel = name.contains("mel_band_roformer") || name.contains("melbandroformer");
+            let want = if is_bs {
+                "BS-RoFormer"
+            } else if is_mel {
+                "Mel-Band RoFormer"
+            } else {
+                assert!(!net.family().contains("RoFormer"), "{name}");
+                continue;
+            };
+            seen += 1;
+            assert_eq!(net.family(), want, "{name}");
+            assert_eq!(net.info().sample_rate, 44100, "{name}");
+        }
+        assert_eq!(seen, 10, "assets/uvr-roformer has 10 configs");
+        for (hash, yaml, family) in [
+            ("53f707017bfcbb56f5e1bfac420d6732", "model_bs_roformer_ep_317_sdr_12.9755.yaml", "BS-RoFormer"),
+            ("d789065adfd747d6f585b27b495bcdae", "model_bs_roformer_ep_368_sdr_12.9628.yaml", "BS-RoFormer"),
+            ("63e41acc264bf681a73aa9f7e5f606cc", "model_mel_band_roformer_ep_3005_sdr_11.4360.yaml", "Mel-Band RoFormer"),
+            ("e4ca75912fcff3224a19058e55facfbf", "config_vocals_mel_band_roformer_kim.yaml", "Mel-Band RoFormer"),
+        ] {
+            assert_eq!(t.yaml_name(hash), Some(yaml));
+            let (name, net) = t.lookup(hash).unwrap_or_else(|| panic!("{yaml} resolves"));
+            assert_eq!(name, yaml);
+            assert_eq!(net.family(), family, "{yaml}");
+            assert_eq!(net.output_stems(), ["Vocals", "Instrumental"], "{yaml}");
+        }
+        assert_eq!(t.display_name("model_bs_roformer_ep_317_sdr_12.9755.ckpt").as_deref(), Some("BS-Roformer-Viperx-1297"));
+        assert_eq!(t.display_name("MelBandRoformer.ckpt").as_deref(), Some("MB-Roformer-Kim"));
     }
 
     #[test]

@@ -49,6 +49,12 @@ pub fn run(info: &InfoArgs) -> Result<()> {
         ckpt.parameter_count(),
         ckpt.parameter_count() as f64 * 4.0 / 1e6
     );
+    if let Some(k) = crate::catalog::quality::known(&model) {
+        println!("for          {}", k.about);
+        let sdr: Vec<String> = k.sdr.iter().map(|(stem, v)| format!("{stem} {v:.2}")).collect();
+        let sdr = if sdr.is_empty() { "none".to_string() } else { format!("{} dB", sdr.join(", ")) };
+        println!("published    SDR {sdr} ({})", k.source);
+    }
     println!("FLOPs/chunk  {} ({} multiply-adds)", si(2.0 * macs as f64, "FLOP"), si(macs as f64, ""));
     println!("default overlap {}", model_info.default_overlap());
     println!("plugin latency with a 512-frame host buffer (C + C/K + 512 at the model's rate), by overlap:");

@@ -26,13 +26,13 @@ pub enum Command {
     /// Describe a model: stems, chunk, size, FLOPs, plugin latency.
     Info(InfoArgs),
     /// List the built-in separators and the models found in the app's, UVR's and
-    /// python-audio-separator's folders; list or download public MDX23C models.
+    /// python-audio-separator's folders; list or download public MDX23C and RoFormer models.
     Models(ModelsArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct ModelsArgs {
-    /// List the public MDX23C models that `--download` fetches (size, stems, source, SDR).
+    /// List the public MDX23C and RoFormer models that `--download` fetches (size, stems, source, SDR).
     #[arg(long, conflicts_with = "download")]
     pub available: bool,
     /// Download a model of `--available`'s list by name (or a unique prefix or part of the name,

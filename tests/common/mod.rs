@@ -80,3 +80,21 @@ pub fn meta(name: &str) -> serde_json::Value {
     let p = fixture_dir(name).join("meta.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
+
+/// A checkpoint header with every tensor `yaml`'s network reads (names and shapes, from the
+/// config's own [`mdx_stems::nets::NetSpec::expected_tensors`]) and no weights: discovery
+/// reads names and shapes only, so this stands in for a full-size RoFormer (hundreds of MB) in
+/// listing tests. safetensors, told from a torch zip by content; `seed` makes each file's bytes
+/// (and UVR hash) its own.
+pub fn shapes_only_checkpoint(yaml: &str, seed: u8) -> Vec<u8> {
+    let net = mdx_stems::nets::from_yaml_str(yaml).unwrap();
+    let mut header = serde_json::Map::new();
+    for (name, shape) in net.expected_tensors() {
+        header.insert(name, serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}));
+    }
+    let h = serde_json::to_vec(&header).unwrap();
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend((0..24u8).map(|i| i.wrapping_mul(seed).wrapping_add(seed)));
+    out
+}

@@ -27,13 +27,84 @@ pub const NAME: &str = "RoFormer (BS-/Mel-Band)";
 pub const MIN_SEGMENT: usize = 101;
 
 /// Both RoFormer variants in the registry ([`crate::nets::FAMILIES`]). Their checkpoints say
-/// nothing about the STFT or the bands, so a RoFormer needs its config: nothing is inferred.
+/// nothing about the STFT or the bands, so a RoFormer needs its config: the tensors only tell
+/// that it is one, and how many stems it has ([`RoformerShapes`]).
 pub static FAMILY: Family = Family {
     name: NAME,
     claims: |keys| keys.iter().any(|k| k == "freqs_per_bands" || k == "num_bands"),
     from_yaml: |text| Ok(Arc::new(RoformerConfig::from_yaml_str(text)?)),
-    infer: |_| Err("a RoFormer checkpoint needs its config (its tensors do not give the STFT or the bands)".into()),
+    infer: |shapes| Ok(Box::new(RoformerShapes::of(shapes)?)),
 };
+
+/// What a checkpoint's tensors say of a RoFormer: that it is one (both variants name their
+/// modules `band_split`, `layers` and `mask_estimators`: MSST's `bs_roformer.py`,
+/// `mel_band_roformer.py`) and its stem count (one mask estimator a stem); with a config, every
+/// difference from that config's tensors.
+#[derive(Debug, Clone)]
+pub struct RoformerShapes {
+    shapes: crate::nets::Shapes,
+    num_stems: usize,
+}
+
+impl RoformerShapes {
+    /// The tensors as a RoFormer's, or why they are not one.
+    pub fn of(shapes: &crate::nets::Shapes) -> Result<Self, String> {
+        let has = |p: &str| shapes.keys().any(|k| k.starts_with(p));
+        if !(has("band_split.") && has("layers.") && has("mask_estimators.")) {
+            return Err("not a RoFormer (no band_split, layers and mask_estimators tensors)".into());
+        }
+        let estimators: std::collections::BTreeSet<&str> =
+            shapes.keys().filter_map(|k| k.strip_prefix("mask_estimators.")?.split('.').next()).collect();
+        Ok(RoformerShapes { shapes: shapes.clone(), num_stems: estimators.len() })
+    }
+}
+
+impl crate::nets::Inferred for RoformerShapes {
+    fn summary(&self) -> String {
+        format!("a {NAME} network with {} stem(s), {} tensors", self.num_stems, self.shapes.len())
+    }
+
+    fn missing(&self) -> Vec<String> {
+        vec!["the whole config (model: the variant, its bands, dim, depth, heads, STFT; audio.chunk_size; training.instruments): a RoFormer's tensors do not give them".into()]
+    }
+
+    fn missing_short(&self) -> Vec<&'static str> {
+        vec!["its RoFormer config"]
+    }
+
+    fn num_stems(&self) -> usize {
+        self.num_stems
+    }
+
+    /// The tensors the config's network reads against these: counts of the missing,
+    /// unexpected and mis-shaped ones, each with its first name.
+    fn differences(&self, net: &dyn NetSpec) -> Vec<String> {
+        let Some(cfg) = net.as_any().downcast_ref::<RoformerConfig>() else {
+            return vec![format!("the weights are a {NAME} network, the config is for {}", net.family())];
+        };
+        let expected = checkpoint::expected_tensors(cfg);
+        let found = &self.shapes;
+        let first = |v: &[String]| v.first().cloned().unwrap_or_default();
+        let dims = |s: &[usize]| format!("[{}]", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+        let missing: Vec<String> = expected.keys().filter(|k| !found.contains_key(*k)).cloned().collect();
+        let unexpected: Vec<String> = found.keys().filter(|k| !expected.contains_key(*k)).cloned().collect();
+        let misshaped: Vec<String> = expected
+            .iter()
+            .filter_map(|(k, s)| found.get(k).filter(|f| *f != s).map(|f| format!("{k}: config {}, checkpoint {}", dims(s), dims(f))))
+            .collect();
+        let mut d = vec![];
+        if !missing.is_empty() {
+            d.push(format!("{} {} tensors missing ({}, ...)", missing.len(), cfg.variant_name(), first(&missing)));
+        }
+        if !unexpected.is_empty() {
+            d.push(format!("{} unexpected tensors ({}, ...)", unexpected.len(), first(&unexpected)));
+        }
+        if !misshaped.is_empty() {
+            d.push(format!("{} mis-shaped ({}, ...)", misshaped.len(), first(&misshaped)));
+        }
+        d
+    }
+}
 
 impl RoformerConfig {
     fn variant_name(&self) -> &'static str {
