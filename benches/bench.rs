@@ -54,7 +54,8 @@ struct Args {
     /// Another config (any family's) to time instead of the full-size MDX23C one.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Also run the PyTorch baseline (`benches/torch/bench_torch.py`) in this invocation.
+    /// Also run the PyTorch baseline in this invocation (`benches/torch/bench_torch.py` for
+    /// MDX23C, `bench_msst.py` with MSST's model code for other families).
     #[arg(long)]
     torch: bool,
     /// With `--torch`: also time the baseline wrapped in `torch.compile`, as its own row.
