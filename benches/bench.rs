@@ -1,9 +1,11 @@
-//! Benchmark of the separation engine on the full-size MDX23C InstVoc HQ network (the config UVR
-//! ships as `model_2_stem_full_band_8k.yaml`) with seeded random weights.
+//! Benchmark of the separation engine on any family's network with seeded random weights
+//! ([`NetSpec::random`]): by default the full-size MDX23C InstVoc HQ network (the config UVR
+//! ships as `model_2_stem_full_band_8k.yaml`), else `--config`'s.
 //!
 //! ```text
 //! cargo run --release --bin bench -- [--device cpu|cuda|metal] [--precision f32|f16|bf16]
 //!     [--batch N] [--repeats N] [--warmup N] [--threads N] [--config YAML] [--torch]
+//!     [--compile] [--msst DIR]
 //! ```
 //!
 //! Prints one Markdown table row per run: device, precision, batch, milliseconds per chunk
@@ -11,13 +13,16 @@
 //! (seconds of audio separated per second of compute with UVR's scheme, which runs
 //! `overlap` chunks per chunk length of audio) and peak memory. With `--torch`, the PyTorch
 //! baseline in `benches/torch/` runs the same config, batch, threads and precision in the same
-//! invocation, and the ratio of the two medians is printed. This is a benchmark, not a test.
+//! invocation, and the ratio of the two medians is printed: `bench_torch.py` (this project's
+//! port of TFC-TDF v3) for MDX23C, `bench_msst.py` (MSST's own model code, from `--msst` or
+//! `$MDX_STEMS_MSST`) for RoFormers. This is a benchmark, not a test.
 
 use clap::Parser;
 use mdx_stems::device::{self, DeviceRequest, Precision};
 use mdx_stems::engine::{Separator, StageTimes};
 use mdx_stems::memory;
-use mdx_stems::nets::tfc_tdf::{Checkpoint, ModelConfig, SplitMix64, TfcTdf};
+use mdx_stems::nets::checkpoint::SplitMix64;
+use mdx_stems::nets::{self, NetSpec, Schedule};
 use mdx_stems::options::{EngineOptions, OpProfiler, OpTime};
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,7 +32,7 @@ use std::time::Instant;
 const FULL_CONFIG: &str = include_str!("../assets/uvr-mdxc/model_2_stem_full_band_8k.yaml");
 
 #[derive(Parser, Debug)]
-#[command(about = "Time the MDX23C engine on the full-size network (random weights)")]
+#[command(about = "Time the engine on a network with random weights (default: full-size MDX23C InstVoc HQ)")]
 struct Args {
     #[arg(long, value_enum, default_value_t = DeviceRequest::Cpu)]
     device: DeviceRequest,
@@ -46,12 +51,20 @@ struct Args {
     /// CPU threads for the engine (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Another config to time instead of the full-size one.
+    /// Another config (any family's) to time instead of the full-size MDX23C one.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Also run the PyTorch baseline (`benches/torch/bench_torch.py`) in this invocation.
+    /// Also run the PyTorch baseline in this invocation (`benches/torch/bench_torch.py` for
+    /// MDX23C, `bench_msst.py` with MSST's model code for other families).
     #[arg(long)]
     torch: bool,
+    /// With `--torch`: also time the baseline wrapped in `torch.compile`, as its own row.
+    #[arg(long)]
+    compile: bool,
+    /// With `--torch` on a RoFormer config: a checkout of ZFTurbo's
+    /// Music-Source-Separation-Training, whose model code is timed (default: `$MDX_STEMS_MSST`).
+    #[arg(long)]
+    msst: Option<PathBuf>,
     /// Python interpreter with torch installed (for `--torch`).
     #[arg(long, default_value = "python3")]
     python: String,
@@ -91,16 +104,20 @@ fn main() {
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     mdx_stems::cli::info::apply_threads(args.threads);
-    let cfg = match &args.config {
-        Some(p) => ModelConfig::from_yaml_file(p)?,
-        None => ModelConfig::from_yaml_str(FULL_CONFIG)?,
+    let net = match &args.config {
+        Some(p) => nets::from_yaml_file(p)?,
+        None => nets::from_yaml_str(FULL_CONFIG)?,
     };
-    let chunk = cfg.audio.chunk_size;
-    let chunk_secs = chunk as f64 / cfg.audio.sample_rate as f64;
-    let macs = cfg.macs_per_chunk(chunk);
+    let info = net.info();
+    let Schedule::Chunks { chunk, .. } = info.schedule else {
+        anyhow::bail!("{} is a streaming network: this benchmark times chunked ones", net.family())
+    };
+    let chunk_secs = chunk as f64 / info.sample_rate as f64;
+    let macs = net.macs_per_chunk(chunk);
     eprintln!(
-        "config: {} parameters, chunk {chunk} samples ({chunk_secs:.2} s), {:.2} TFLOP per chunk",
-        cfg.parameter_count(),
+        "config: {}, {} parameters, chunk {chunk} samples ({chunk_secs:.2} s), {:.2} TFLOP per chunk",
+        net.family(),
+        net.parameter_count(),
         2.0 * macs as f64 / 1e12
     );
 
@@ -111,8 +128,7 @@ fn run() -> anyhow::Result<()> {
     let profiler = args.ops.then(OpProfiler::default);
     options.op_profiler = profiler.clone();
     let t = Instant::now();
-    let ckpt = Checkpoint::random(&cfg, 0);
-    let mut sep = Separator::new(Box::new(TfcTdf::from_checkpoint(cfg.clone(), ckpt, None)?), &options)?;
+    let mut sep = Separator::new(net.random(0)?, &options)?;
     for w in sep.drain_events() {
         eprintln!("warning: {w}");
     }
@@ -168,7 +184,10 @@ fn run() -> anyhow::Result<()> {
     drop(sep);
 
     if args.torch {
-        rows.push(run_torch(&args, b)?);
+        rows.push(run_torch(&args, net.as_ref(), b, false)?);
+        if args.compile {
+            rows.push(run_torch(&args, net.as_ref(), b, true)?);
+        }
     }
 
     println!("| engine | device | precision | batch | ms per chunk (median) | best | x real time at overlap 2 / 4 / 8 | peak RSS | GPU memory (peak) |");
@@ -190,8 +209,11 @@ fn run() -> anyhow::Result<()> {
             r.gpu_mb.map_or("-".into(), |m| format!("{m:.0} MB")),
         );
     }
-    if rows.len() == 2 {
-        println!("\nmdx-stems / PyTorch time ratio (medians, same run): {:.2}", rows[0].ms_median / rows[1].ms_median);
+    if rows.len() >= 2 {
+        println!();
+        for r in &rows[1..] {
+            println!("mdx-stems / {} time ratio (medians, same run): {:.2}", r.engine, rows[0].ms_median / r.ms_median);
+        }
         // On a GPU the host thread mostly waits for the device: CPU time says nothing there.
         if let (true, Some(a), Some(b)) = (rows[0].device == "CPU", rows[0].cpu_ms_median, rows[1].cpu_ms_median) {
             println!(
@@ -205,12 +227,16 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The PyTorch baseline, same config/batch/threads/precision, in a child process.
-fn run_torch(args: &Args, batch: usize) -> anyhow::Result<Row> {
+/// The PyTorch baseline, same config/batch/threads/precision, in a child process; `compile`:
+/// wrapped in `torch.compile`. MDX23C runs this project's port (`bench_torch.py`), any other
+/// family MSST's own model code (`bench_msst.py`).
+fn run_torch(args: &Args, net: &dyn NetSpec, batch: usize, compile: bool) -> anyhow::Result<Row> {
+    let msst = !net.family().starts_with("MDX23C");
+    let name = if msst { "benches/torch/bench_msst.py" } else { "benches/torch/bench_torch.py" };
     // The source tree this was built from, else the working directory (a binary copied to
     // another machine runs from a checkout there).
-    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/torch/bench_torch.py");
-    let script = if built.exists() { built } else { PathBuf::from("benches/torch/bench_torch.py") };
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name);
+    let script = if built.exists() { built } else { PathBuf::from(name) };
     let device = match args.device {
         DeviceRequest::Cuda => "cuda",
         _ => "cpu",
@@ -222,12 +248,24 @@ fn run_torch(args: &Args, batch: usize) -> anyhow::Result<Row> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     };
     let mut cmd = Command::new(&args.python);
-    cmd.arg(&script)
-        .args(["--full", "--device", device, "--dtype", precision.name()])
+    cmd.arg(&script);
+    if !msst {
+        cmd.arg("--full");
+    }
+    cmd.args(["--device", device, "--dtype", precision.name()])
         .args(["--batch", &batch.to_string(), "--threads", &threads.to_string()])
         .args(["--repeats", &args.repeats.max(1).to_string(), "--warmup", &(args.warmup + 1).to_string()]);
     if let Some(c) = &args.config {
         cmd.arg("--config").arg(c);
+    }
+    if compile {
+        cmd.arg("--compile");
+    }
+    if msst {
+        let dir = args.msst.clone().or_else(|| std::env::var_os("MDX_STEMS_MSST").map(PathBuf::from)).ok_or_else(|| {
+            anyhow::anyhow!("--torch on a {} config times MSST's model code: pass --msst DIR (a checkout of Music-Source-Separation-Training) or set MDX_STEMS_MSST", net.family())
+        })?;
+        cmd.arg("--msst").arg(dir);
     }
     // PyTorch wheels bring their own CUDA libraries; a library path set up for our binary (an
     // older system cuDNN, say) must not replace them.
@@ -243,7 +281,12 @@ fn run_torch(args: &Args, batch: usize) -> anyhow::Result<Row> {
         .map_err(|e| anyhow::anyhow!("cannot read the baseline's JSON line ({e}): {text}"))?;
     let num = |k: &str| v[k].as_f64();
     Ok(Row {
-        engine: format!("PyTorch {}{}", v["torch"].as_str().unwrap_or("?"), if device == "cuda" { " eager" } else { "" }),
+        engine: format!(
+            "{}PyTorch {}{}",
+            if msst { "MSST " } else { "" },
+            v["torch"].as_str().unwrap_or("?"),
+            if compile { " torch.compile" } else if device == "cuda" { " eager" } else { "" }
+        ),
         device: if device == "cuda" { "CUDA:0".into() } else { "CPU".into() },
         precision: precision.name().into(),
         batch,

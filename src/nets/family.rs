@@ -127,6 +127,10 @@ pub trait NetSpec: Send + Sync + fmt::Debug {
     /// Read the weights at `path`, check them, and return what the engine builds the model from,
     /// with chunks of `segment` (`None`: the config's own chunk).
     fn open(&self, path: &Path, segment: Option<usize>) -> Result<Box<dyn ModelBuilder>, ModelError>;
+    /// What the engine builds the network from, with seeded random weights of
+    /// [`NetSpec::expected_tensors`]' shapes at the config's own chunk (benchmarks and tests):
+    /// the same `seed` gives the same weights.
+    fn random(&self, seed: u64) -> Result<Box<dyn ModelBuilder>, ModelError>;
     /// The family's own type, for its [`Inferred::differences`].
     fn as_any(&self) -> &dyn Any;
 
@@ -240,6 +244,34 @@ mod tests {
         let neither = "model:\n  dim: 384\n  depth: 6\ntraining:\n  instruments: [vocals, other]\n";
         let e = from_yaml_str(neither).unwrap_err().to_string();
         assert!(e.contains("audio.n_fft"), "{e}");
+    }
+
+    /// Every family's [`NetSpec::random`] gives a network the engine runs at the config's chunk
+    /// and stems, with weights the seed fixes: the same seed twice separates a chunk the same,
+    /// another seed differently.
+    #[test]
+    fn random_weights_build_every_family_and_follow_the_seed() {
+        let configs = [
+            include_str!("../../tests/fixtures/mdx23c/tiny_instnorm_gelu/config.yaml"),
+            include_str!("../../tests/fixtures/roformer/bs_tiny_target/config.yaml"),
+            include_str!("../../tests/fixtures/roformer/mel_tiny_4stem/config.yaml"),
+        ];
+        for text in configs {
+            let net = from_yaml_str(text).unwrap();
+            let separate = |seed| {
+                let mut sep = crate::engine::Separator::new(net.random(seed).unwrap(), &Default::default()).unwrap();
+                assert_eq!(sep.info(), &net.info(), "{}", net.family());
+                let chunk = net.info().unit_len();
+                let input: Vec<f32> = (0..2 * chunk).map(|i| (i as f32 * 0.37).sin() * 0.5).collect();
+                let mut out = vec![0f32; sep.num_stems() * 2 * chunk];
+                sep.process_chunks(&input, 1, &mut out).unwrap();
+                assert!(out.iter().all(|v| v.is_finite()), "{}", net.family());
+                out
+            };
+            let (a, b, c) = (separate(3), separate(3), separate(4));
+            assert_eq!(a, b, "{}: the same seed gave other weights", net.family());
+            assert_ne!(a, c, "{}: another seed gave the same weights", net.family());
+        }
     }
 
     /// Nothing outside `nets/` and `backend/` names a family's module (`tfc_tdf`,

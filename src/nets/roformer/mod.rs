@@ -243,6 +243,10 @@ impl NetSpec for RoformerConfig {
         Ok(Box::new(Roformer::open(cfg, path)?))
     }
 
+    fn random(&self, seed: u64) -> Result<Box<dyn ModelBuilder>, ModelError> {
+        Ok(Box::new(Roformer::random(self.clone(), seed)))
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

@@ -139,6 +139,10 @@ impl NetSpec for ModelConfig {
         Ok(Box::new(TfcTdf::open(self.clone(), path, segment)?))
     }
 
+    fn random(&self, seed: u64) -> Result<Box<dyn ModelBuilder>, ModelError> {
+        Ok(Box::new(TfcTdf::from_checkpoint(self.clone(), Checkpoint::random(self, seed), None)?))
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
