@@ -111,25 +111,10 @@ pub fn expected_tensors(cfg: &RoformerConfig) -> BTreeMap<String, Vec<usize>> {
     out
 }
 
-/// Compare a checkpoint with what `cfg` needs; one error lists every difference.
+/// Compare a checkpoint with what `cfg` needs ([`crate::nets::checkpoint::compare`]); one error
+/// lists every difference.
 pub fn check_tensors(ckpt: &Checkpoint, cfg: &RoformerConfig) -> Result<(), WeightsError> {
-    let expected = expected_tensors(cfg);
-    let found = ckpt.shapes();
-    let mut missing = vec![];
-    let mut misshaped = vec![];
-    for (name, shape) in &expected {
-        match found.get(name) {
-            None => missing.push((name.clone(), shape.clone())),
-            Some(f) if f != shape => misshaped.push((name.clone(), shape.clone(), f.clone())),
-            Some(_) => {}
-        }
-    }
-    let unexpected: Vec<_> =
-        found.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-    if missing.is_empty() && unexpected.is_empty() && misshaped.is_empty() {
-        return Ok(());
-    }
-    Err(WeightsError::Mismatch { path: ckpt.path.clone(), hint: mismatch_hint(&found, cfg), missing, unexpected, misshaped })
+    crate::nets::checkpoint::compare(ckpt, &expected_tensors(cfg), |found| mismatch_hint(found, cfg))
 }
 
 /// A one-line guess at the config value that is wrong.
